@@ -1,0 +1,39 @@
+# The README's quick start: `make run` starts the service, `make test` runs every test.
+# Both install what is missing first (scripts/setup.sh, once per change of it).
+BUILD_DIR ?= build
+BUILD_TYPE ?= Release
+JOBS ?= $(shell nproc)
+CMAKE_FLAGS ?=
+SETUP_STAMP := var/.setup-stamp
+
+.PHONY: all setup configure build run experiment test bench clean
+
+all: build
+
+$(SETUP_STAMP): scripts/setup.sh scripts/mnist_json_to_idx.js
+	bash scripts/setup.sh
+	@mkdir -p $(dir $@) && touch $@
+
+setup: $(SETUP_STAMP)
+
+configure: $(SETUP_STAMP)
+	cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) $(CMAKE_FLAGS)
+
+build: configure
+	cmake --build $(BUILD_DIR) -j $(JOBS)
+
+run: build
+	$(BUILD_DIR)/core/bnserve-experiment
+
+experiment: build
+	$(BUILD_DIR)/core/bnserve-experiment
+
+test: build
+	ctest --test-dir $(BUILD_DIR) --output-on-failure -j $(JOBS)
+
+bench: configure
+	cmake --build $(BUILD_DIR) -j $(JOBS) --target bnserve_bench
+	$(BUILD_DIR)/bench/bnserve_bench
+
+clean:
+	rm -rf $(BUILD_DIR)

@@ -1,0 +1,58 @@
+// Trainer: mini-batch SGD-style training of a Network<float>, grouped into
+// epochs, with per-epoch metrics, a progress callback and cancellation.
+//
+// Batches: each epoch draws a fresh random permutation of the training set
+// (from the seeded generator) and walks it in consecutive batches of
+// batch_size; an epoch is max(1, train_size / batch_size) iterations, as in
+// the book (which samples each batch independently at random instead; the
+// permutation sees every sample once per epoch). The same network seed,
+// options and data give bit-identical parameters.
+//
+// Not thread-safe; `cancelled` and `on_epoch` are called on the training thread.
+#ifndef BNSERVE_CORE_TRAINER_H_
+#define BNSERVE_CORE_TRAINER_H_
+
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "core/dataset.h"
+#include "core/network.h"
+#include "core/optimizer.h"
+
+namespace bnserve {
+
+struct TrainerOptions {
+  int epochs = 20;
+  int batch_size = 100;
+  uint64_t seed = 0;  // batch order and dropout masks
+  OptimizerConfig optimizer;
+};
+
+struct EpochMetrics {
+  int epoch = 0;               // 1-based
+  double train_loss = 0;       // mean of the epoch's iteration losses
+  double train_accuracy = 0;   // on the whole training set, BN in inference mode
+  double test_accuracy = 0;    // on the validation set, BN in inference mode (0 if none)
+  double seconds = 0;          // wall time of the epoch, evaluation included
+};
+
+// InvalidArgument for epochs < 1, batch_size < 1, batch_size == 1 with BN,
+// feature count mismatch, or an invalid optimizer config.
+absl::Status ValidateTrainerOptions(const TrainerOptions& options,
+                                    const NetworkConfig& network);
+
+// Trains `network` in place. Returns every epoch's metrics, or Cancelled if
+// `cancelled` (may be empty) returned true (checked before every iteration),
+// or InvalidArgument for bad options or data. `validation` may be empty.
+absl::StatusOr<std::vector<EpochMetrics>> Train(
+    Network<float>* network, const Dataset& train, const Dataset& validation,
+    const TrainerOptions& options,
+    const std::function<void(const EpochMetrics&)>& on_epoch,
+    const std::function<bool()>& cancelled);
+
+}  // namespace bnserve
+
+#endif  // BNSERVE_CORE_TRAINER_H_

