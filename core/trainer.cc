@@ -1,0 +1,180 @@
+#include "core/trainer.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <memory>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "core/logging.h"
+#include "core/status_macros.h"
+
+namespace bnserve {
+namespace {
+
+// Accuracy is evaluated in slices of this many rows, so that evaluating a
+// large training set does not hold every layer's activations at once.
+constexpr int kEvaluationRows = 8192;
+
+// A uniform draw from [0, bound) that depends only on the generator's output
+// (std::uniform_int_distribution and std::shuffle differ between standard
+// libraries; this keeps a seed's batch order the same everywhere).
+uint64_t UniformBelow(uint64_t bound, std::mt19937_64* rng) {
+  const uint64_t limit = UINT64_MAX - UINT64_MAX % bound;  // multiple of bound
+  uint64_t draw;
+  do {
+    draw = (*rng)();
+  } while (draw >= limit);
+  return draw % bound;
+}
+
+// Fisher-Yates shuffle of `order` in place.
+void Shuffle(std::vector<int>* order, std::mt19937_64* rng) {
+  for (size_t i = order->size(); i > 1; --i) {
+    const size_t j = static_cast<size_t>(UniformBelow(i, rng));
+    std::swap((*order)[i - 1], (*order)[j]);
+  }
+}
+
+// InvalidArgument unless `data` fits `network`: features, label count, labels.
+absl::Status CheckData(const Dataset& data, const NetworkConfig& network, const char* role) {
+  const std::string name = data.name.empty() ? role : absl::StrCat(role, " ", data.name);
+  if (data.feature_size() != network.input_size) {
+    return absl::InvalidArgumentError(absl::StrCat(name, " has ", data.feature_size(),
+                                                   " features, the network expects ",
+                                                   network.input_size));
+  }
+  if (data.labels.size() != data.size()) {
+    return absl::InvalidArgumentError(absl::StrCat(name, " has ", data.size(), " rows but ",
+                                                   data.labels.size(), " labels"));
+  }
+  for (Eigen::Index i = 0; i < data.labels.size(); ++i) {
+    if (data.labels(i) < 0 || data.labels(i) >= network.output_size) {
+      return absl::InvalidArgumentError(absl::StrCat(name, ": label ", data.labels(i),
+                                                     " of row ", i, " is outside [0, ",
+                                                     network.output_size, ")"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Accuracy over all of `data`, BatchNorm in inference mode, in slices.
+absl::StatusOr<double> EvaluateAccuracy(const Network<float>& network, const Dataset& data) {
+  const int n = data.size();
+  if (n <= kEvaluationRows) return network.Accuracy(data.features, data.labels, BnMode::kInference);
+  double correct = 0;
+  for (int start = 0; start < n; start += kEvaluationRows) {
+    const int rows = std::min(kEvaluationRows, n - start);
+    const Labels labels = data.labels.segment(start, rows);
+    ASSIGN_OR_RETURN(double accuracy,
+                     network.Accuracy(data.features.middleRows(start, rows), labels,
+                                      BnMode::kInference));
+    correct += accuracy * rows;
+  }
+  return correct / n;
+}
+
+bool NeedsBatchOfTwo(const NetworkConfig& network) {
+  return network.use_batchnorm && !network.hidden_sizes.empty();
+}
+
+}  // namespace
+
+absl::Status ValidateTrainerOptions(const TrainerOptions& options,
+                                    const NetworkConfig& network) {
+  if (options.epochs < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("epochs must be at least 1, got ", options.epochs));
+  }
+  if (options.batch_size < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("batch_size must be at least 1, got ", options.batch_size));
+  }
+  if (options.batch_size == 1 && NeedsBatchOfTwo(network)) {
+    return absl::InvalidArgumentError(
+        "batch_size must be at least 2 with BatchNorm (batch statistics of one sample)");
+  }
+  if (network.input_size < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("network input_size must be positive, got ", network.input_size));
+  }
+  return ValidateOptimizerConfig(options.optimizer);
+}
+
+absl::StatusOr<std::vector<EpochMetrics>> Train(
+    Network<float>* network, const Dataset& train, const Dataset& validation,
+    const TrainerOptions& options,
+    const std::function<void(const EpochMetrics&)>& on_epoch,
+    const std::function<bool()>& cancelled) {
+  if (network == nullptr) return absl::InvalidArgumentError("no network to train");
+  const NetworkConfig& config = network->config();
+  RETURN_IF_ERROR(ValidateTrainerOptions(options, config));
+  if (train.size() == 0) {
+    return absl::InvalidArgumentError(absl::StrCat("training set ", train.name, " is empty"));
+  }
+  RETURN_IF_ERROR(CheckData(train, config, "training set"));
+  if (validation.size() > 0) RETURN_IF_ERROR(CheckData(validation, config, "validation set"));
+  // A permutation cannot fill a batch larger than the training set: use it all.
+  const int batch_size = std::min(options.batch_size, train.size());
+  if (batch_size < 2 && NeedsBatchOfTwo(config)) {
+    return absl::InvalidArgumentError(
+        "training with BatchNorm needs at least 2 training samples");
+  }
+  ASSIGN_OR_RETURN(std::unique_ptr<Optimizer> optimizer, CreateOptimizer(options.optimizer));
+
+  const int iterations_per_epoch = std::max(1, train.size() / batch_size);
+  std::mt19937_64 rng(options.seed);
+  std::vector<int> order(static_cast<size_t>(train.size()));
+  std::iota(order.begin(), order.end(), 0);
+  Matrix batch_x(batch_size, train.feature_size());
+  Labels batch_t(batch_size);
+  // Stable while `network` lives and is not moved: fetched once, not per step.
+  const std::vector<ParameterRef<float>> parameters = network->TrainableParameters();
+  std::vector<EpochMetrics> history;
+  history.reserve(static_cast<size_t>(options.epochs));
+
+  for (int epoch = 1; epoch <= options.epochs; ++epoch) {
+    const auto start = std::chrono::steady_clock::now();
+    Shuffle(&order, &rng);
+    double loss_sum = 0;
+    for (int it = 0; it < iterations_per_epoch; ++it) {
+      if (cancelled && cancelled()) {
+        return absl::CancelledError(absl::StrCat("training cancelled in epoch ", epoch,
+                                                 " before iteration ", it + 1));
+      }
+      const int* rows = order.data() + static_cast<ptrdiff_t>(it) * batch_size;
+      for (int r = 0; r < batch_size; ++r) {
+        batch_x.row(r) = train.features.row(rows[r]);
+        batch_t(r) = train.labels(rows[r]);
+      }
+      ASSIGN_OR_RETURN(float loss, network->ComputeGradients(batch_x, batch_t, &rng));
+      loss_sum += loss;
+      optimizer->Update(parameters);
+    }
+
+    EpochMetrics metrics;
+    metrics.epoch = epoch;
+    metrics.train_loss = loss_sum / iterations_per_epoch;
+    ASSIGN_OR_RETURN(metrics.train_accuracy, EvaluateAccuracy(*network, train));
+    if (validation.size() > 0) {
+      ASSIGN_OR_RETURN(metrics.test_accuracy, EvaluateAccuracy(*network, validation));
+    }
+    metrics.seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (!std::isfinite(metrics.train_loss)) {
+      BNSERVE_LOG(WARNING) << "epoch " << epoch << ": training loss is "
+                           << metrics.train_loss << " (diverged?)";
+    }
+    history.push_back(metrics);
+    if (on_epoch) on_epoch(metrics);
+  }
+  return history;
+}
+
+}  // namespace bnserve
