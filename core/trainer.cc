@@ -138,6 +138,7 @@ absl::StatusOr<std::vector<EpochMetrics>> Train(
   const std::vector<ParameterRef<float>> parameters = network->TrainableParameters();
   std::vector<EpochMetrics> history;
   history.reserve(static_cast<size_t>(options.epochs));
+  bool warned_diverged = false;
 
   for (int epoch = 1; epoch <= options.epochs; ++epoch) {
     const auto start = std::chrono::steady_clock::now();
@@ -167,9 +168,10 @@ absl::StatusOr<std::vector<EpochMetrics>> Train(
     }
     metrics.seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    if (!std::isfinite(metrics.train_loss)) {
+    if (!std::isfinite(metrics.train_loss) && !warned_diverged) {
       BNSERVE_LOG(WARNING) << "epoch " << epoch << ": training loss is "
-                           << metrics.train_loss << " (diverged?)";
+                           << metrics.train_loss << " (diverged; not repeated)";
+      warned_diverged = true;
     }
     history.push_back(metrics);
     if (on_epoch) on_epoch(metrics);
