@@ -1,0 +1,184 @@
+#include "server/data_resolver.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "core/builtin_datasets.h"
+#include "core/idx_reader.h"
+#include "core/logging.h"
+#include "core/status_macros.h"
+#include "server/proto_convert.h"
+
+namespace bnserve {
+namespace {
+
+namespace fs = std::filesystem;
+
+// True if `path` (normalized) is `base` or below it.
+bool IsInside(const fs::path& path, const fs::path& base) {
+  const fs::path relative = path.lexically_relative(base);
+  if (relative.empty()) return false;
+  const std::string first = relative.begin()->string();
+  return first != "..";
+}
+
+absl::Status CheckLabels(const Dataset& data, int num_classes) {
+  if (data.labels.size() == 0) return absl::OkStatus();
+  const int min_label = data.labels.minCoeff();
+  const int max_label = data.labels.maxCoeff();
+  if (min_label < 0 || max_label >= num_classes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "labels of ", data.name, " must be in [0, ", num_classes, "), found ",
+        min_label < 0 ? min_label : max_label));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckBuiltinName(const std::string& name) {
+  const std::vector<std::string> names = BuiltinDatasetNames();
+  if (std::find(names.begin(), names.end(), name) == names.end()) {
+    return absl::InvalidArgumentError(absl::StrCat("unknown built-in data set \"", name,
+                                                   "\"; expected one of ",
+                                                   absl::StrJoin(names, ", ")));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckLimit(int limit) {
+  if (limit < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("limit must be >= 0, got ", limit));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+DataResolver::DataResolver(std::string data_dir) : data_dir_(std::move(data_dir)) {}
+
+absl::StatusOr<std::string> DataResolver::ResolvePath(const std::string& path) const {
+  if (path.empty()) return absl::InvalidArgumentError("an IDX path is empty");
+  std::error_code error;
+  const fs::path base = fs::absolute(data_dir_, error).lexically_normal();
+  if (error) {
+    return absl::InternalError(absl::StrCat("cannot resolve the data directory: ",
+                                            error.message()));
+  }
+  const fs::path requested(path);
+  const fs::path full =
+      (requested.is_absolute() ? requested : base / requested).lexically_normal();
+  const std::string outside = absl::StrCat(
+      "path \"", path, "\" is outside the data directory ", base.string(),
+      "; give a path relative to it");
+  if (!IsInside(full, base)) return absl::InvalidArgumentError(outside);
+  // The lexical check passed; symlinks must not lead out either.
+  const fs::path real_base = fs::weakly_canonical(base, error);
+  if (error) return absl::InternalError(error.message());
+  const fs::path real_full = fs::weakly_canonical(full, error);
+  if (error) return absl::InternalError(error.message());
+  if (!IsInside(real_full, real_base)) return absl::InvalidArgumentError(outside);
+  return real_full.string();
+}
+
+absl::StatusOr<Dataset> DataResolver::FromInline(const v1::InlineData& data,
+                                                 int num_classes) {
+  ASSIGN_OR_RETURN(ConstMatrixMapT<float> features, MapTensor(data.features()));
+  RETURN_IF_ERROR(CheckFinite(features, "inline features"));
+  if (data.labels_size() != features.rows()) {
+    return absl::InvalidArgumentError(absl::StrCat("inline data have ", features.rows(),
+                                                   " rows but ", data.labels_size(),
+                                                   " labels"));
+  }
+  Dataset dataset;
+  dataset.name = "inline";
+  dataset.num_classes = num_classes;
+  dataset.features = features;
+  dataset.labels = Eigen::Map<const Labels>(data.labels().data(), data.labels_size());
+  RETURN_IF_ERROR(CheckLabels(dataset, num_classes));
+  return dataset;
+}
+
+absl::Status DataResolver::Check(const v1::DataSpec& spec, int num_classes) const {
+  switch (spec.source_case()) {
+    case v1::DataSpec::kBuiltin: {
+      RETURN_IF_ERROR(CheckBuiltinName(spec.builtin().name()));
+      RETURN_IF_ERROR(SplitFromProto(spec.builtin().split()).status());
+      return CheckLimit(spec.builtin().limit());
+    }
+    case v1::DataSpec::kIdx:
+      RETURN_IF_ERROR(ResolvePath(spec.idx().images_path()).status());
+      RETURN_IF_ERROR(ResolvePath(spec.idx().labels_path()).status());
+      return CheckLimit(spec.idx().limit());
+    case v1::DataSpec::kInlineData:
+      return FromInline(spec.inline_data(), num_classes).status();
+    case v1::DataSpec::SOURCE_NOT_SET:
+      break;
+  }
+  return absl::InvalidArgumentError("data: set one of builtin, idx or inline_data");
+}
+
+absl::StatusOr<std::shared_ptr<const Dataset>> DataResolver::LoadBuiltin(
+    const v1::BuiltinData& builtin) {
+  RETURN_IF_ERROR(CheckBuiltinName(builtin.name()));
+  ASSIGN_OR_RETURN(Split split, SplitFromProto(builtin.split()));
+  const std::string key = absl::StrCat(builtin.name(), split == Split::kTrain ? "/train" : "/test");
+  std::shared_ptr<CachedSplit> entry;
+  {
+    absl::MutexLock lock(&mu_);
+    std::shared_ptr<CachedSplit>& slot = cache_[key];
+    if (slot == nullptr) slot = std::make_shared<CachedSplit>();
+    entry = slot;
+  }
+  absl::MutexLock lock(&entry->mu);
+  if (entry->data == nullptr) {
+    const absl::Time start = absl::Now();
+    ASSIGN_OR_RETURN(Dataset data, LoadBuiltinDataset(data_dir_, builtin.name(), split));
+    BNSERVE_LOG(INFO) << "loaded " << key << ": " << data.size() << " x "
+                      << data.feature_size() << " in " << (absl::Now() - start);
+    entry->data = std::make_shared<const Dataset>(std::move(data));
+  }
+  return entry->data;
+}
+
+absl::StatusOr<std::shared_ptr<const Dataset>> DataResolver::Resolve(const v1::DataSpec& spec,
+                                                                     int num_classes) {
+  std::shared_ptr<const Dataset> data;
+  switch (spec.source_case()) {
+    case v1::DataSpec::kBuiltin: {
+      RETURN_IF_ERROR(CheckLimit(spec.builtin().limit()));
+      ASSIGN_OR_RETURN(data, LoadBuiltin(spec.builtin()));
+      const int limit = spec.builtin().limit();
+      if (limit > 0 && limit < data->size()) {
+        data = std::make_shared<const Dataset>(TakeFirst(*data, limit));
+      }
+      break;
+    }
+    case v1::DataSpec::kIdx: {
+      RETURN_IF_ERROR(CheckLimit(spec.idx().limit()));
+      ASSIGN_OR_RETURN(std::string images, ResolvePath(spec.idx().images_path()));
+      ASSIGN_OR_RETURN(std::string labels, ResolvePath(spec.idx().labels_path()));
+      ASSIGN_OR_RETURN(Dataset loaded,
+                       ReadIdxDataset(images, labels, spec.idx().images_path(), num_classes));
+      if (spec.idx().limit() > 0) loaded = TakeFirst(loaded, spec.idx().limit());
+      data = std::make_shared<const Dataset>(std::move(loaded));
+      break;
+    }
+    case v1::DataSpec::kInlineData: {
+      ASSIGN_OR_RETURN(Dataset loaded, FromInline(spec.inline_data(), num_classes));
+      data = std::make_shared<const Dataset>(std::move(loaded));
+      break;
+    }
+    case v1::DataSpec::SOURCE_NOT_SET:
+      return absl::InvalidArgumentError("data: set one of builtin, idx or inline_data");
+  }
+  RETURN_IF_ERROR(CheckLabels(*data, num_classes));
+  return data;
+}
+
+}  // namespace bnserve

@@ -1,0 +1,79 @@
+// DataResolver: turns a request's DataSpec into a core Dataset.
+//
+//   DataResolver resolver("var/data");
+//   ASSIGN_OR_RETURN(std::shared_ptr<const Dataset> data,
+//                    resolver.Resolve(spec, /*num_classes=*/10));
+//
+// Sources:
+//   builtin      a built-in data set by name, split and limit from the data
+//                directory; each whole split is loaded once and cached (the
+//                fashion-mnist train split is 60,000 x 784 floats).
+//   idx          an IDX image/label pair; relative paths are resolved inside
+//                the data directory, and a path that leaves it (lexically, by
+//                `..` or an absolute path, or through a symlink, by realpath)
+//                is rejected with InvalidArgument.
+//   inline_data  features of shape [rows, features] with rows * features
+//                finite values and one label per row.
+// Every label must be in [0, num_classes).
+//
+// Thread-safety: thread-safe. Concurrent requests for the same uncached split
+// load it once; the others wait for it.
+#ifndef BNSERVE_SERVER_DATA_RESOLVER_H_
+#define BNSERVE_SERVER_DATA_RESOLVER_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "bnserve/v1/types.pb.h"
+#include "core/dataset.h"
+
+namespace bnserve {
+
+class DataResolver {
+ public:
+  explicit DataResolver(std::string data_dir);
+
+  DataResolver(const DataResolver&) = delete;
+  DataResolver& operator=(const DataResolver&) = delete;
+
+  const std::string& data_dir() const { return data_dir_; }
+
+  // The data set `spec` names. InvalidArgument for an empty spec, an unknown
+  // built-in name, a path outside the data directory, malformed inline data
+  // or a label outside [0, num_classes); NotFound for missing files.
+  absl::StatusOr<std::shared_ptr<const Dataset>> Resolve(const v1::DataSpec& spec,
+                                                         int num_classes);
+
+  // Only the cheap checks of Resolve, without reading any file: the spec is
+  // set, a built-in name is known, IDX paths stay inside the data directory,
+  // inline data are well formed. Used to reject a bad request at once.
+  absl::Status Check(const v1::DataSpec& spec, int num_classes) const;
+
+  // The absolute path of `path` inside the data directory. InvalidArgument
+  // if it is empty or escapes the directory, lexically or through symlinks.
+  absl::StatusOr<std::string> ResolvePath(const std::string& path) const;
+
+  // Inline data as a Dataset (checks as in Resolve).
+  static absl::StatusOr<Dataset> FromInline(const v1::InlineData& data, int num_classes);
+
+ private:
+  struct CachedSplit {
+    absl::Mutex mu;
+    std::shared_ptr<const Dataset> data ABSL_GUARDED_BY(mu);
+  };
+
+  absl::StatusOr<std::shared_ptr<const Dataset>> LoadBuiltin(const v1::BuiltinData& builtin);
+
+  const std::string data_dir_;
+  absl::Mutex mu_;
+  absl::flat_hash_map<std::string, std::shared_ptr<CachedSplit>> cache_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace bnserve
+
+#endif  // BNSERVE_SERVER_DATA_RESOLVER_H_

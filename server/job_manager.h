@@ -1,0 +1,153 @@
+// JobManager: training jobs — a bounded queue, a fixed pool of worker
+// threads, per-job event logs for watchers, persistence of every change.
+//
+//   JobManager jobs(&store, &registry, &data, options);
+//   RETURN_IF_ERROR(jobs.Start());          // restores jobs, starts workers
+//   ASSIGN_OR_RETURN(v1::Job job, jobs.Submit(request));   // QUEUED at once
+//   jobs.Shutdown("server shutting down");  // cancels, joins the workers
+//
+// A job goes QUEUED -> RUNNING -> SUCCEEDED | FAILED | CANCELLED (a queued
+// job may go straight to CANCELLED). Training runs only on the worker
+// threads, never on the caller's. Each finished epoch is appended to the job,
+// stored, and delivered to watchers; a successful job registers its network
+// as the next version of its model in the same transaction that stores the
+// job's final state. Cancellation sets a flag that the Trainer checks before
+// every iteration, so a running job stops within one iteration.
+//
+// Every job keeps its event log (QUEUED, RUNNING, each epoch, the final job);
+// Watch() replays it and then delivers new events as they happen, in order.
+//
+// Thread-safety: thread-safe. Watch callbacks run with the manager's lock
+// held, on whichever thread produced the event: they must be quick, must not
+// block and must not call back into the JobManager.
+#ifndef BNSERVE_SERVER_JOB_MANAGER_H_
+#define BNSERVE_SERVER_JOB_MANAGER_H_
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "bnserve/v1/training_service.pb.h"
+#include "server/data_resolver.h"
+#include "server/model_registry.h"
+#include "server/model_store.h"
+
+namespace bnserve {
+
+struct JobManagerOptions {
+  // Training worker threads, >= 1.
+  int workers = 1;
+  // Queued (not yet running) jobs beyond which Submit is ResourceExhausted.
+  int max_queue = 64;
+  // Largest allowed TrainRequest.epochs.
+  int max_epochs = 200;
+};
+
+class JobManager {
+ public:
+  using WatchCallback = std::function<void(const v1::JobEvent&)>;
+  using WatchId = uint64_t;
+
+  // The pointers must outlive the manager.
+  JobManager(ModelStore* store, ModelRegistry* registry, DataResolver* data,
+             JobManagerOptions options);
+  // Shutdown("server shutting down") if not done yet.
+  ~JobManager();
+
+  JobManager(const JobManager&) = delete;
+  JobManager& operator=(const JobManager&) = delete;
+
+  // Marks jobs the store still has as QUEUED or RUNNING FAILED ("interrupted
+  // by restart"), loads every stored job, and starts the workers. Call once.
+  absl::Status Start();
+
+  // Validates `request` and queues a job. InvalidArgument for a bad name,
+  // config, hyperparameter or data spec; ResourceExhausted when the queue is
+  // full; Unavailable after Shutdown. Data-dependent problems found when the
+  // data are loaded (e.g. a feature count that does not match input_size)
+  // fail the job instead.
+  absl::StatusOr<v1::Job> Submit(const v1::TrainRequest& request);
+
+  // NotFound for an unknown id.
+  absl::StatusOr<v1::Job> Get(const std::string& job_id);
+
+  // Newest first, filtered and paged as ListJobsRequest documents.
+  // InvalidArgument for a negative page size or a bad page token.
+  absl::StatusOr<v1::ListJobsResponse> List(const v1::ListJobsRequest& request);
+
+  // Cancels a queued job at once, or asks a running one to stop (it becomes
+  // CANCELLED within one iteration). Returns the job. NotFound for an unknown
+  // id; FailedPrecondition if it already finished.
+  absl::StatusOr<v1::Job> Cancel(const std::string& job_id);
+
+  // Calls `on_event` with each event of the job so far and then with every
+  // new one until (and including) the terminal `finished` event. Returns an
+  // id for Unwatch (0 when the job had already finished: nothing to remove).
+  // NotFound for an unknown id.
+  absl::StatusOr<WatchId> Watch(const std::string& job_id, WatchCallback on_event);
+
+  // Stops delivering events to a watcher. After it returns, its callback is
+  // not running and will not be called again.
+  void Unwatch(const std::string& job_id, WatchId id);
+
+  // Stops accepting jobs, cancels queued and running jobs with `reason`, and
+  // joins the workers. Idempotent.
+  void Shutdown(const std::string& reason = "server shutting down");
+
+ private:
+  struct JobRecord {
+    int64_t seq = 0;
+    v1::Job job;  // the current state, epochs included
+    // The full request, inline data included, until the job finishes.
+    v1::TrainRequest request;
+    std::vector<v1::JobEvent> events;
+    std::map<WatchId, WatchCallback> watchers;
+    std::atomic<bool> cancel_requested{false};
+    std::string cancel_reason;
+  };
+
+  void WorkerLoop();
+  void RunJob(const std::shared_ptr<JobRecord>& record);
+  // Appends an event to the log and hands it to every watcher.
+  void PublishLocked(JobRecord* record, v1::JobEvent event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Stores the job's current state, logging a failure.
+  void PersistLocked(const JobRecord& record) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Sets a terminal state, stores it, and publishes the `finished` event.
+  void FinishLocked(JobRecord* record, v1::JobState state, const std::string& reason)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Finish(JobRecord* record, v1::JobState state, const std::string& reason);
+  // A successful job: registers the version and the final job state.
+  void Succeed(JobRecord* record, v1::ModelVersion version);
+
+  ModelStore* const store_;
+  ModelRegistry* const registry_;
+  DataResolver* const data_;
+  const JobManagerOptions options_;
+
+  absl::Mutex mu_;
+  bool started_ ABSL_GUARDED_BY(mu_) = false;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  int64_t next_seq_ ABSL_GUARDED_BY(mu_) = 1;
+  WatchId next_watch_id_ ABSL_GUARDED_BY(mu_) = 1;
+  // Every job by seq (ascending = oldest first) and by id.
+  std::map<int64_t, std::shared_ptr<JobRecord>> jobs_by_seq_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, std::shared_ptr<JobRecord>> jobs_ ABSL_GUARDED_BY(mu_);
+  std::deque<std::shared_ptr<JobRecord>> queue_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::thread> workers_;
+  absl::Mutex shutdown_mu_;  // serializes Shutdown (joining) calls
+};
+
+}  // namespace bnserve
+
+#endif  // BNSERVE_SERVER_JOB_MANAGER_H_

@@ -1,0 +1,162 @@
+#include "server/model_registry.h"
+
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "core/status_macros.h"
+#include "server/proto_convert.h"
+
+namespace bnserve {
+namespace {
+
+bool IsNameChar(char c) { return absl::ascii_isalnum(c) || c == '.' || c == '_' || c == '-'; }
+
+// The network `version` describes, built from its config and tensors.
+absl::StatusOr<Network<float>> BuildNetwork(const v1::ModelVersion& version) {
+  if (version.network().input_size() <= 0) {
+    return absl::InvalidArgumentError("network.input_size must be set in a stored version");
+  }
+  ASSIGN_OR_RETURN(NetworkConfig config, NetworkConfigFromProto(version.network(), 0));
+  ASSIGN_OR_RETURN(auto tensors, TensorsFromProto(version.tensors()));
+  return Network<float>::FromTensors(config, tensors);
+}
+
+}  // namespace
+
+ModelRegistry::ModelRegistry(ModelStore* store, int cache_capacity)
+    : store_(store), cache_capacity_(cache_capacity < 1 ? 1 : cache_capacity) {}
+
+absl::Status ModelRegistry::ValidateModelName(const std::string& name) {
+  bool ok = !name.empty() && name.size() <= 64;
+  for (char c : name) ok = ok && IsNameChar(c);
+  if (!ok) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("model name \"", name, "\" must match [A-Za-z0-9._-]{1,64}"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ModelRegistry::ValidateAlias(const std::string& alias) {
+  bool ok = !alias.empty() && alias.size() <= 64 && absl::ascii_isalpha(alias[0]);
+  for (char c : alias) ok = ok && IsNameChar(c);
+  if (!ok) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("alias \"", alias, "\" must match [A-Za-z][A-Za-z0-9._-]{0,63}"));
+  }
+  return absl::OkStatus();
+}
+
+std::string ModelRegistry::Key(const std::string& model_name, int version) {
+  return absl::StrCat(model_name, "@", version);
+}
+
+absl::StatusOr<int> ModelRegistry::Resolve(const v1::ModelRef& ref) {
+  RETURN_IF_ERROR(ValidateModelName(ref.name()));
+  switch (ref.selector_case()) {
+    case v1::ModelRef::kVersion: {
+      if (ref.version() <= 0) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("model version must be positive, got ", ref.version()));
+      }
+      {
+        absl::MutexLock lock(&mu_);
+        if (cache_.contains(Key(ref.name(), ref.version()))) return ref.version();
+      }
+      // Existence check without reading the tensors.
+      RETURN_IF_ERROR(store_->GetVersion(ref.name(), ref.version(), false).status());
+      return ref.version();
+    }
+    case v1::ModelRef::kAlias:
+      return store_->ResolveAlias(ref.name(), ref.alias());
+    case v1::ModelRef::SELECTOR_NOT_SET:
+      break;
+  }
+  return store_->LatestVersion(ref.name());
+}
+
+absl::StatusOr<LoadedModel> ModelRegistry::Load(const v1::ModelRef& ref) {
+  ASSIGN_OR_RETURN(int version, Resolve(ref));
+  LoadedModel loaded{ref.name(), version, nullptr};
+  const std::string key = Key(ref.name(), version);
+  uint64_t deletions_before;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = cache_.find(key);
+    if (it != cache_.end()) {
+      it->second.last_used = ++tick_;
+      loaded.network = it->second.network;
+      return loaded;
+    }
+    deletions_before = deletions_;
+  }
+  ASSIGN_OR_RETURN(v1::ModelVersion stored, store_->GetVersion(ref.name(), version, true));
+  absl::StatusOr<Network<float>> network = BuildNetwork(stored);
+  if (!network.ok()) {
+    return absl::DataLossError(absl::StrCat("stored version ", version, " of \"", ref.name(),
+                                            "\" does not build: ",
+                                            network.status().message()));
+  }
+  loaded.network = std::make_shared<const Network<float>>(std::move(network).value());
+  absl::MutexLock lock(&mu_);
+  if (deletions_ == deletions_before) {
+    cache_[key] = CacheEntry{loaded.network, ++tick_};
+    while (static_cast<int>(cache_.size()) > cache_capacity_) {
+      auto oldest = cache_.begin();
+      for (auto it = cache_.begin(); it != cache_.end(); ++it) {
+        if (it->second.last_used < oldest->second.last_used) oldest = it;
+      }
+      cache_.erase(oldest);
+    }
+  }
+  return loaded;
+}
+
+absl::StatusOr<v1::ModelVersion> ModelRegistry::Get(const v1::ModelRef& ref,
+                                                    bool include_tensors) {
+  ASSIGN_OR_RETURN(int version, Resolve(ref));
+  return store_->GetVersion(ref.name(), version, include_tensors);
+}
+
+absl::StatusOr<v1::ModelVersion> ModelRegistry::Register(const v1::ModelVersion& version,
+                                                         const v1::Job* finished_job) {
+  RETURN_IF_ERROR(ValidateModelName(version.model_name()));
+  RETURN_IF_ERROR(BuildNetwork(version).status());
+  ASSIGN_OR_RETURN(int number, store_->AddVersion(version, finished_job));
+  return store_->GetVersion(version.model_name(), number, false);
+}
+
+absl::StatusOr<std::vector<v1::Model>> ModelRegistry::ListModels() {
+  return store_->ListModels();
+}
+
+absl::Status ModelRegistry::DeleteVersion(const std::string& model_name, int version) {
+  RETURN_IF_ERROR(ValidateModelName(model_name));
+  RETURN_IF_ERROR(store_->DeleteVersion(model_name, version));
+  // After the store: a load that read the version before the delete either
+  // inserted already (erased here) or sees deletions_ changed and skips.
+  absl::MutexLock lock(&mu_);
+  ++deletions_;
+  cache_.erase(Key(model_name, version));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::Model> ModelRegistry::SetAlias(const std::string& model_name,
+                                                  const std::string& alias, int version) {
+  RETURN_IF_ERROR(ValidateModelName(model_name));
+  RETURN_IF_ERROR(ValidateAlias(alias));
+  RETURN_IF_ERROR(store_->SetAlias(model_name, alias, version));
+  return store_->GetModel(model_name);
+}
+
+absl::Status ModelRegistry::DeleteAlias(const std::string& model_name,
+                                        const std::string& alias) {
+  RETURN_IF_ERROR(ValidateModelName(model_name));
+  return store_->DeleteAlias(model_name, alias);
+}
+
+}  // namespace bnserve

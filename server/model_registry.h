@@ -1,0 +1,107 @@
+// ModelRegistry: named models and their versions on top of a ModelStore, with
+// a small cache of loaded networks so that Predict and Evaluate need not
+// rebuild a network from the database on every call.
+//
+//   ModelRegistry registry(&store, /*cache_capacity=*/8);
+//   ASSIGN_OR_RETURN(LoadedModel model, registry.Load(ref));
+//   ASSIGN_OR_RETURN(Matrix p, model.network->PredictProbabilities(x, mode));
+//
+// A ModelRef names a model and selects a version number, an alias, or (when
+// neither is set) the latest version. The cache keeps the most recently used
+// versions (least recently used evicted first); deleting a version drops it.
+// Cached networks are shared as shared_ptr<const Network<float>>: const
+// methods of Network may run concurrently, and a network stays alive while a
+// request uses it even if it is evicted.
+//
+// Thread-safety: thread-safe.
+#ifndef BNSERVE_SERVER_MODEL_REGISTRY_H_
+#define BNSERVE_SERVER_MODEL_REGISTRY_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "bnserve/v1/model_registry.pb.h"
+#include "bnserve/v1/training_service.pb.h"
+#include "bnserve/v1/types.pb.h"
+#include "core/network.h"
+#include "server/model_store.h"
+
+namespace bnserve {
+
+// One resolved, loaded model version.
+struct LoadedModel {
+  std::string model_name;
+  int version = 0;
+  std::shared_ptr<const Network<float>> network;
+};
+
+class ModelRegistry {
+ public:
+  // `store` must outlive the registry.
+  explicit ModelRegistry(ModelStore* store, int cache_capacity = 8);
+
+  ModelRegistry(const ModelRegistry&) = delete;
+  ModelRegistry& operator=(const ModelRegistry&) = delete;
+
+  // InvalidArgument unless `name` matches [A-Za-z0-9._-]{1,64}.
+  static absl::Status ValidateModelName(const std::string& name);
+  // InvalidArgument unless `alias` matches [A-Za-z][A-Za-z0-9._-]{0,63}.
+  static absl::Status ValidateAlias(const std::string& alias);
+
+  // The version number `ref` selects. InvalidArgument for a bad name or a
+  // version <= 0; NotFound for an unknown model, version or alias.
+  absl::StatusOr<int> Resolve(const v1::ModelRef& ref);
+
+  // The network of the version `ref` selects, from the cache or the store.
+  // Errors as Resolve; DataLoss if the stored tensors do not build a network.
+  absl::StatusOr<LoadedModel> Load(const v1::ModelRef& ref);
+
+  // The version's metadata, and its tensors when `include_tensors`.
+  absl::StatusOr<v1::ModelVersion> Get(const v1::ModelRef& ref, bool include_tensors);
+
+  // Stores `version` as the next version of version.model_name (see
+  // ModelStore::AddVersion; `finished_job` may be null) after checking that
+  // its tensors build a network of its config (InvalidArgument otherwise).
+  // Returns the stored version's metadata, without tensors.
+  absl::StatusOr<v1::ModelVersion> Register(const v1::ModelVersion& version,
+                                            const v1::Job* finished_job);
+
+  absl::StatusOr<std::vector<v1::Model>> ListModels();
+
+  // As ModelStore::DeleteVersion; drops the version from the cache.
+  absl::Status DeleteVersion(const std::string& model_name, int version);
+
+  // Creates or moves an alias and returns the model. InvalidArgument for a
+  // bad alias (including a number); NotFound for an unknown version.
+  absl::StatusOr<v1::Model> SetAlias(const std::string& model_name, const std::string& alias,
+                                     int version);
+  absl::Status DeleteAlias(const std::string& model_name, const std::string& alias);
+
+ private:
+  struct CacheEntry {
+    std::shared_ptr<const Network<float>> network;
+    uint64_t last_used = 0;
+  };
+
+  static std::string Key(const std::string& model_name, int version);
+
+  ModelStore* const store_;
+  const int cache_capacity_;
+  absl::Mutex mu_;
+  absl::flat_hash_map<std::string, CacheEntry> cache_ ABSL_GUARDED_BY(mu_);
+  uint64_t tick_ ABSL_GUARDED_BY(mu_) = 0;
+  // Incremented by every delete: a load that started before a delete does
+  // not put its (possibly deleted) network into the cache.
+  uint64_t deletions_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace bnserve
+
+#endif  // BNSERVE_SERVER_MODEL_REGISTRY_H_

@@ -1,0 +1,634 @@
+#include "server/sqlite_model_store.h"
+
+#include <sqlite3.h>
+
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "core/logging.h"
+#include "core/status_macros.h"
+#include "server/proto_convert.h"
+
+namespace bnserve {
+
+// A prepared statement in use: binds parameters, steps, reads columns, and
+// resets itself (keeping the compiled statement cached) on destruction.
+class SqliteModelStore::Statement {
+ public:
+  Statement(SqliteModelStore* store, sqlite3_stmt* stmt) : store_(store), stmt_(stmt) {}
+  ~Statement() {
+    sqlite3_reset(stmt_);
+    sqlite3_clear_bindings(stmt_);
+  }
+  Statement(const Statement&) = delete;
+  Statement& operator=(const Statement&) = delete;
+
+  Statement& Bind(int index, const std::string& text) {
+    sqlite3_bind_text(stmt_, index, text.data(), static_cast<int>(text.size()),
+                      SQLITE_TRANSIENT);
+    return *this;
+  }
+  Statement& Bind(int index, int64_t value) {
+    sqlite3_bind_int64(stmt_, index, value);
+    return *this;
+  }
+  Statement& BindBlob(int index, const void* data, size_t size) {
+    // A zero-length blob must still be a blob, not NULL.
+    static const char kEmpty = 0;
+    sqlite3_bind_blob64(stmt_, index, size == 0 ? &kEmpty : data, size, SQLITE_TRANSIENT);
+    return *this;
+  }
+
+  // True for a row, false when done.
+  absl::StatusOr<bool> Step() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    const int rc = sqlite3_step(stmt_);
+    if (rc == SQLITE_ROW) return true;
+    if (rc == SQLITE_DONE) return false;
+    return store_->Error(sqlite3_sql(stmt_));
+  }
+  // Runs a statement that returns no rows.
+  absl::Status Run() {
+    ASSIGN_OR_RETURN(bool row, Step());
+    (void)row;
+    return absl::OkStatus();
+  }
+
+  bool IsNull(int column) const { return sqlite3_column_type(stmt_, column) == SQLITE_NULL; }
+  int64_t Int(int column) const { return sqlite3_column_int64(stmt_, column); }
+  std::string Text(int column) const {
+    const unsigned char* text = sqlite3_column_text(stmt_, column);
+    return text == nullptr ? std::string()
+                           : std::string(reinterpret_cast<const char*>(text),
+                                         sqlite3_column_bytes(stmt_, column));
+  }
+  // The blob's bytes (valid until the next Step or destruction).
+  std::pair<const void*, size_t> Blob(int column) const {
+    const void* data = sqlite3_column_blob(stmt_, column);
+    return {data, static_cast<size_t>(sqlite3_column_bytes(stmt_, column))};
+  }
+  template <typename Message>
+  absl::Status Parse(int column, Message* message) const {
+    auto [data, size] = Blob(column);
+    if (!message->ParseFromArray(data, static_cast<int>(size))) {
+      return absl::DataLossError(
+          absl::StrCat("cannot parse a stored ", message->GetTypeName(), " (", size, " bytes)"));
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  SqliteModelStore* store_;
+  sqlite3_stmt* stmt_;
+};
+
+namespace {
+
+constexpr char kSchema[] = R"sql(
+CREATE TABLE IF NOT EXISTS models (
+  name TEXT PRIMARY KEY,
+  next_version INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS versions (
+  model_name TEXT NOT NULL,
+  version INTEGER NOT NULL,
+  job_id TEXT NOT NULL,
+  metadata BLOB NOT NULL,
+  PRIMARY KEY (model_name, version)
+);
+CREATE TABLE IF NOT EXISTS tensors (
+  model_name TEXT NOT NULL,
+  version INTEGER NOT NULL,
+  ordinal INTEGER NOT NULL,
+  name TEXT NOT NULL,
+  shape BLOB NOT NULL,
+  data BLOB NOT NULL,
+  PRIMARY KEY (model_name, version, ordinal)
+);
+CREATE TABLE IF NOT EXISTS aliases (
+  model_name TEXT NOT NULL,
+  alias TEXT NOT NULL,
+  version INTEGER NOT NULL,
+  PRIMARY KEY (model_name, alias)
+);
+CREATE TABLE IF NOT EXISTS jobs (
+  job_id TEXT PRIMARY KEY,
+  state INTEGER NOT NULL,
+  job BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS job_metrics (
+  job_id TEXT NOT NULL,
+  epoch INTEGER NOT NULL,
+  metrics BLOB NOT NULL,
+  PRIMARY KEY (job_id, epoch)
+);
+)sql";
+
+std::string Serialize(const google::protobuf::MessageLite& message) {
+  std::string bytes;
+  message.SerializeToString(&bytes);
+  return bytes;
+}
+
+absl::Status CheckTensor(const v1::NamedTensor& named) {
+  int64_t count = 1;
+  for (int64_t dim : named.tensor().shape()) {
+    if (dim < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("tensor \"", named.name(), "\" has a negative dimension"));
+    }
+    count *= dim;
+  }
+  if (count != named.tensor().values_size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tensor \"", named.name(), "\" has shape with ", count,
+                     " elements but ", named.tensor().values_size(), " values"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<SqliteModelStore>> SqliteModelStore::Open(
+    const std::string& path) {
+  const std::filesystem::path parent = std::filesystem::path(path).parent_path();
+  if (!parent.empty()) {
+    std::error_code error;
+    std::filesystem::create_directories(parent, error);
+    if (error) {
+      return absl::InternalError(absl::StrCat("cannot create directory ", parent.string(),
+                                              ": ", error.message()));
+    }
+  }
+  sqlite3* db = nullptr;
+  const int rc = sqlite3_open_v2(path.c_str(), &db,
+                                 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr);
+  if (rc != SQLITE_OK) {
+    std::string message = db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+    sqlite3_close(db);
+    return absl::InternalError(absl::StrCat("cannot open database ", path, ": ", message));
+  }
+  std::unique_ptr<SqliteModelStore> store(new SqliteModelStore(db));
+  {
+    absl::MutexLock lock(&store->mu_);
+    sqlite3_busy_timeout(db, 5000);
+    RETURN_IF_ERROR(store->Exec("PRAGMA journal_mode=WAL"));
+    RETURN_IF_ERROR(store->Exec("PRAGMA synchronous=NORMAL"));
+    RETURN_IF_ERROR(store->Exec(kSchema));
+  }
+  return store;
+}
+
+SqliteModelStore::SqliteModelStore(sqlite3* db) : db_(db) {}
+
+SqliteModelStore::~SqliteModelStore() {
+  absl::MutexLock lock(&mu_);
+  for (auto& [sql, stmt] : statements_) sqlite3_finalize(stmt);
+  statements_.clear();
+  if (sqlite3_close(db_) != SQLITE_OK) {
+    BNSERVE_LOG(ERROR) << "closing the database failed: " << sqlite3_errmsg(db_);
+  }
+  db_ = nullptr;
+}
+
+absl::Status SqliteModelStore::Error(const char* what) {
+  const int code = sqlite3_errcode(db_);
+  std::string message = absl::StrCat("database error in \"", what, "\": ", sqlite3_errmsg(db_));
+  switch (code & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+      return absl::UnavailableError(message);
+    case SQLITE_FULL:
+      return absl::ResourceExhaustedError(message);
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+      return absl::DataLossError(message);
+    default:
+      return absl::InternalError(message);
+  }
+}
+
+absl::Status SqliteModelStore::Exec(const char* sql) {
+  char* error = nullptr;
+  if (sqlite3_exec(db_, sql, nullptr, nullptr, &error) != SQLITE_OK) {
+    std::string message = error != nullptr ? error : "unknown error";
+    sqlite3_free(error);
+    return absl::InternalError(absl::StrCat("database error: ", message));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<sqlite3_stmt*> SqliteModelStore::Prepare(const char* sql) {
+  auto it = statements_.find(sql);
+  if (it != statements_.end()) return it->second;
+  sqlite3_stmt* stmt = nullptr;
+  if (sqlite3_prepare_v3(db_, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt, nullptr) !=
+      SQLITE_OK) {
+    return Error(sql);
+  }
+  statements_.emplace(sql, stmt);
+  return stmt;
+}
+
+absl::Status SqliteModelStore::InTransaction(const std::function<absl::Status()>& body) {
+  RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+  absl::Status status = body();
+  if (status.ok()) status = Exec("COMMIT");
+  if (!status.ok()) {
+    if (!sqlite3_get_autocommit(db_)) {
+      absl::Status rollback = Exec("ROLLBACK");
+      if (!rollback.ok()) {
+        BNSERVE_LOG(ERROR) << "rollback failed: " << rollback;
+      }
+    }
+  }
+  return status;
+}
+
+#define BNSERVE_STATEMENT_(var, sql) \
+  ASSIGN_OR_RETURN(sqlite3_stmt * var##_raw, Prepare(sql)); \
+  Statement var(this, var##_raw)
+
+absl::StatusOr<int> SqliteModelStore::AddVersion(const v1::ModelVersion& version,
+                                                 const v1::Job* finished_job) {
+  if (version.model_name().empty()) {
+    return absl::InvalidArgumentError("a model version needs a model name");
+  }
+  for (const v1::NamedTensor& named : version.tensors()) RETURN_IF_ERROR(CheckTensor(named));
+  v1::ModelVersion metadata = version;
+  metadata.clear_tensors();
+  metadata.clear_aliases();
+  if (!metadata.has_created_at()) *metadata.mutable_created_at() = TimeToProto(absl::Now());
+
+  absl::MutexLock lock(&mu_);
+  int number = 0;
+  RETURN_IF_ERROR(InTransaction([&]() -> absl::Status {
+    {
+      BNSERVE_STATEMENT_(select, "SELECT next_version FROM models WHERE name = ?");
+      select.Bind(1, version.model_name());
+      ASSIGN_OR_RETURN(bool found, select.Step());
+      number = found ? static_cast<int>(select.Int(0)) : 1;
+    }
+    {
+      BNSERVE_STATEMENT_(upsert, "INSERT OR REPLACE INTO models (name, next_version) VALUES (?, ?)");
+      upsert.Bind(1, version.model_name()).Bind(2, int64_t{number} + 1);
+      RETURN_IF_ERROR(upsert.Run());
+    }
+    metadata.set_version(number);
+    {
+      BNSERVE_STATEMENT_(insert,
+                         "INSERT INTO versions (model_name, version, job_id, metadata) "
+                         "VALUES (?, ?, ?, ?)");
+      const std::string bytes = Serialize(metadata);
+      insert.Bind(1, version.model_name()).Bind(2, int64_t{number}).Bind(3, version.job_id());
+      insert.BindBlob(4, bytes.data(), bytes.size());
+      RETURN_IF_ERROR(insert.Run());
+    }
+    for (int i = 0; i < version.tensors_size(); ++i) {
+      const v1::NamedTensor& named = version.tensors(i);
+      BNSERVE_STATEMENT_(insert,
+                         "INSERT INTO tensors (model_name, version, ordinal, name, shape, data) "
+                         "VALUES (?, ?, ?, ?, ?, ?)");
+      std::vector<int64_t> shape(named.tensor().shape().begin(), named.tensor().shape().end());
+      insert.Bind(1, version.model_name()).Bind(2, int64_t{number}).Bind(3, int64_t{i});
+      insert.Bind(4, named.name());
+      insert.BindBlob(5, shape.data(), shape.size() * sizeof(int64_t));
+      insert.BindBlob(6, named.tensor().values().data(),
+                      named.tensor().values_size() * sizeof(float));
+      RETURN_IF_ERROR(insert.Run());
+    }
+    if (finished_job != nullptr) {
+      v1::Job job = *finished_job;
+      job.set_model_version(number);
+      RETURN_IF_ERROR(PutJobLocked(job));
+    }
+    return absl::OkStatus();
+  }));
+  return number;
+}
+
+absl::StatusOr<v1::ModelVersion> SqliteModelStore::GetVersion(const std::string& model_name,
+                                                              int version,
+                                                              bool include_tensors) {
+  absl::MutexLock lock(&mu_);
+  v1::ModelVersion result;
+  {
+    BNSERVE_STATEMENT_(select,
+                       "SELECT metadata FROM versions WHERE model_name = ? AND version = ?");
+    select.Bind(1, model_name).Bind(2, int64_t{version});
+    ASSIGN_OR_RETURN(bool found, select.Step());
+    if (!found) {
+      return absl::NotFoundError(
+          absl::StrCat("model \"", model_name, "\" has no version ", version));
+    }
+    RETURN_IF_ERROR(select.Parse(0, &result));
+  }
+  {
+    BNSERVE_STATEMENT_(select,
+                       "SELECT alias FROM aliases WHERE model_name = ? AND version = ? "
+                       "ORDER BY alias");
+    select.Bind(1, model_name).Bind(2, int64_t{version});
+    while (true) {
+      ASSIGN_OR_RETURN(bool row, select.Step());
+      if (!row) break;
+      result.add_aliases(select.Text(0));
+    }
+  }
+  if (include_tensors) {
+    BNSERVE_STATEMENT_(select,
+                       "SELECT name, shape, data FROM tensors WHERE model_name = ? AND "
+                       "version = ? ORDER BY ordinal");
+    select.Bind(1, model_name).Bind(2, int64_t{version});
+    while (true) {
+      ASSIGN_OR_RETURN(bool row, select.Step());
+      if (!row) break;
+      v1::NamedTensor* named = result.add_tensors();
+      named->set_name(select.Text(0));
+      auto [shape_data, shape_bytes] = select.Blob(1);
+      auto [values_data, values_bytes] = select.Blob(2);
+      if (shape_bytes % sizeof(int64_t) != 0 || values_bytes % sizeof(float) != 0) {
+        return absl::DataLossError(absl::StrCat("stored tensor \"", named->name(), "\" of ",
+                                                model_name, " v", version, " is corrupt"));
+      }
+      const size_t dims = shape_bytes / sizeof(int64_t);
+      named->mutable_tensor()->mutable_shape()->Resize(static_cast<int>(dims), 0);
+      if (dims > 0) {
+        std::memcpy(named->mutable_tensor()->mutable_shape()->mutable_data(), shape_data,
+                    shape_bytes);
+      }
+      const size_t count = values_bytes / sizeof(float);
+      named->mutable_tensor()->mutable_values()->Resize(static_cast<int>(count), 0.0f);
+      if (count > 0) {
+        std::memcpy(named->mutable_tensor()->mutable_values()->mutable_data(), values_data,
+                    values_bytes);
+      }
+    }
+  }
+  return result;
+}
+
+absl::StatusOr<int> SqliteModelStore::LatestVersion(const std::string& model_name) {
+  absl::MutexLock lock(&mu_);
+  BNSERVE_STATEMENT_(select, "SELECT MAX(version) FROM versions WHERE model_name = ?");
+  select.Bind(1, model_name);
+  ASSIGN_OR_RETURN(bool found, select.Step());
+  if (!found || select.IsNull(0)) {
+    return absl::NotFoundError(absl::StrCat("model \"", model_name, "\" not found"));
+  }
+  return static_cast<int>(select.Int(0));
+}
+
+absl::StatusOr<int> SqliteModelStore::ResolveAlias(const std::string& model_name,
+                                                   const std::string& alias) {
+  absl::MutexLock lock(&mu_);
+  BNSERVE_STATEMENT_(select, "SELECT version FROM aliases WHERE model_name = ? AND alias = ?");
+  select.Bind(1, model_name).Bind(2, alias);
+  ASSIGN_OR_RETURN(bool found, select.Step());
+  if (!found) {
+    return absl::NotFoundError(
+        absl::StrCat("model \"", model_name, "\" has no alias \"", alias, "\""));
+  }
+  return static_cast<int>(select.Int(0));
+}
+
+absl::StatusOr<v1::Model> SqliteModelStore::GetModelLocked(const std::string& model_name) {
+  v1::Model model;
+  model.set_name(model_name);
+  {
+    BNSERVE_STATEMENT_(select,
+                       "SELECT version FROM versions WHERE model_name = ? ORDER BY version");
+    select.Bind(1, model_name);
+    while (true) {
+      ASSIGN_OR_RETURN(bool row, select.Step());
+      if (!row) break;
+      model.add_versions(static_cast<int>(select.Int(0)));
+    }
+  }
+  if (model.versions_size() == 0) {
+    return absl::NotFoundError(absl::StrCat("model \"", model_name, "\" not found"));
+  }
+  model.set_latest_version(model.versions(model.versions_size() - 1));
+  BNSERVE_STATEMENT_(select, "SELECT alias, version FROM aliases WHERE model_name = ?");
+  select.Bind(1, model_name);
+  while (true) {
+    ASSIGN_OR_RETURN(bool row, select.Step());
+    if (!row) break;
+    (*model.mutable_aliases())[select.Text(0)] = static_cast<int>(select.Int(1));
+  }
+  return model;
+}
+
+absl::StatusOr<v1::Model> SqliteModelStore::GetModel(const std::string& model_name) {
+  absl::MutexLock lock(&mu_);
+  return GetModelLocked(model_name);
+}
+
+absl::StatusOr<std::vector<v1::Model>> SqliteModelStore::ListModels() {
+  absl::MutexLock lock(&mu_);
+  std::vector<std::string> names;
+  {
+    BNSERVE_STATEMENT_(select, "SELECT DISTINCT model_name FROM versions ORDER BY model_name");
+    while (true) {
+      ASSIGN_OR_RETURN(bool row, select.Step());
+      if (!row) break;
+      names.push_back(select.Text(0));
+    }
+  }
+  std::vector<v1::Model> models;
+  for (const std::string& name : names) {
+    ASSIGN_OR_RETURN(v1::Model model, GetModelLocked(name));
+    models.push_back(std::move(model));
+  }
+  return models;
+}
+
+absl::StatusOr<bool> SqliteModelStore::VersionExistsLocked(const std::string& model_name,
+                                                           int version) {
+  BNSERVE_STATEMENT_(select, "SELECT 1 FROM versions WHERE model_name = ? AND version = ?");
+  select.Bind(1, model_name).Bind(2, int64_t{version});
+  return select.Step();
+}
+
+absl::Status SqliteModelStore::DeleteVersion(const std::string& model_name, int version) {
+  absl::MutexLock lock(&mu_);
+  return InTransaction([&]() -> absl::Status {
+    ASSIGN_OR_RETURN(bool exists, VersionExistsLocked(model_name, version));
+    if (!exists) {
+      return absl::NotFoundError(
+          absl::StrCat("model \"", model_name, "\" has no version ", version));
+    }
+    std::vector<std::string> aliases;
+    {
+      BNSERVE_STATEMENT_(select,
+                         "SELECT alias FROM aliases WHERE model_name = ? AND version = ? "
+                         "ORDER BY alias");
+      select.Bind(1, model_name).Bind(2, int64_t{version});
+      while (true) {
+        ASSIGN_OR_RETURN(bool row, select.Step());
+        if (!row) break;
+        aliases.push_back(select.Text(0));
+      }
+    }
+    if (!aliases.empty()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("version ", version, " of \"", model_name,
+                       "\" is still the target of alias(es) ", absl::StrJoin(aliases, ", "),
+                       "; move or delete them first"));
+    }
+    {
+      BNSERVE_STATEMENT_(del, "DELETE FROM tensors WHERE model_name = ? AND version = ?");
+      del.Bind(1, model_name).Bind(2, int64_t{version});
+      RETURN_IF_ERROR(del.Run());
+    }
+    BNSERVE_STATEMENT_(del, "DELETE FROM versions WHERE model_name = ? AND version = ?");
+    del.Bind(1, model_name).Bind(2, int64_t{version});
+    return del.Run();
+  });
+}
+
+absl::Status SqliteModelStore::SetAlias(const std::string& model_name,
+                                        const std::string& alias, int version) {
+  absl::MutexLock lock(&mu_);
+  return InTransaction([&]() -> absl::Status {
+    ASSIGN_OR_RETURN(bool exists, VersionExistsLocked(model_name, version));
+    if (!exists) {
+      return absl::NotFoundError(
+          absl::StrCat("model \"", model_name, "\" has no version ", version));
+    }
+    BNSERVE_STATEMENT_(upsert,
+                       "INSERT OR REPLACE INTO aliases (model_name, alias, version) "
+                       "VALUES (?, ?, ?)");
+    upsert.Bind(1, model_name).Bind(2, alias).Bind(3, int64_t{version});
+    return upsert.Run();
+  });
+}
+
+absl::Status SqliteModelStore::DeleteAlias(const std::string& model_name,
+                                           const std::string& alias) {
+  absl::MutexLock lock(&mu_);
+  BNSERVE_STATEMENT_(del, "DELETE FROM aliases WHERE model_name = ? AND alias = ?");
+  del.Bind(1, model_name).Bind(2, alias);
+  RETURN_IF_ERROR(del.Run());
+  if (sqlite3_changes(db_) == 0) {
+    return absl::NotFoundError(
+        absl::StrCat("model \"", model_name, "\" has no alias \"", alias, "\""));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SqliteModelStore::PutMetricsLocked(const std::string& job_id,
+                                                const v1::EpochMetrics& metrics) {
+  BNSERVE_STATEMENT_(upsert,
+                     "INSERT OR REPLACE INTO job_metrics (job_id, epoch, metrics) "
+                     "VALUES (?, ?, ?)");
+  const std::string bytes = Serialize(metrics);
+  upsert.Bind(1, job_id).Bind(2, int64_t{metrics.epoch()});
+  upsert.BindBlob(3, bytes.data(), bytes.size());
+  return upsert.Run();
+}
+
+absl::Status SqliteModelStore::PutJobLocked(const v1::Job& job) {
+  if (job.job_id().empty()) return absl::InvalidArgumentError("a job needs an id");
+  v1::Job stored = job;
+  stored.clear_epochs();
+  const std::string bytes = Serialize(stored);
+  {
+    BNSERVE_STATEMENT_(upsert,
+                       "INSERT OR REPLACE INTO jobs (job_id, state, job) VALUES (?, ?, ?)");
+    upsert.Bind(1, job.job_id()).Bind(2, int64_t{job.state()});
+    upsert.BindBlob(3, bytes.data(), bytes.size());
+    RETURN_IF_ERROR(upsert.Run());
+  }
+  for (const v1::EpochMetrics& metrics : job.epochs()) {
+    RETURN_IF_ERROR(PutMetricsLocked(job.job_id(), metrics));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SqliteModelStore::PutJob(const v1::Job& job) {
+  absl::MutexLock lock(&mu_);
+  return InTransaction([&]() { return PutJobLocked(job); });
+}
+
+absl::Status SqliteModelStore::AppendEpochMetrics(const std::string& job_id,
+                                                  const v1::EpochMetrics& metrics) {
+  absl::MutexLock lock(&mu_);
+  return PutMetricsLocked(job_id, metrics);
+}
+
+absl::StatusOr<std::vector<v1::EpochMetrics>> SqliteModelStore::MetricsLocked(
+    const std::string& job_id) {
+  std::vector<v1::EpochMetrics> result;
+  BNSERVE_STATEMENT_(select,
+                     "SELECT metrics FROM job_metrics WHERE job_id = ? ORDER BY epoch");
+  select.Bind(1, job_id);
+  while (true) {
+    ASSIGN_OR_RETURN(bool row, select.Step());
+    if (!row) break;
+    v1::EpochMetrics metrics;
+    RETURN_IF_ERROR(select.Parse(0, &metrics));
+    result.push_back(std::move(metrics));
+  }
+  return result;
+}
+
+absl::StatusOr<std::vector<v1::Job>> SqliteModelStore::ListJobs() {
+  absl::MutexLock lock(&mu_);
+  std::vector<v1::Job> jobs;
+  {
+    BNSERVE_STATEMENT_(select, "SELECT job FROM jobs ORDER BY job_id");
+    while (true) {
+      ASSIGN_OR_RETURN(bool row, select.Step());
+      if (!row) break;
+      v1::Job job;
+      RETURN_IF_ERROR(select.Parse(0, &job));
+      jobs.push_back(std::move(job));
+    }
+  }
+  for (v1::Job& job : jobs) {
+    ASSIGN_OR_RETURN(std::vector<v1::EpochMetrics> metrics, MetricsLocked(job.job_id()));
+    for (v1::EpochMetrics& m : metrics) *job.add_epochs() = std::move(m);
+  }
+  return jobs;
+}
+
+absl::StatusOr<int> SqliteModelStore::FailUnfinishedJobs(const std::string& reason) {
+  absl::MutexLock lock(&mu_);
+  int marked = 0;
+  RETURN_IF_ERROR(InTransaction([&]() -> absl::Status {
+    std::vector<v1::Job> unfinished;
+    {
+      BNSERVE_STATEMENT_(select, "SELECT job FROM jobs WHERE state IN (?, ?)");
+      select.Bind(1, int64_t{v1::QUEUED}).Bind(2, int64_t{v1::RUNNING});
+      while (true) {
+        ASSIGN_OR_RETURN(bool row, select.Step());
+        if (!row) break;
+        v1::Job job;
+        RETURN_IF_ERROR(select.Parse(0, &job));
+        unfinished.push_back(std::move(job));
+      }
+    }
+    const google::protobuf::Timestamp now = TimeToProto(absl::Now());
+    for (v1::Job& job : unfinished) {
+      job.set_state(v1::FAILED);
+      job.set_reason(reason);
+      *job.mutable_finished_at() = now;
+      RETURN_IF_ERROR(PutJobLocked(job));
+    }
+    marked = static_cast<int>(unfinished.size());
+    return absl::OkStatus();
+  }));
+  return marked;
+}
+
+#undef BNSERVE_STATEMENT_
+
+}  // namespace bnserve

@@ -1,0 +1,96 @@
+// SqliteModelStore: the ModelStore on one SQLite3 database file.
+//
+//   ASSIGN_OR_RETURN(std::unique_ptr<SqliteModelStore> store,
+//                    SqliteModelStore::Open("var/bnserve.db"));
+//
+// The database runs in WAL mode with a busy timeout. Version metadata and jobs
+// are stored as serialized protos; each tensor as its shape (int64s) and its
+// raw float bytes, so parameters read back bit-exactly. Every multi-statement
+// change runs in one transaction (rolled back on any error), and input is
+// validated before anything is written. Statements are prepared once and
+// reused.
+//
+// Thread-safety: thread-safe; one connection serialized by a mutex.
+#ifndef BNSERVE_SERVER_SQLITE_MODEL_STORE_H_
+#define BNSERVE_SERVER_SQLITE_MODEL_STORE_H_
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "server/model_store.h"
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+namespace bnserve {
+
+class SqliteModelStore : public ModelStore {
+ public:
+  // Opens (creating if needed, with its parent directories) the database at
+  // `path` and its schema. Internal (or Unavailable when locked) on failure.
+  static absl::StatusOr<std::unique_ptr<SqliteModelStore>> Open(const std::string& path);
+
+  // Finalizes every statement and closes the database.
+  ~SqliteModelStore() override;
+
+  SqliteModelStore(const SqliteModelStore&) = delete;
+  SqliteModelStore& operator=(const SqliteModelStore&) = delete;
+
+  absl::StatusOr<int> AddVersion(const v1::ModelVersion& version,
+                                 const v1::Job* finished_job) override;
+  absl::StatusOr<v1::ModelVersion> GetVersion(const std::string& model_name, int version,
+                                              bool include_tensors) override;
+  absl::StatusOr<int> LatestVersion(const std::string& model_name) override;
+  absl::StatusOr<int> ResolveAlias(const std::string& model_name,
+                                   const std::string& alias) override;
+  absl::StatusOr<std::vector<v1::Model>> ListModels() override;
+  absl::StatusOr<v1::Model> GetModel(const std::string& model_name) override;
+  absl::Status DeleteVersion(const std::string& model_name, int version) override;
+  absl::Status SetAlias(const std::string& model_name, const std::string& alias,
+                        int version) override;
+  absl::Status DeleteAlias(const std::string& model_name, const std::string& alias) override;
+  absl::Status PutJob(const v1::Job& job) override;
+  absl::Status AppendEpochMetrics(const std::string& job_id,
+                                  const v1::EpochMetrics& metrics) override;
+  absl::StatusOr<std::vector<v1::Job>> ListJobs() override;
+  absl::StatusOr<int> FailUnfinishedJobs(const std::string& reason) override;
+
+ private:
+  class Statement;
+
+  explicit SqliteModelStore(sqlite3* db);
+
+  // Runs `body` inside BEGIN IMMEDIATE ... COMMIT; rolls back if it fails.
+  absl::Status InTransaction(const std::function<absl::Status()>& body)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status Exec(const char* sql) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The cached prepared statement for `sql`, reset and unbound when the
+  // returned Statement goes out of scope.
+  absl::StatusOr<sqlite3_stmt*> Prepare(const char* sql) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status Error(const char* what) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  absl::Status PutJobLocked(const v1::Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status PutMetricsLocked(const std::string& job_id, const v1::EpochMetrics& metrics)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<bool> VersionExistsLocked(const std::string& model_name, int version)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<v1::Model> GetModelLocked(const std::string& model_name)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<std::vector<v1::EpochMetrics>> MetricsLocked(const std::string& job_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  absl::Mutex mu_;
+  sqlite3* db_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, sqlite3_stmt*> statements_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace bnserve
+
+#endif  // BNSERVE_SERVER_SQLITE_MODEL_STORE_H_
