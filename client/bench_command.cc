@@ -1,0 +1,252 @@
+// bnctl bench predict: the load tool. For each batch size and client count it
+// drives Predict from N client threads (each on its own TCP connection) for a
+// fixed time or call count, and then the same payload through
+// bnserve.v1.Diagnostics/Echo on the same server: the gRPC floor, a call that
+// parses the same request and returns a Predict-sized response without
+// inference. Loopback only in practice: it talks to --server and nothing else;
+// every loop is bounded in time.
+#include <algorithm>
+#include <functional>
+#include <iostream>
+#include <random>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "bnserve/v1/diagnostics.grpc.pb.h"
+#include "client/commands.h"
+#include "client/proto_format.h"
+#include "core/builtin_datasets.h"
+
+namespace bnserve {
+namespace {
+
+// One client's connection and stubs.
+struct BenchClient {
+  explicit BenchClient(const GlobalOptions& globals)
+      : connection(globals, /*own_connection=*/true),
+        diagnostics(v1::Diagnostics::NewStub(connection.channel())) {}
+  ClientConnection connection;
+  std::unique_ptr<v1::Diagnostics::Stub> diagnostics;
+};
+
+using CallFn = std::function<grpc::Status(BenchClient*, const v1::PredictRequest&)>;
+
+struct LoadResult {
+  int64_t calls = 0;
+  double seconds = 0;
+  std::vector<double> latencies_ms;
+  grpc::Status error;  // the first failed call, if any
+
+  double CallsPerSecond() const { return seconds > 0 ? calls / seconds : 0; }
+  double Percentile(double p) const {
+    if (latencies_ms.empty()) return 0;
+    return latencies_ms[static_cast<size_t>(p * (latencies_ms.size() - 1))];
+  }
+};
+
+// Runs `call` from clients[0..n) in parallel until `duration` passes or each
+// client made `calls_per_client` calls (0: no count limit). Stops a client at
+// its first error.
+LoadResult RunLoad(std::vector<std::unique_ptr<BenchClient>>& clients, int n,
+                   const v1::PredictRequest& request, const CallFn& call,
+                   absl::Duration duration, int calls_per_client) {
+  absl::Mutex mutex;
+  LoadResult result;
+  absl::Notification start;
+  std::vector<std::thread> threads;
+  absl::Time end;
+  for (int i = 0; i < n; ++i) {
+    threads.emplace_back([&, i] {
+      std::vector<double> latencies;
+      grpc::Status error;
+      start.WaitForNotification();
+      for (int k = 0; calls_per_client == 0 || k < calls_per_client; ++k) {
+        absl::Time before = absl::Now();
+        if (before >= end) break;
+        grpc::Status status = call(clients[i].get(), request);
+        if (!status.ok()) {
+          error = status;
+          break;
+        }
+        latencies.push_back(absl::ToDoubleMilliseconds(absl::Now() - before));
+      }
+      absl::MutexLock lock(&mutex);
+      result.latencies_ms.insert(result.latencies_ms.end(), latencies.begin(),
+                                 latencies.end());
+      if (!error.ok() && result.error.ok()) result.error = error;
+    });
+  }
+  const absl::Time begin = absl::Now();
+  end = begin + duration;
+  start.Notify();
+  for (std::thread& thread : threads) thread.join();
+  result.seconds = absl::ToDoubleSeconds(absl::Now() - begin);
+  result.calls = static_cast<int64_t>(result.latencies_ms.size());
+  std::sort(result.latencies_ms.begin(), result.latencies_ms.end());
+  return result;
+}
+
+grpc::Status CallPredict(BenchClient* client, const v1::PredictRequest& request) {
+  v1::PredictResponse response;
+  return client->connection.inference().Predict(client->connection.NewContext().get(),
+                                                request, &response);
+}
+
+grpc::Status CallEcho(BenchClient* client, const v1::PredictRequest& request) {
+  v1::PredictResponse response;
+  return client->diagnostics->Echo(client->connection.NewContext().get(), request,
+                                   &response);
+}
+
+// `rows` input rows of `features` values: the first rows of the local data set
+// when it has that many features, else uniform noise in [0, 1).
+v1::Tensor MakeInputs(const Dataset* data, int rows, int features) {
+  v1::Tensor tensor;
+  tensor.add_shape(rows);
+  tensor.add_shape(features);
+  tensor.mutable_values()->Resize(rows * features, 0.0f);
+  float* values = tensor.mutable_values()->mutable_data();
+  if (data != nullptr && data->feature_size() == features && data->size() > 0) {
+    for (int r = 0; r < rows; ++r) {
+      const float* row = data->features.row(r % data->size()).data();
+      std::copy(row, row + features, values + static_cast<size_t>(r) * features);
+    }
+  } else {
+    std::mt19937 rng(42);
+    std::uniform_real_distribution<float> uniform(0.0f, 1.0f);
+    for (int i = 0; i < rows * features; ++i) values[i] = uniform(rng);
+  }
+  return tensor;
+}
+
+}  // namespace
+
+int RunBench(const CommandArgs& args, GlobalOptions globals) {
+  ArgParser parser(
+      "bnctl bench predict --model NAME [--batch 1,256] [--clients 1,4] "
+      "[--duration 5s | --calls N]");
+  std::string model;
+  ModelSelectorFlags selector;
+  std::vector<int> batches = {1, 256};
+  std::vector<int> client_counts = {1, 4};
+  absl::Duration duration = absl::Seconds(5);
+  int calls = 0;
+  std::string bn_mode_name = "inference";
+  std::string dataset = "mnist-digits";
+  std::string data_dir = DefaultDataDir();
+  bool floor = true;
+  parser.AddString("model", &model, "model to load (required)");
+  AddModelSelectorFlags(&parser, &selector);
+  parser.AddIntList("batch", &batches, "rows per call, each measured (default 1,256)");
+  parser.AddIntList("clients", &client_counts, "concurrent clients, each measured (default 1,4)");
+  parser.AddDuration("duration", &duration,
+                     "time per measurement (default 5s; with --calls: at most 60s)");
+  parser.AddInt("calls", &calls, "calls per client per measurement (default: until --duration)");
+  parser.AddString("bn-mode", &bn_mode_name, "inference | batch (default inference)");
+  parser.AddString("dataset", &dataset, "local data set for the payload (default mnist-digits)");
+  parser.AddString("data-dir", &data_dir, "local data directory");
+  parser.AddBool("floor", &floor, "also measure the Diagnostics/Echo floor (default on)");
+  std::vector<std::string> positional;
+  if (auto exit = ParseCommand(&parser, args, &globals, &positional, 1, 1)) return *exit;
+  if (positional[0] != "predict") {
+    return ReportUsageError(absl::InvalidArgumentError(absl::StrCat(
+                                "unknown benchmark '", positional[0], "'; try predict")),
+                            parser);
+  }
+  if (calls < 0) {
+    return ReportUsageError(absl::InvalidArgumentError("--calls is negative"), parser);
+  }
+  if (calls > 0 && !parser.IsSet("duration")) duration = absl::Seconds(60);
+  absl::StatusOr<v1::ModelRef> ref = BuildModelRef(model, selector);
+  if (!ref.ok()) return ReportUsageError(ref.status(), parser);
+  absl::StatusOr<v1::BnMode> bn_mode = ParseBnMode(bn_mode_name);
+  if (!bn_mode.ok()) return ReportUsageError(bn_mode.status(), parser);
+
+  // The model's input size, and a quick NOT_FOUND before any load.
+  ClientConnection control(globals);
+  v1::GetModelRequest get;
+  *get.mutable_model() = *ref;
+  v1::ModelVersion version;
+  grpc::Status status = control.registry().GetModel(control.NewContext().get(), get, &version);
+  if (!status.ok()) return ReportError(FromGrpcStatus(status));
+  const int features = version.network().input_size() > 0 ? version.network().input_size() : 784;
+  absl::StatusOr<Dataset> data = LoadBuiltinDataset(
+      data_dir, dataset, Split::kTest,
+      *std::max_element(batches.begin(), batches.end()));
+  if (!data.ok() && !globals.json) {
+    std::cout << "payload: random values (" << data.status().message() << ")\n";
+  }
+
+  const int max_clients = *std::max_element(client_counts.begin(), client_counts.end());
+  std::vector<std::unique_ptr<BenchClient>> clients;
+  for (int i = 0; i < max_clients; ++i) clients.push_back(std::make_unique<BenchClient>(globals));
+
+  if (!globals.json) {
+    std::cout << absl::StrFormat(
+        "model %s version %d (%s), %s, server %s, %s per measurement\n", version.model_name(),
+        version.version(), FormatNetwork(version.network()), v1::BnMode_Name(*bn_mode),
+        globals.server,
+        calls > 0 ? absl::StrCat(calls, " calls per client") : absl::FormatDuration(duration));
+    std::cout << absl::StrFormat("%6s %7s %10s %11s %8s %8s %12s %10s %6s\n", "batch",
+                                 "clients", "calls/s", "rows/s", "p50 ms", "p99 ms",
+                                 "floor call/s", "floor p50", "ratio");
+  }
+  bool floor_available = floor;
+  for (int batch : batches) {
+    v1::PredictRequest request;
+    *request.mutable_model() = *ref;
+    request.set_bn_mode(*bn_mode);
+    *request.mutable_inputs() = MakeInputs(data.ok() ? &*data : nullptr, batch, features);
+    // Warm-up: connect every client and touch the model once.
+    for (auto& client : clients) {
+      status = CallPredict(client.get(), request);
+      if (!status.ok()) return ReportError(FromGrpcStatus(status));
+      if (floor_available) {
+        grpc::Status echo = CallEcho(client.get(), request);
+        if (echo.error_code() == grpc::StatusCode::UNIMPLEMENTED) {
+          floor_available = false;
+          if (!globals.json) {
+            std::cout << "floor: n/a (this server does not register bnserve.v1.Diagnostics)\n";
+          }
+        } else if (!echo.ok()) {
+          return ReportError(FromGrpcStatus(echo));
+        }
+      }
+    }
+    for (int n : client_counts) {
+      LoadResult predict = RunLoad(clients, n, request, CallPredict, duration, calls);
+      if (!predict.error.ok()) return ReportError(FromGrpcStatus(predict.error));
+      LoadResult echo;
+      if (floor_available) {
+        echo = RunLoad(clients, n, request, CallEcho, duration, calls);
+        if (!echo.error.ok()) return ReportError(FromGrpcStatus(echo.error));
+      }
+      const double ratio =
+          echo.CallsPerSecond() > 0 ? predict.CallsPerSecond() / echo.CallsPerSecond() : 0;
+      if (globals.json) {
+        std::cout << absl::StrFormat(
+            "{\"batch\":%d,\"clients\":%d,\"calls\":%d,\"calls_per_second\":%.1f,"
+            "\"rows_per_second\":%.1f,\"p50_ms\":%.3f,\"p99_ms\":%.3f,"
+            "\"floor_calls_per_second\":%.1f,\"floor_p50_ms\":%.3f,\"ratio\":%.3f}\n",
+            batch, n, predict.calls, predict.CallsPerSecond(),
+            predict.CallsPerSecond() * batch, predict.Percentile(0.5),
+            predict.Percentile(0.99), echo.CallsPerSecond(), echo.Percentile(0.5), ratio);
+      } else {
+        std::cout << absl::StrFormat(
+            "%6d %7d %10.1f %11.0f %8.3f %8.3f %12s %10s %6s\n", batch, n,
+            predict.CallsPerSecond(), predict.CallsPerSecond() * batch,
+            predict.Percentile(0.5), predict.Percentile(0.99),
+            floor_available ? absl::StrFormat("%.1f", echo.CallsPerSecond()) : "n/a",
+            floor_available ? absl::StrFormat("%.3f", echo.Percentile(0.5)) : "n/a",
+            floor_available ? absl::StrFormat("%.2f", ratio) : "n/a");
+      }
+      std::cout << std::flush;
+    }
+  }
+  return kExitOk;
+}
+
+}  // namespace bnserve

@@ -1,0 +1,88 @@
+// ClientConnection: one gRPC channel to a bnserve server and a stub per
+// service, plus the options every bnctl subcommand shares (--server, --json,
+// --timeout) and the conversion of a failed call into a printed error.
+//
+// The stubs are thread-safe (gRPC's are); a ClientConnection may be shared by
+// threads once created. NewContext() returns a fresh context per call.
+#ifndef BNSERVE_CLIENT_CLIENT_CONNECTION_H_
+#define BNSERVE_CLIENT_CLIENT_CONNECTION_H_
+
+#include <memory>
+#include <string>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "bnserve/v1/inference_service.grpc.pb.h"
+#include "bnserve/v1/model_registry.grpc.pb.h"
+#include "bnserve/v1/training_service.grpc.pb.h"
+#include "client/arg_parser.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+
+namespace bnserve {
+
+// The flags every subcommand accepts.
+struct GlobalOptions {
+  // host:port; default $BNSERVE_SERVER, else 127.0.0.1:50051.
+  std::string server;
+  // Print responses as protobuf JSON instead of text.
+  bool json = false;
+  // Deadline of each unary call; streams (watch, --follow) wait without one
+  // unless --timeout is given.
+  absl::Duration timeout = absl::Seconds(30);
+  bool timeout_given = false;
+  bool help = false;
+
+  // Defaults, with the environment applied.
+  static GlobalOptions Defaults();
+};
+
+// Registers --server, --json, --timeout and --help on `parser`.
+void AddGlobalFlags(ArgParser* parser, GlobalOptions* options);
+
+class ClientConnection {
+ public:
+  // Creates the channel (lazily connected: nothing is sent here). The channel
+  // carries messages up to 256 MiB, enough for an exported model.
+  // `own_connection` gives the channel its own TCP connection instead of one
+  // shared with other channels to the same address (for the load tool).
+  explicit ClientConnection(const GlobalOptions& options, bool own_connection = false);
+
+  v1::TrainingService::Stub& training() { return *training_; }
+  v1::InferenceService::Stub& inference() { return *inference_; }
+  v1::ModelRegistry::Stub& registry() { return *registry_; }
+  grpc::health::v1::Health::Stub& health() { return *health_; }
+  const std::shared_ptr<grpc::Channel>& channel() const { return channel_; }
+
+  // A context with the --timeout deadline; for a stream, a deadline only when
+  // --timeout was given.
+  std::unique_ptr<grpc::ClientContext> NewContext(bool streaming = false) const;
+
+ private:
+  GlobalOptions options_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::TrainingService::Stub> training_;
+  std::unique_ptr<v1::InferenceService::Stub> inference_;
+  std::unique_ptr<v1::ModelRegistry::Stub> registry_;
+  std::unique_ptr<grpc::health::v1::Health::Stub> health_;
+};
+
+// The same code and message as an absl::Status (the codes agree number for number).
+absl::Status FromGrpcStatus(const grpc::Status& status);
+
+// Process exit codes of bnctl.
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitError = 1;          // a call failed
+inline constexpr int kExitUsage = 2;          // bad command line
+inline constexpr int kExitJobUnsuccessful = 3;  // a followed job FAILED or was CANCELLED
+inline constexpr int kExitNotServing = 4;     // health: not SERVING
+
+// Prints "bnctl: CODE: message" to stderr and returns kExitError.
+int ReportError(const absl::Status& status);
+// Prints the error, a hint to --help, and returns kExitUsage.
+int ReportUsageError(const absl::Status& status, const ArgParser& parser);
+
+}  // namespace bnserve
+
+#endif  // BNSERVE_CLIENT_CLIENT_CONNECTION_H_
