@@ -16,6 +16,13 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
                       std::string(status.message()));
 }
 
+grpc::ServerUnaryReactor* FinishUnary(grpc::CallbackServerContext* context,
+                                      const absl::Status& status) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(ToGrpcStatus(status));
+  return reactor;
+}
+
 absl::StatusOr<NetworkConfig> NetworkConfigFromProto(const v1::NetworkConfig& proto,
                                                      int default_input_size) {
   NetworkConfig config;

@@ -23,6 +23,8 @@
 #include "core/optimizer.h"
 #include "core/trainer.h"
 #include "google/protobuf/timestamp.pb.h"
+#include "grpcpp/server_context.h"
+#include "grpcpp/support/server_callback.h"
 #include "grpcpp/support/status.h"
 
 namespace bnserve {
@@ -30,6 +32,11 @@ namespace bnserve {
 // The gRPC status with the same code (Abseil and gRPC codes are equal number
 // for number) and message.
 grpc::Status ToGrpcStatus(const absl::Status& status);
+
+// Finishes a unary callback RPC with `status` (converted by ToGrpcStatus) on
+// the context's default reactor, and returns that reactor.
+grpc::ServerUnaryReactor* FinishUnary(grpc::CallbackServerContext* context,
+                                      const absl::Status& status);
 
 // The core config with every default applied: output_size 0 -> 10, activation
 // UNSPECIFIED -> relu, weight_init UNSPECIFIED -> He, use_batchnorm unset ->

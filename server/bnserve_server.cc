@@ -1,0 +1,98 @@
+#include "server/bnserve_server.h"
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "core/logging.h"
+#include "core/status_macros.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/security/server_credentials.h"
+#include "grpcpp/server_builder.h"
+#include "grpcpp/support/channel_arguments.h"
+
+namespace bnserve {
+namespace {
+
+constexpr const char* kServiceNames[] = {
+    "bnserve.v1.TrainingService",
+    "bnserve.v1.InferenceService",
+    "bnserve.v1.ModelRegistry",
+};
+
+void SetServing(grpc::Server* server, bool serving) {
+  grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
+  if (health == nullptr) return;
+  health->SetServingStatus(serving);
+  for (const char* name : kServiceNames) health->SetServingStatus(name, serving);
+}
+
+}  // namespace
+
+BnserveServer::BnserveServer(const BnserveServerOptions& options) : options_(options) {}
+
+absl::StatusOr<std::unique_ptr<BnserveServer>> BnserveServer::Start(
+    const BnserveServerOptions& options) {
+  std::unique_ptr<BnserveServer> server(new BnserveServer(options));
+  ASSIGN_OR_RETURN(server->store_, SqliteModelStore::Open(options.registry_path));
+  server->registry_ = std::make_unique<ModelRegistry>(server->store_.get(), options.model_cache);
+  server->data_ = std::make_unique<DataResolver>(options.data_dir);
+  JobManagerOptions job_options;
+  job_options.workers = options.workers;
+  job_options.max_queue = options.max_queue;
+  job_options.max_epochs = options.max_epochs;
+  server->jobs_ = std::make_unique<JobManager>(server->store_.get(), server->registry_.get(),
+                                               server->data_.get(), job_options);
+  RETURN_IF_ERROR(server->jobs_->Start());
+  server->training_service_ = std::make_unique<TrainingServiceImpl>(server->jobs_.get());
+  server->inference_service_ = std::make_unique<InferenceServiceImpl>(
+      server->registry_.get(), server->data_.get(), options.max_batch);
+  server->registry_service_ = std::make_unique<ModelRegistryServiceImpl>(server->registry_.get());
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  const int max_bytes = options.max_message_mb * 1024 * 1024;
+  builder.SetMaxReceiveMessageSize(max_bytes);
+  builder.SetMaxSendMessageSize(max_bytes);
+  if (!options.listen.empty()) {
+    builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &server->port_);
+  }
+  builder.RegisterService(server->training_service_.get());
+  builder.RegisterService(server->inference_service_.get());
+  builder.RegisterService(server->registry_service_.get());
+  server->server_ = builder.BuildAndStart();
+  if (server->server_ == nullptr || (!options.listen.empty() && server->port_ == 0)) {
+    server->jobs_->Shutdown();
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen));
+  }
+  SetServing(server->server_.get(), true);
+  return server;
+}
+
+BnserveServer::~BnserveServer() { Shutdown(); }
+
+std::shared_ptr<grpc::Channel> BnserveServer::InProcessChannel() {
+  grpc::ChannelArguments args;
+  const int max_bytes = options_.max_message_mb * 1024 * 1024;
+  args.SetMaxReceiveMessageSize(max_bytes);
+  args.SetMaxSendMessageSize(max_bytes);
+  return server_->InProcessChannel(args);
+}
+
+void BnserveServer::Shutdown(absl::Duration deadline) {
+  absl::MutexLock lock(&shutdown_mu_);
+  if (shut_down_) return;
+  shut_down_ = true;
+  if (server_ != nullptr) SetServing(server_.get(), false);
+  if (jobs_ != nullptr) jobs_->Shutdown("server shutting down");
+  if (server_ != nullptr) {
+    server_->Shutdown(absl::ToChronoTime(absl::Now() + deadline));
+    server_->Wait();
+  }
+  BNSERVE_LOG(INFO) << "bnserve stopped";
+}
+
+}  // namespace bnserve

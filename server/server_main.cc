@@ -1,0 +1,84 @@
+// bnserve: the gRPC server. Reads flags, starts BnserveServer, waits for
+// SIGINT or SIGTERM and shuts down gracefully.
+//
+// Signals are blocked in every thread before any thread starts and taken by
+// sigwait() in main(), so no work happens inside a signal handler.
+#include <pthread.h>
+
+#include <csignal>
+#include <cstdlib>
+#include <memory>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/status/statusor.h"
+#include "core/builtin_datasets.h"
+#include "core/logging.h"
+#include "server/bnserve_server.h"
+
+ABSL_FLAG(std::string, listen, "127.0.0.1:50051", "host:port to serve gRPC on");
+ABSL_FLAG(std::string, registry, "var/bnserve.db",
+          "SQLite database of models, versions, aliases and jobs (created with its directory)");
+ABSL_FLAG(std::string, data_dir, bnserve::DefaultDataDir(),
+          "directory of the built-in data sets and the only place IDX paths may point into");
+ABSL_FLAG(int, workers, 1, "training worker threads");
+ABSL_FLAG(int, max_batch, 10000, "largest Predict / inline Evaluate batch, in rows");
+ABSL_FLAG(int, max_epochs, 200, "largest number of epochs a training job may ask for");
+ABSL_FLAG(int, max_queue, 64, "queued training jobs beyond which Train is RESOURCE_EXHAUSTED");
+ABSL_FLAG(int, max_message_mb, 64, "largest gRPC message received or sent, in MiB");
+ABSL_FLAG(int, model_cache, 8, "model versions kept loaded for Predict and Evaluate");
+ABSL_FLAG(int, shutdown_grace_seconds, 5, "how long in-flight RPCs may take at shutdown");
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage("bnserve: trains and serves Batch Normalization networks over gRPC");
+  absl::ParseCommandLine(argc, argv);
+
+  // Block the shutdown signals before any thread exists; every thread
+  // inherits the mask and main() takes them with sigwait.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  bnserve::BnserveServerOptions options;
+  options.listen = absl::GetFlag(FLAGS_listen);
+  options.registry_path = absl::GetFlag(FLAGS_registry);
+  options.data_dir = absl::GetFlag(FLAGS_data_dir);
+  options.workers = absl::GetFlag(FLAGS_workers);
+  options.max_batch = absl::GetFlag(FLAGS_max_batch);
+  options.max_epochs = absl::GetFlag(FLAGS_max_epochs);
+  options.max_queue = absl::GetFlag(FLAGS_max_queue);
+  options.max_message_mb = absl::GetFlag(FLAGS_max_message_mb);
+  options.model_cache = absl::GetFlag(FLAGS_model_cache);
+  if (options.workers < 1 || options.max_batch < 1 || options.max_epochs < 1 ||
+      options.max_queue < 1 || options.max_message_mb < 1 || options.model_cache < 1) {
+    BNSERVE_LOG(ERROR) << "--workers, --max_batch, --max_epochs, --max_queue, "
+                          "--max_message_mb and --model_cache must be positive";
+    return EXIT_FAILURE;
+  }
+
+  absl::StatusOr<std::unique_ptr<bnserve::BnserveServer>> server =
+      bnserve::BnserveServer::Start(options);
+  if (!server.ok()) {
+    BNSERVE_LOG(ERROR) << "bnserve failed to start: " << server.status();
+    return EXIT_FAILURE;
+  }
+  std::string address = options.listen;
+  const size_t colon = address.rfind(':');
+  if (colon != std::string::npos) {
+    address = address.substr(0, colon + 1) + std::to_string((*server)->port());
+  }
+  BNSERVE_LOG(INFO) << "bnserve listening on " << address << " (registry "
+                    << options.registry_path << ", data " << options.data_dir << ", "
+                    << options.workers << " worker(s))";
+
+  int signal_number = 0;
+  sigwait(&signals, &signal_number);
+  BNSERVE_LOG(INFO) << "received signal " << signal_number << ", shutting down";
+  (*server)->Shutdown(absl::Seconds(absl::GetFlag(FLAGS_shutdown_grace_seconds)));
+  server->reset();  // closes the database
+  return EXIT_SUCCESS;
+}
