@@ -1,0 +1,787 @@
+// End-to-end tests: the real bnserve binary on a loopback port with its own
+// temporary registry, driven through the bnctl binary as built and through
+// gRPC stubs. Training is kept tiny (hundreds of samples, small layers, 2-3
+// epochs) so that each test takes a few seconds.
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <map>
+#include <memory>
+#include <regex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <google/protobuf/util/json_util.h>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "bnserve/v1/inference_service.grpc.pb.h"
+#include "bnserve/v1/model_registry.grpc.pb.h"
+#include "bnserve/v1/training_service.grpc.pb.h"
+#include "client/client_connection.h"
+#include "core/builtin_datasets.h"
+#include "core/network.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/client/server_process.h"
+#include "tests/testing/status_matchers.h"
+
+namespace bnserve {
+namespace {
+
+using ::bnserve::testing::CommandResult;
+using ::bnserve::testing::RunCommand;
+using ::bnserve::testing::ServerProcess;
+using ::bnserve::testing::TempDir;
+using ::testing::HasSubstr;
+
+constexpr char kDataDir[] = BNSERVE_SOURCE_DIR "/var/data";
+
+// ---------------------------------------------------------------------------
+// Independent inference: the core network rebuilt from GetModel's tensors.
+
+NetworkConfig CoreConfigFromProto(const v1::NetworkConfig& proto) {
+  NetworkConfig config;
+  config.input_size = proto.input_size();
+  config.hidden_sizes.assign(proto.hidden_sizes().begin(), proto.hidden_sizes().end());
+  config.output_size = proto.output_size() > 0 ? proto.output_size() : 10;
+  switch (proto.activation()) {
+    case v1::SIGMOID:
+      config.activation = Activation::kSigmoid;
+      break;
+    case v1::TANH:
+      config.activation = Activation::kTanh;
+      break;
+    default:
+      config.activation = Activation::kRelu;
+  }
+  config.weight_init.kind = WeightInit::Kind::kHe;
+  config.use_batchnorm = !proto.has_use_batchnorm() || proto.use_batchnorm();
+  config.dropout_ratio = proto.dropout_ratio();
+  config.weight_decay_lambda = proto.weight_decay_lambda();
+  config.bn_momentum = proto.has_bn_momentum() ? proto.bn_momentum() : 0.9;
+  config.bn_eps = proto.has_bn_eps() ? proto.bn_eps() : 1e-6;
+  return config;
+}
+
+Matrix MatrixFromTensor(const v1::Tensor& tensor) {
+  const int64_t rows = tensor.shape_size() == 2 ? tensor.shape(0) : 1;
+  const int64_t cols = tensor.shape_size() == 2 ? tensor.shape(1) : tensor.values_size();
+  Matrix matrix(rows, cols);
+  std::copy(tensor.values().begin(), tensor.values().end(), matrix.data());
+  return matrix;
+}
+
+std::map<std::string, Matrix> TensorMap(const v1::ModelVersion& version) {
+  std::map<std::string, Matrix> tensors;
+  for (const v1::NamedTensor& named : version.tensors()) {
+    tensors[named.name()] = MatrixFromTensor(named.tensor());
+  }
+  return tensors;
+}
+
+v1::Tensor TensorFromMatrix(const Matrix& matrix) {
+  v1::Tensor tensor;
+  tensor.add_shape(matrix.rows());
+  tensor.add_shape(matrix.cols());
+  tensor.mutable_values()->Add(matrix.data(), matrix.data() + matrix.size());
+  return tensor;
+}
+
+// ---------------------------------------------------------------------------
+// The fixture: one server per test, with a temporary registry.
+
+class E2eTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!std::filesystem::exists(std::string(kDataDir) + "/mnist-digits")) {
+      GTEST_SKIP() << "no built-in data in " << kDataDir << ": run scripts/setup.sh";
+    }
+    StartServer();
+  }
+
+  void StartServer(int port = 0) {
+    ServerProcess::Options options;
+    options.binary = BNSERVE_BINARY;
+    options.registry = dir_.path() + "/registry.db";
+    options.data_dir = kDataDir;
+    options.log_path = absl::StrCat(dir_.path(), "/server-", ++server_count_, ".log");
+    options.workers = 2;
+    options.port = port;
+    absl::StatusOr<std::unique_ptr<ServerProcess>> server = ServerProcess::Start(options);
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = *std::move(server);
+    GlobalOptions globals = GlobalOptions::Defaults();
+    globals.server = server_->address();
+    globals.timeout = absl::Seconds(30);
+    client_ = std::make_unique<ClientConnection>(globals);
+  }
+
+  // Runs bnctl against this test's server.
+  CommandResult Bnctl(std::vector<std::string> args) {
+    args.insert(args.begin(), {BNCTL_BINARY, "--server", server_->address()});
+    CommandResult result = RunCommand(args);
+    return result;
+  }
+
+  static std::string Describe(const CommandResult& result) {
+    return absl::StrCat("exit ", result.exit_code, "\nstdout:\n", result.out, "\nstderr:\n",
+                        result.err);
+  }
+
+  std::unique_ptr<grpc::ClientContext> Context() const { return client_->NewContext(); }
+
+  // A tiny job: 784-24-24-10 with BN, 600 samples, 2 epochs.
+  static v1::TrainRequest SmallTrainRequest(const std::string& model, int epochs = 2) {
+    v1::TrainRequest request;
+    request.set_model_name(model);
+    request.mutable_network()->add_hidden_sizes(24);
+    request.mutable_network()->add_hidden_sizes(24);
+    request.mutable_optimizer()->set_type(v1::SGD);
+    request.mutable_optimizer()->set_learning_rate(0.1);
+    v1::BuiltinData* data = request.mutable_train_data()->mutable_builtin();
+    data->set_name("mnist-digits");
+    data->set_split(v1::TRAIN);
+    data->set_limit(600);
+    request.set_epochs(epochs);
+    request.set_batch_size(50);
+    request.set_seed(7);
+    return request;
+  }
+
+  // A job that runs for many seconds unless cancelled.
+  static v1::TrainRequest LongTrainRequest(const std::string& model) {
+    v1::TrainRequest request = SmallTrainRequest(model, 200);
+    request.mutable_network()->clear_hidden_sizes();
+    for (int i = 0; i < 5; ++i) request.mutable_network()->add_hidden_sizes(100);
+    request.mutable_train_data()->mutable_builtin()->set_limit(0);
+    return request;
+  }
+
+  absl::StatusOr<v1::Job> Submit(const v1::TrainRequest& request) {
+    v1::Job job;
+    grpc::Status status = client_->training().Train(Context().get(), request, &job);
+    if (!status.ok()) return FromGrpcStatus(status);
+    return job;
+  }
+
+  absl::StatusOr<v1::Job> GetJob(const std::string& job_id) {
+    v1::GetJobRequest request;
+    request.set_job_id(job_id);
+    v1::Job job;
+    grpc::Status status = client_->training().GetJob(Context().get(), request, &job);
+    if (!status.ok()) return FromGrpcStatus(status);
+    return job;
+  }
+
+  // Polls until the job is in `state` (or finished), up to `timeout`.
+  absl::StatusOr<v1::Job> WaitForState(const std::string& job_id, v1::JobState state,
+                                       absl::Duration timeout = absl::Seconds(30)) {
+    const absl::Time deadline = absl::Now() + timeout;
+    while (true) {
+      absl::StatusOr<v1::Job> job = GetJob(job_id);
+      if (!job.ok() || job->state() == state || job->state() == v1::SUCCEEDED ||
+          job->state() == v1::FAILED || job->state() == v1::CANCELLED) {
+        return job;
+      }
+      if (absl::Now() > deadline) {
+        return absl::DeadlineExceededError(absl::StrCat(job_id, " still ", job->state()));
+      }
+      absl::SleepFor(absl::Milliseconds(25));
+    }
+  }
+
+  // Streams WatchJob to its terminal event.
+  absl::StatusOr<v1::Job> WatchToEnd(const std::string& job_id) {
+    v1::WatchJobRequest request;
+    request.set_job_id(job_id);
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
+    auto reader = client_->training().WatchJob(&context, request);
+    v1::JobEvent event;
+    std::optional<v1::Job> finished;
+    while (reader->Read(&event)) {
+      if (event.has_finished()) finished = event.finished();
+    }
+    grpc::Status status = reader->Finish();
+    if (!status.ok()) return FromGrpcStatus(status);
+    if (!finished) return absl::InternalError("stream ended without a finished event");
+    return *finished;
+  }
+
+  // Trains SmallTrainRequest(model) to completion.
+  absl::StatusOr<v1::Job> TrainSmall(const std::string& model) {
+    absl::StatusOr<v1::Job> job = Submit(SmallTrainRequest(model));
+    if (!job.ok()) return job.status();
+    return WatchToEnd(job->job_id());
+  }
+
+  absl::StatusOr<v1::ModelVersion> GetModel(const v1::ModelRef& ref, bool parameters) {
+    v1::GetModelRequest request;
+    *request.mutable_model() = ref;
+    request.set_include_parameters(parameters);
+    v1::ModelVersion version;
+    grpc::Status status = client_->registry().GetModel(Context().get(), request, &version);
+    if (!status.ok()) return FromGrpcStatus(status);
+    return version;
+  }
+
+  absl::StatusOr<v1::PredictResponse> Predict(const v1::ModelRef& ref, const v1::Tensor& inputs,
+                                              v1::BnMode mode) {
+    v1::PredictRequest request;
+    *request.mutable_model() = ref;
+    *request.mutable_inputs() = inputs;
+    request.set_bn_mode(mode);
+    v1::PredictResponse response;
+    grpc::Status status = client_->inference().Predict(Context().get(), request, &response);
+    if (!status.ok()) return FromGrpcStatus(status);
+    return response;
+  }
+
+  static v1::ModelRef Ref(const std::string& name, int version = 0) {
+    v1::ModelRef ref;
+    ref.set_name(name);
+    if (version > 0) ref.set_version(version);
+    return ref;
+  }
+
+  static Matrix TestRows(int n) {
+    absl::StatusOr<Dataset> data = LoadBuiltinDataset(kDataDir, "mnist-digits", Split::kTest, n);
+    EXPECT_TRUE(data.ok()) << data.status();
+    return data.ok() ? data->features : Matrix();
+  }
+
+  TempDir dir_;
+  int server_count_ = 0;
+  std::unique_ptr<ServerProcess> server_;
+  std::unique_ptr<ClientConnection> client_;
+};
+
+// Largest |a - b| over two equally shaped probability tensors.
+double MaxAbsDiff(const v1::Tensor& a, const v1::Tensor& b) {
+  EXPECT_EQ(a.values_size(), b.values_size());
+  double diff = 0;
+  for (int i = 0; i < std::min(a.values_size(), b.values_size()); ++i) {
+    diff = std::max(diff, std::abs(double{a.values(i)} - b.values(i)));
+  }
+  return diff;
+}
+
+// The first number after `label` in `text` (e.g. "accuracy 0.9200 (46/50)").
+double NumberAfter(const std::string& text, const std::string& label) {
+  std::smatch match;
+  std::regex pattern(label + R"(\s+([0-9.]+))");
+  if (!std::regex_search(text, match, pattern)) {
+    ADD_FAILURE() << "no '" << label << "' in:\n" << text;
+    return -1;
+  }
+  return std::stod(match[1]);
+}
+
+// ---------------------------------------------------------------------------
+
+TEST_F(E2eTest, HealthAndHelp) {
+  CommandResult health = Bnctl({"health"});
+  EXPECT_EQ(health.exit_code, 0) << Describe(health);
+  EXPECT_THAT(health.out, HasSubstr("SERVING"));
+
+  CommandResult help = RunCommand({BNCTL_BINARY, "help"});
+  EXPECT_EQ(help.exit_code, 0);
+  for (const char* command : {"train", "jobs", "models", "predict", "evaluate", "export",
+                              "import", "health", "experiment", "bench"}) {
+    EXPECT_THAT(help.out, HasSubstr(command));
+  }
+  CommandResult unknown = RunCommand({BNCTL_BINARY, "frobnicate"});
+  EXPECT_EQ(unknown.exit_code, 2);
+  CommandResult bad_flag = Bnctl({"train", "--model", "m", "--no-such-flag"});
+  EXPECT_EQ(bad_flag.exit_code, 2) << Describe(bad_flag);
+  EXPECT_THAT(bad_flag.err, HasSubstr("--no-such-flag"));
+
+  // Nobody listens on a fresh port: a non-zero exit with the code name.
+  CommandResult down = RunCommand({BNCTL_BINARY, "--server",
+                                   absl::StrCat("127.0.0.1:", testing::PickFreePort()),
+                                   "--timeout", "2s", "health"});
+  EXPECT_NE(down.exit_code, 0);
+  EXPECT_THAT(down.err, HasSubstr("UNAVAILABLE"));
+}
+
+TEST_F(E2eTest, TrainFollowPredictEvaluateThroughBnctl) {
+  CommandResult train = Bnctl({"train", "--model", "cli", "--hidden", "24,24", "--limit", "600",
+                               "--epochs", "2", "--batch-size", "50", "--lr", "0.1", "--seed",
+                               "3", "--validation-dataset", "mnist-digits",
+                               "--validation-limit", "200", "--follow"});
+  ASSERT_EQ(train.exit_code, 0) << Describe(train);
+  EXPECT_THAT(train.out, HasSubstr("submitted "));
+  EXPECT_THAT(train.out, HasSubstr("epoch   1/2"));
+  EXPECT_THAT(train.out, HasSubstr("epoch   2/2"));
+  EXPECT_THAT(train.out, HasSubstr("val acc"));
+  EXPECT_THAT(train.out, HasSubstr("SUCCEEDED: model cli version 1"));
+  // Not a terminal: no carriage-return progress bar in the captured output.
+  EXPECT_THAT(train.out, ::testing::Not(HasSubstr("\r")));
+
+  std::smatch match;
+  ASSERT_TRUE(std::regex_search(train.out, match, std::regex(R"(submitted (\S+))")));
+  const std::string job_id = match[1];
+  CommandResult get = Bnctl({"jobs", "get", job_id});
+  EXPECT_EQ(get.exit_code, 0) << Describe(get);
+  EXPECT_THAT(get.out, HasSubstr("SUCCEEDED"));
+  EXPECT_THAT(get.out, HasSubstr("784-24x2-10"));
+  CommandResult list = Bnctl({"jobs", "list", "--model", "cli", "--state", "succeeded"});
+  EXPECT_THAT(list.out, HasSubstr(job_id)) << Describe(list);
+  CommandResult none = Bnctl({"jobs", "list", "--state", "running"});
+  EXPECT_THAT(none.out, ::testing::Not(HasSubstr(job_id)));
+
+  // --json gives parseable protobuf JSON.
+  CommandResult json = Bnctl({"--json", "models", "get", "cli"});
+  ASSERT_EQ(json.exit_code, 0) << Describe(json);
+  v1::ModelVersion parsed;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(json.out, &parsed).ok()) << json.out;
+  EXPECT_EQ(parsed.model_name(), "cli");
+  EXPECT_EQ(parsed.version(), 1);
+  EXPECT_EQ(parsed.job_id(), job_id);
+
+  // predict reads the rows locally; its accuracy must equal the server's own
+  // evaluation of the same 200 rows.
+  CommandResult predict = Bnctl({"predict", "--model", "cli", "--dataset", "mnist-digits",
+                                 "--split", "test", "--limit", "200", "--data-dir", kDataDir});
+  ASSERT_EQ(predict.exit_code, 0) << Describe(predict);
+  EXPECT_THAT(predict.out, HasSubstr("200 rows"));
+  CommandResult evaluate =
+      Bnctl({"evaluate", "--model", "cli", "--dataset", "mnist-digits", "--split", "test",
+             "--limit", "200"});
+  ASSERT_EQ(evaluate.exit_code, 0) << Describe(evaluate);
+  EXPECT_THAT(evaluate.out, HasSubstr("confusion matrix"));
+  EXPECT_THAT(evaluate.out, HasSubstr("per-class accuracy"));
+  const double predict_accuracy = NumberAfter(predict.out, "accuracy");
+  const double evaluate_accuracy = NumberAfter(evaluate.out, "accuracy ");
+  EXPECT_NEAR(predict_accuracy, evaluate_accuracy, 1e-4);
+  EXPECT_GT(evaluate_accuracy, 0.3) << "two epochs should beat chance clearly";
+
+  // A failed call: non-zero exit, the code name and message on stderr.
+  CommandResult missing = Bnctl({"models", "get", "no-such-model"});
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_THAT(missing.err, HasSubstr("NOT_FOUND"));
+}
+
+TEST_F(E2eTest, PredictAgreesWithCoreNetworkFromGetModelTensors) {
+  ASSERT_OK_AND_ASSIGN(v1::Job job, TrainSmall("exact"));
+  ASSERT_EQ(job.state(), v1::SUCCEEDED) << job.reason();
+  ASSERT_OK_AND_ASSIGN(v1::ModelVersion version, GetModel(Ref("exact", 1), true));
+  ASSERT_OK_AND_ASSIGN(
+      Network<float> network,
+      Network<float>::FromTensors(CoreConfigFromProto(version.network()), TensorMap(version)));
+  const Matrix rows = TestRows(64);
+  for (v1::BnMode mode : {v1::INFERENCE, v1::BATCH_STATISTICS}) {
+    ASSERT_OK_AND_ASSIGN(v1::PredictResponse response,
+                         Predict(Ref("exact", 1), TensorFromMatrix(rows), mode));
+    ASSERT_OK_AND_ASSIGN(
+        Matrix expected,
+        network.PredictProbabilities(
+            rows, mode == v1::INFERENCE ? BnMode::kInference : BnMode::kBatchStatistics));
+    ASSERT_EQ(response.probabilities().shape_size(), 2);
+    EXPECT_EQ(response.probabilities().shape(0), 64);
+    EXPECT_EQ(response.probabilities().shape(1), 10);
+    EXPECT_EQ(response.model_version(), 1);
+    EXPECT_LE(MaxAbsDiff(response.probabilities(), TensorFromMatrix(expected)), 1e-5)
+        << "mode " << v1::BnMode_Name(mode);
+    for (int r = 0; r < 64; ++r) {
+      Eigen::Index argmax = 0;
+      expected.row(r).maxCoeff(&argmax);
+      EXPECT_EQ(response.predicted_classes(r), argmax) << "row " << r;
+    }
+  }
+}
+
+TEST_F(E2eTest, InferenceModeRowDoesNotDependOnItsBatch) {
+  ASSERT_OK_AND_ASSIGN(v1::Job job, TrainSmall("rows"));
+  ASSERT_EQ(job.state(), v1::SUCCEEDED) << job.reason();
+  Matrix batch = TestRows(32);
+  const int row = 5;
+  Matrix alone = batch.row(row);
+  ASSERT_OK_AND_ASSIGN(v1::PredictResponse single,
+                       Predict(Ref("rows"), TensorFromMatrix(alone), v1::INFERENCE));
+  ASSERT_OK_AND_ASSIGN(v1::PredictResponse batched,
+                       Predict(Ref("rows"), TensorFromMatrix(batch), v1::INFERENCE));
+  // Different other rows: reversed and scaled.
+  Matrix changed = (batch.colwise().reverse() * 0.5f).eval();
+  changed.row(row) = alone;
+  ASSERT_OK_AND_ASSIGN(v1::PredictResponse other,
+                       Predict(Ref("rows"), TensorFromMatrix(changed), v1::INFERENCE));
+  for (int c = 0; c < 10; ++c) {
+    const float p = single.probabilities().values(c);
+    EXPECT_NEAR(batched.probabilities().values(row * 10 + c), p, 1e-5) << "class " << c;
+    EXPECT_NEAR(other.probabilities().values(row * 10 + c), p, 1e-5) << "class " << c;
+  }
+}
+
+TEST_F(E2eTest, BatchStatisticsDiffersAndLeavesRunningStatisticsUnchanged) {
+  ASSERT_OK_AND_ASSIGN(v1::Job job, TrainSmall("stats"));
+  ASSERT_EQ(job.state(), v1::SUCCEEDED) << job.reason();
+  ASSERT_OK_AND_ASSIGN(v1::ModelVersion before, GetModel(Ref("stats"), true));
+  // A batch unlike the training data's statistics: only digits of one kind
+  // of brightness, so batch statistics must move the outputs.
+  Matrix rows = (TestRows(40) * 0.5f).eval();
+  ASSERT_OK_AND_ASSIGN(v1::PredictResponse inference,
+                       Predict(Ref("stats"), TensorFromMatrix(rows), v1::INFERENCE));
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_OK_AND_ASSIGN(v1::PredictResponse batch_stats,
+                         Predict(Ref("stats"), TensorFromMatrix(rows), v1::BATCH_STATISTICS));
+    EXPECT_GT(MaxAbsDiff(inference.probabilities(), batch_stats.probabilities()), 1e-3);
+  }
+  ASSERT_OK_AND_ASSIGN(v1::ModelVersion after, GetModel(Ref("stats"), true));
+  const std::map<std::string, Matrix> tensors_before = TensorMap(before);
+  const std::map<std::string, Matrix> tensors_after = TensorMap(after);
+  ASSERT_EQ(tensors_before.size(), tensors_after.size());
+  EXPECT_TRUE(tensors_before.count("running_mean1") == 1) << "no running statistics stored";
+  for (const auto& [name, matrix] : tensors_before) {
+    ASSERT_TRUE(tensors_after.count(name)) << name;
+    EXPECT_TRUE(matrix == tensors_after.at(name)) << name << " changed";
+  }
+  // And the inference answer is what it was.
+  ASSERT_OK_AND_ASSIGN(v1::PredictResponse again,
+                       Predict(Ref("stats"), TensorFromMatrix(rows), v1::INFERENCE));
+  EXPECT_EQ(MaxAbsDiff(inference.probabilities(), again.probabilities()), 0.0);
+}
+
+TEST_F(E2eTest, CancelRunningJobThroughBnctl) {
+  ASSERT_OK_AND_ASSIGN(v1::Job job, Submit(LongTrainRequest("long")));
+  EXPECT_EQ(job.state(), v1::QUEUED);
+  ASSERT_OK_AND_ASSIGN(job, WaitForState(job.job_id(), v1::RUNNING));
+  ASSERT_EQ(job.state(), v1::RUNNING);
+  CommandResult cancel = Bnctl({"jobs", "cancel", job.job_id()});
+  EXPECT_EQ(cancel.exit_code, 0) << Describe(cancel);
+  CommandResult watch = Bnctl({"jobs", "watch", job.job_id()});
+  EXPECT_EQ(watch.exit_code, 3) << Describe(watch);
+  EXPECT_THAT(watch.out, HasSubstr("CANCELLED"));
+  ASSERT_OK_AND_ASSIGN(v1::Job final_job, GetJob(job.job_id()));
+  EXPECT_EQ(final_job.state(), v1::CANCELLED);
+  EXPECT_EQ(final_job.model_version(), 0);
+  // Cancelling a finished job is a precondition failure.
+  CommandResult again = Bnctl({"jobs", "cancel", job.job_id()});
+  EXPECT_EQ(again.exit_code, 1);
+  EXPECT_THAT(again.err, HasSubstr("FAILED_PRECONDITION"));
+  // No version was registered for the cancelled model.
+  EXPECT_THAT(GetModel(Ref("long"), false), testing::StatusIs(absl::StatusCode::kNotFound));
+}
+
+TEST_F(E2eTest, BadInputsGetTheirStatusCodesAndTheServerKeepsServing) {
+  ASSERT_OK_AND_ASSIGN(v1::Job job, TrainSmall("good"));
+  ASSERT_EQ(job.state(), v1::SUCCEEDED) << job.reason();
+  const Matrix rows = TestRows(4);
+  using Code = absl::StatusCode;
+
+  // Predict.
+  EXPECT_THAT(Predict(Ref("nope"), TensorFromMatrix(rows), v1::INFERENCE),
+              testing::StatusIs(Code::kNotFound));
+  EXPECT_THAT(Predict(Ref("good", 99), TensorFromMatrix(rows), v1::INFERENCE),
+              testing::StatusIs(Code::kNotFound));
+  v1::ModelRef alias = Ref("good");
+  alias.set_alias("nonexistent");
+  EXPECT_THAT(Predict(alias, TensorFromMatrix(rows), v1::INFERENCE),
+              testing::StatusIs(Code::kNotFound));
+  Matrix narrow = rows.leftCols(100);
+  EXPECT_THAT(Predict(Ref("good"), TensorFromMatrix(narrow), v1::INFERENCE),
+              testing::StatusIs(Code::kInvalidArgument));
+  v1::Tensor mismatched = TensorFromMatrix(rows);
+  mismatched.mutable_values()->RemoveLast();
+  EXPECT_THAT(Predict(Ref("good"), mismatched, v1::INFERENCE),
+              testing::StatusIs(Code::kInvalidArgument));
+  v1::Tensor nan = TensorFromMatrix(rows);
+  nan.set_values(3, std::nanf(""));
+  EXPECT_THAT(Predict(Ref("good"), nan, v1::INFERENCE),
+              testing::StatusIs(Code::kInvalidArgument));
+  v1::Tensor empty;
+  empty.add_shape(0);
+  empty.add_shape(784);
+  EXPECT_THAT(Predict(Ref("good"), empty, v1::INFERENCE),
+              testing::StatusIs(Code::kInvalidArgument));
+  Matrix one = rows.topRows(1);
+  EXPECT_THAT(Predict(Ref("good"), TensorFromMatrix(one), v1::BATCH_STATISTICS),
+              testing::StatusIs(Code::kInvalidArgument));
+
+  // Train.
+  auto train_code = [&](const std::function<void(v1::TrainRequest*)>& edit) {
+    v1::TrainRequest request = SmallTrainRequest("bad");
+    edit(&request);
+    return Submit(request).status().code();
+  };
+  EXPECT_EQ(train_code([](v1::TrainRequest* r) { r->mutable_network()->clear_hidden_sizes(); }),
+            Code::kInvalidArgument);
+  EXPECT_EQ(train_code([](v1::TrainRequest* r) { r->mutable_network()->set_dropout_ratio(1.5); }),
+            Code::kInvalidArgument);
+  EXPECT_EQ(train_code([](v1::TrainRequest* r) { r->set_model_name("has space"); }),
+            Code::kInvalidArgument);
+  EXPECT_EQ(train_code([](v1::TrainRequest* r) { r->clear_train_data(); }),
+            Code::kInvalidArgument);
+  EXPECT_EQ(train_code([](v1::TrainRequest* r) { r->set_batch_size(1); }),
+            Code::kInvalidArgument);
+  EXPECT_EQ(train_code([](v1::TrainRequest* r) {
+              r->mutable_optimizer()->set_learning_rate(-1);
+            }),
+            Code::kInvalidArgument);
+  EXPECT_EQ(train_code([](v1::TrainRequest* r) {
+              r->mutable_train_data()->mutable_idx()->set_images_path("../../../etc/passwd");
+              r->mutable_train_data()->mutable_idx()->set_labels_path("../../../etc/passwd");
+            }),
+            Code::kInvalidArgument);
+
+  // Jobs.
+  EXPECT_THAT(GetJob("job-does-not-exist"), testing::StatusIs(Code::kNotFound));
+  EXPECT_THAT(WatchToEnd("job-does-not-exist"), testing::StatusIs(Code::kNotFound));
+  v1::CancelJobRequest cancel;
+  cancel.set_job_id("job-does-not-exist");
+  v1::Job cancelled;
+  EXPECT_EQ(client_->training().CancelJob(Context().get(), cancel, &cancelled).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+
+  // Registry.
+  google::protobuf::Empty empty_response;
+  v1::DeleteModelVersionRequest delete_missing;
+  delete_missing.set_model_name("good");
+  delete_missing.set_version(42);
+  EXPECT_EQ(client_->registry()
+                .DeleteModelVersion(Context().get(), delete_missing, &empty_response)
+                .error_code(),
+            grpc::StatusCode::NOT_FOUND);
+  v1::DeleteAliasRequest delete_alias;
+  delete_alias.set_model_name("good");
+  delete_alias.set_alias("absent");
+  EXPECT_EQ(
+      client_->registry().DeleteAlias(Context().get(), delete_alias, &empty_response).error_code(),
+      grpc::StatusCode::NOT_FOUND);
+  v1::SetAliasRequest bad_alias;
+  bad_alias.set_model_name("good");
+  bad_alias.set_alias("42");
+  bad_alias.set_version(1);
+  v1::Model model;
+  EXPECT_EQ(client_->registry().SetAlias(Context().get(), bad_alias, &model).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  bad_alias.set_alias("prod");
+  bad_alias.set_version(7);
+  EXPECT_EQ(client_->registry().SetAlias(Context().get(), bad_alias, &model).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+  ASSERT_OK_AND_ASSIGN(v1::ModelVersion exported, GetModel(Ref("good"), true));
+  v1::ImportModelRequest import;
+  *import.mutable_model() = exported;
+  import.mutable_model()->mutable_tensors()->RemoveLast();
+  v1::ModelVersion imported;
+  EXPECT_EQ(client_->registry().ImportModel(Context().get(), import, &imported).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+
+  // Evaluate with a path escaping the data directory.
+  v1::EvaluateRequest evaluate;
+  *evaluate.mutable_model() = Ref("good");
+  evaluate.mutable_data()->mutable_idx()->set_images_path("/etc/passwd");
+  evaluate.mutable_data()->mutable_idx()->set_labels_path("../../x");
+  v1::EvaluateResponse evaluated;
+  EXPECT_EQ(client_->inference().Evaluate(Context().get(), evaluate, &evaluated).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+
+  // Still serving, and still right.
+  CommandResult health = Bnctl({"health"});
+  EXPECT_EQ(health.exit_code, 0) << Describe(health);
+  EXPECT_OK(Predict(Ref("good"), TensorFromMatrix(rows), v1::INFERENCE).status());
+  EXPECT_EQ(GetModel(Ref("bad"), false).status().code(), Code::kNotFound);
+}
+
+TEST_F(E2eTest, AliasesExportAndImportThroughBnctl) {
+  ASSERT_OK_AND_ASSIGN(v1::Job job, TrainSmall("reg"));
+  ASSERT_EQ(job.state(), v1::SUCCEEDED) << job.reason();
+  CommandResult set = Bnctl({"models", "alias", "set", "reg", "production", "--version", "1"});
+  ASSERT_EQ(set.exit_code, 0) << Describe(set);
+  CommandResult predict = Bnctl({"predict", "--model", "reg", "--alias", "production",
+                                 "--dataset", "mnist-digits", "--limit", "10", "--data-dir",
+                                 kDataDir});
+  EXPECT_EQ(predict.exit_code, 0) << Describe(predict);
+  EXPECT_THAT(predict.out, HasSubstr("version 1"));
+  CommandResult blocked = Bnctl({"models", "delete", "reg", "--version", "1"});
+  EXPECT_EQ(blocked.exit_code, 1);
+  EXPECT_THAT(blocked.err, HasSubstr("FAILED_PRECONDITION"));
+  CommandResult list = Bnctl({"models", "list"});
+  EXPECT_THAT(list.out, HasSubstr("production->1")) << Describe(list);
+
+  const std::string file = dir_.path() + "/reg.bnmodel";
+  CommandResult exported = Bnctl({"export", "reg", "--alias", "production", "--out", file});
+  ASSERT_EQ(exported.exit_code, 0) << Describe(exported);
+  CommandResult imported = Bnctl({"import", file, "--as", "copy"});
+  ASSERT_EQ(imported.exit_code, 0) << Describe(imported);
+  EXPECT_THAT(imported.out, HasSubstr("copy version 1"));
+  ASSERT_OK_AND_ASSIGN(v1::ModelVersion original, GetModel(Ref("reg", 1), true));
+  ASSERT_OK_AND_ASSIGN(v1::ModelVersion copy, GetModel(Ref("copy", 1), true));
+  EXPECT_TRUE(copy.job_id().empty());
+  const std::map<std::string, Matrix> a = TensorMap(original);
+  const std::map<std::string, Matrix> b = TensorMap(copy);
+  ASSERT_EQ(a.size(), b.size());
+  for (const auto& [name, matrix] : a) EXPECT_TRUE(matrix == b.at(name)) << name;
+  // Importing again under the file's own name makes version 2 of reg.
+  CommandResult second = Bnctl({"import", file});
+  EXPECT_THAT(second.out, HasSubstr("reg version 2")) << Describe(second);
+
+  CommandResult unalias = Bnctl({"models", "alias", "delete", "reg", "production"});
+  EXPECT_EQ(unalias.exit_code, 0) << Describe(unalias);
+  CommandResult deleted = Bnctl({"models", "delete", "reg", "--version", "1"});
+  EXPECT_EQ(deleted.exit_code, 0) << Describe(deleted);
+  EXPECT_THAT(GetModel(Ref("reg", 1), false), testing::StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_OK(GetModel(Ref("reg", 2), false).status());
+}
+
+TEST_F(E2eTest, PredictFromSeveralClientsWhileAJobTrains) {
+  ASSERT_OK_AND_ASSIGN(v1::Job job, TrainSmall("served"));
+  ASSERT_EQ(job.state(), v1::SUCCEEDED) << job.reason();
+  const Matrix rows = TestRows(16);
+  ASSERT_OK_AND_ASSIGN(v1::PredictResponse reference,
+                       Predict(Ref("served", 1), TensorFromMatrix(rows), v1::INFERENCE));
+  ASSERT_OK_AND_ASSIGN(v1::Job training, Submit(LongTrainRequest("busy")));
+  ASSERT_OK_AND_ASSIGN(training, WaitForState(training.job_id(), v1::RUNNING));
+  ASSERT_EQ(training.state(), v1::RUNNING);
+
+  std::atomic<int> ok{0}, failed{0}, different{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      GlobalOptions globals = GlobalOptions::Defaults();
+      globals.server = server_->address();
+      ClientConnection connection(globals, /*own_connection=*/true);
+      v1::PredictRequest request;
+      *request.mutable_model() = Ref("served", 1);
+      *request.mutable_inputs() = TensorFromMatrix(rows);
+      for (int i = 0; i < 25; ++i) {
+        v1::PredictResponse response;
+        grpc::Status status =
+            connection.inference().Predict(connection.NewContext().get(), request, &response);
+        if (!status.ok()) {
+          ++failed;
+        } else if (MaxAbsDiff(response.probabilities(), reference.probabilities()) > 1e-6) {
+          ++different;
+        } else {
+          ++ok;
+        }
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  EXPECT_EQ(ok.load(), 100);
+  EXPECT_EQ(failed.load(), 0);
+  EXPECT_EQ(different.load(), 0);
+  ASSERT_OK_AND_ASSIGN(v1::Job still, GetJob(training.job_id()));
+  EXPECT_EQ(still.state(), v1::RUNNING) << "the job should have trained throughout";
+  CommandResult cancel = Bnctl({"jobs", "cancel", training.job_id()});
+  EXPECT_EQ(cancel.exit_code, 0) << Describe(cancel);
+}
+
+TEST_F(E2eTest, ExperimentBatchnormPrintsTheComparison) {
+  CommandResult experiment =
+      Bnctl({"experiment", "batchnorm", "--epochs", "2", "--limit", "300"});
+  ASSERT_EQ(experiment.exit_code, 0) << Describe(experiment);
+  EXPECT_THAT(experiment.out, HasSubstr("batchnorm acc"));
+  std::smatch match;
+  ASSERT_TRUE(std::regex_search(
+      experiment.out, match,
+      std::regex(R"(final train accuracy: batchnorm (0\.\d{3}|1\.000) plain (0\.\d{3}|1\.000))")))
+      << experiment.out;
+  // The table's last row is the final line's numbers.
+  ASSERT_TRUE(std::regex_search(experiment.out, std::regex(R"(\n\s+2\s+0\.\d{4}\s+0\.\d{4}\n)")))
+      << experiment.out;
+  ASSERT_OK_AND_ASSIGN(v1::ModelVersion bn, GetModel(Ref("bn-experiment-batchnorm"), false));
+  ASSERT_OK_AND_ASSIGN(v1::ModelVersion plain, GetModel(Ref("bn-experiment-plain"), false));
+  EXPECT_TRUE(bn.network().use_batchnorm());
+  EXPECT_FALSE(plain.network().use_batchnorm());
+  EXPECT_NEAR(std::stod(match[1]), bn.final_metrics().train_accuracy(), 6e-4);
+  EXPECT_NEAR(std::stod(match[2]), plain.final_metrics().train_accuracy(), 6e-4);
+}
+
+TEST_F(E2eTest, BenchReportsEveryCombination) {
+  ASSERT_OK_AND_ASSIGN(v1::Job job, TrainSmall("bench"));
+  ASSERT_EQ(job.state(), v1::SUCCEEDED) << job.reason();
+  CommandResult bench = Bnctl({"bench", "predict", "--model", "bench", "--batch", "1,16",
+                               "--clients", "1,2", "--calls", "20", "--data-dir", kDataDir});
+  ASSERT_EQ(bench.exit_code, 0) << Describe(bench);
+  int rows = 0;
+  for (absl::string_view line : absl::StrSplit(bench.out, '\n')) {
+    std::vector<std::string> fields = absl::StrSplit(line, ' ', absl::SkipEmpty());
+    int batch = 0, clients = 0;
+    double calls_per_second = 0;
+    if (fields.size() == 9 && absl::SimpleAtoi(fields[0], &batch) &&
+        absl::SimpleAtoi(fields[1], &clients) && absl::SimpleAtod(fields[2], &calls_per_second)) {
+      ++rows;
+      EXPECT_GT(calls_per_second, 0) << line;
+    }
+  }
+  EXPECT_EQ(rows, 4) << bench.out;
+}
+
+// ---------------------------------------------------------------------------
+// Restarts: the registry survives; interrupted jobs do not come back running.
+
+TEST_F(E2eTest, EverythingSurvivesAGracefulRestart) {
+  ASSERT_OK_AND_ASSIGN(v1::Job done, TrainSmall("kept"));
+  ASSERT_EQ(done.state(), v1::SUCCEEDED) << done.reason();
+  CommandResult alias = Bnctl({"models", "alias", "set", "kept", "stable", "--version", "1"});
+  ASSERT_EQ(alias.exit_code, 0) << Describe(alias);
+  ASSERT_OK_AND_ASSIGN(v1::ModelVersion before, GetModel(Ref("kept"), true));
+  const Matrix rows = TestRows(8);
+  ASSERT_OK_AND_ASSIGN(v1::PredictResponse answer_before,
+                       Predict(Ref("kept"), TensorFromMatrix(rows), v1::INFERENCE));
+  ASSERT_OK_AND_ASSIGN(v1::Job running, Submit(LongTrainRequest("interrupted")));
+  ASSERT_OK_AND_ASSIGN(running, WaitForState(running.job_id(), v1::RUNNING));
+  ASSERT_EQ(running.state(), v1::RUNNING);
+
+  const int port = server_->port();
+  ASSERT_OK_AND_ASSIGN(int status, server_->Stop(SIGTERM));
+  EXPECT_TRUE(WIFEXITED(status)) << "bnserve did not exit on SIGTERM in time; log:\n"
+                                 << server_->Log();
+  EXPECT_EQ(WEXITSTATUS(status), 0) << server_->Log();
+  StartServer(port);
+
+  ASSERT_OK_AND_ASSIGN(v1::ModelVersion after, GetModel(Ref("kept"), true));
+  EXPECT_THAT(after.aliases(), ::testing::ElementsAre("stable"));
+  const std::map<std::string, Matrix> a = TensorMap(before);
+  const std::map<std::string, Matrix> b = TensorMap(after);
+  ASSERT_EQ(a.size(), b.size());
+  for (const auto& [name, matrix] : a) EXPECT_TRUE(matrix == b.at(name)) << name;
+  ASSERT_OK_AND_ASSIGN(v1::PredictResponse answer_after,
+                       Predict(Ref("kept"), TensorFromMatrix(rows), v1::INFERENCE));
+  EXPECT_EQ(MaxAbsDiff(answer_before.probabilities(), answer_after.probabilities()), 0.0);
+
+  ASSERT_OK_AND_ASSIGN(v1::Job old_done, GetJob(done.job_id()));
+  EXPECT_EQ(old_done.state(), v1::SUCCEEDED);
+  EXPECT_EQ(old_done.epochs_size(), 2);
+  ASSERT_OK_AND_ASSIGN(v1::Job stopped, GetJob(running.job_id()));
+  EXPECT_THAT(stopped.state(), ::testing::AnyOf(v1::CANCELLED, v1::FAILED))
+      << JobStateName(stopped.state());
+  EXPECT_FALSE(stopped.reason().empty());
+  CommandResult list = Bnctl({"models", "list"});
+  EXPECT_THAT(list.out, HasSubstr("stable->1")) << Describe(list);
+  // New jobs get fresh ids after the restart.
+  ASSERT_OK_AND_ASSIGN(v1::Job fresh, Submit(SmallTrainRequest("kept")));
+  EXPECT_NE(fresh.job_id(), done.job_id());
+  EXPECT_NE(fresh.job_id(), running.job_id());
+  ASSERT_OK_AND_ASSIGN(fresh, WatchToEnd(fresh.job_id()));
+  EXPECT_EQ(fresh.model_version(), 2);
+}
+
+TEST_F(E2eTest, AJobKilledWithTheServerComesBackFailed) {
+  ASSERT_OK_AND_ASSIGN(v1::Job running, Submit(LongTrainRequest("killed")));
+  ASSERT_OK_AND_ASSIGN(running, WaitForState(running.job_id(), v1::RUNNING));
+  ASSERT_EQ(running.state(), v1::RUNNING);
+  const int port = server_->port();
+  ASSERT_OK_AND_ASSIGN(int status, server_->Stop(SIGKILL));
+  EXPECT_TRUE(WIFSIGNALED(status));
+  StartServer(port);
+  ASSERT_OK_AND_ASSIGN(v1::Job job, GetJob(running.job_id()));
+  EXPECT_EQ(job.state(), v1::FAILED);
+  EXPECT_THAT(job.reason(), HasSubstr("restart"));
+  CommandResult watch = Bnctl({"jobs", "watch", running.job_id()});
+  EXPECT_EQ(watch.exit_code, 3) << Describe(watch);
+  EXPECT_THAT(watch.out, HasSubstr("FAILED"));
+}
+
+}  // namespace
+}  // namespace bnserve
