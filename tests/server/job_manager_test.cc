@@ -1,0 +1,335 @@
+#include "server/job_manager.h"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/data_resolver.h"
+#include "server/model_registry.h"
+#include "server/sqlite_model_store.h"
+#include "tests/server/server_test_util.h"
+#include "tests/testing/status_matchers.h"
+
+namespace bnserve {
+namespace {
+
+using ::bnserve::testing::SmallTrainRequest;
+using ::bnserve::testing::StatusIs;
+using ::bnserve::testing::TempPath;
+
+// A store, registry, resolver and job manager on a fresh database.
+class JobManagerTest : public ::testing::Test {
+ protected:
+  void SetUp() override { path_ = TempPath("jobs.db"); }
+
+  void StartManager(JobManagerOptions options = {}) {
+    auto store = SqliteModelStore::Open(path_);
+    ASSERT_OK(store.status());
+    store_ = *std::move(store);
+    registry_ = std::make_unique<ModelRegistry>(store_.get());
+    data_ = std::make_unique<DataResolver>("var/data");
+    jobs_ = std::make_unique<JobManager>(store_.get(), registry_.get(), data_.get(), options);
+    ASSERT_OK(jobs_->Start());
+  }
+
+  void StopManager() {
+    jobs_.reset();
+    data_.reset();
+    registry_.reset();
+    store_.reset();
+  }
+
+  // Polls until the job reaches `state` or a terminal state (or 20 s pass).
+  v1::Job WaitFor(const std::string& job_id, v1::JobState state) {
+    const absl::Time deadline = absl::Now() + absl::Seconds(20);
+    while (true) {
+      absl::StatusOr<v1::Job> job = jobs_->Get(job_id);
+      EXPECT_OK(job.status());
+      if (!job.ok()) return {};
+      const v1::JobState s = job->state();
+      if (s == state || s == v1::SUCCEEDED || s == v1::FAILED || s == v1::CANCELLED ||
+          absl::Now() > deadline) {
+        return *job;
+      }
+      absl::SleepFor(absl::Milliseconds(5));
+    }
+  }
+
+  std::string path_;
+  std::unique_ptr<SqliteModelStore> store_;
+  std::unique_ptr<ModelRegistry> registry_;
+  std::unique_ptr<DataResolver> data_;
+  std::unique_ptr<JobManager> jobs_;
+};
+
+TEST_F(JobManagerTest, JobRunsToSuccessAndRegistersItsVersion) {
+  StartManager();
+  ASSERT_OK_AND_ASSIGN(v1::Job queued, jobs_->Submit(SmallTrainRequest("synthetic", 2)));
+  EXPECT_EQ(queued.job_id(), "job-000001");
+  EXPECT_EQ(queued.total_epochs(), 2);
+  // Inline data are not echoed back, only their shape.
+  EXPECT_EQ(queued.request().train_data().inline_data().features().values_size(), 0);
+  EXPECT_EQ(queued.request().train_data().inline_data().features().shape(0), 200);
+
+  const v1::Job done = WaitFor(queued.job_id(), v1::SUCCEEDED);
+  ASSERT_EQ(done.state(), v1::SUCCEEDED) << done.reason();
+  ASSERT_EQ(done.epochs_size(), 2);
+  EXPECT_EQ(done.epochs(0).epoch(), 1);
+  EXPECT_EQ(done.epochs(1).epoch(), 2);
+  EXPECT_GT(done.epochs(1).train_accuracy(), 0.0);
+  EXPECT_EQ(done.model_version(), 1);
+  EXPECT_TRUE(done.has_started_at());
+  EXPECT_TRUE(done.has_finished_at());
+
+  v1::ModelRef ref;
+  ref.set_name("synthetic");
+  ASSERT_OK_AND_ASSIGN(v1::ModelVersion version, registry_->Get(ref, true));
+  EXPECT_EQ(version.version(), 1);
+  EXPECT_EQ(version.job_id(), done.job_id());
+  EXPECT_EQ(version.network().input_size(), 12);  // taken from the data
+  EXPECT_EQ(version.final_metrics().epoch(), 2);
+  EXPECT_GT(version.tensors_size(), 0);
+  ASSERT_OK_AND_ASSIGN(LoadedModel loaded, registry_->Load(ref));
+  EXPECT_EQ(loaded.network->config().output_size, 3);
+
+  // The job and its metrics are in the store as well.
+  ASSERT_OK_AND_ASSIGN(std::vector<v1::Job> stored, store_->ListJobs());
+  ASSERT_EQ(stored.size(), 1u);
+  EXPECT_EQ(stored[0].state(), v1::SUCCEEDED);
+  EXPECT_EQ(stored[0].model_version(), 1);
+  EXPECT_EQ(stored[0].epochs_size(), 2);
+}
+
+TEST_F(JobManagerTest, SameSeedGivesBitIdenticalVersions) {
+  StartManager();
+  ASSERT_OK_AND_ASSIGN(v1::Job a, jobs_->Submit(SmallTrainRequest("same", 1)));
+  ASSERT_OK_AND_ASSIGN(v1::Job b, jobs_->Submit(SmallTrainRequest("same", 1)));
+  ASSERT_EQ(WaitFor(a.job_id(), v1::SUCCEEDED).state(), v1::SUCCEEDED);
+  ASSERT_EQ(WaitFor(b.job_id(), v1::SUCCEEDED).state(), v1::SUCCEEDED);
+  v1::ModelRef ref;
+  ref.set_name("same");
+  ref.set_version(1);
+  ASSERT_OK_AND_ASSIGN(v1::ModelVersion first, registry_->Get(ref, true));
+  ref.set_version(2);
+  ASSERT_OK_AND_ASSIGN(v1::ModelVersion second, registry_->Get(ref, true));
+  ASSERT_EQ(first.tensors_size(), second.tensors_size());
+  for (int i = 0; i < first.tensors_size(); ++i) {
+    EXPECT_EQ(first.tensors(i).SerializeAsString(), second.tensors(i).SerializeAsString())
+        << first.tensors(i).name();
+  }
+}
+
+TEST_F(JobManagerTest, CancellingARunningJobStopsItPromptly) {
+  JobManagerOptions options;
+  options.max_epochs = 5000;
+  StartManager(options);
+  // Thousands of epochs: it only ends by cancellation.
+  v1::TrainRequest request = SmallTrainRequest("long", 5000);
+  request.set_batch_size(2);
+  ASSERT_OK_AND_ASSIGN(v1::Job job, jobs_->Submit(request));
+  absl::Notification first_epoch;
+  ASSERT_OK_AND_ASSIGN(JobManager::WatchId id,
+                       jobs_->Watch(job.job_id(), [&](const v1::JobEvent& event) {
+                         if (event.has_epoch() && !first_epoch.HasBeenNotified()) {
+                           first_epoch.Notify();
+                         }
+                       }));
+  ASSERT_TRUE(first_epoch.WaitForNotificationWithTimeout(absl::Seconds(20)));
+  jobs_->Unwatch(job.job_id(), id);
+
+  const absl::Time cancel_time = absl::Now();
+  ASSERT_OK_AND_ASSIGN(v1::Job cancelling, jobs_->Cancel(job.job_id()));
+  const v1::Job done = WaitFor(job.job_id(), v1::CANCELLED);
+  const absl::Duration took = absl::Now() - cancel_time;
+  EXPECT_EQ(done.state(), v1::CANCELLED);
+  EXPECT_EQ(done.reason(), "cancelled by request");
+  EXPECT_LT(done.epochs_size(), 5000);
+  // One iteration on 2 rows is microseconds; an epoch (100 iterations) far
+  // less than this bound, and the whole run minutes.
+  EXPECT_LT(took, absl::Seconds(2));
+  EXPECT_EQ(done.model_version(), 0);
+  v1::ModelRef ref;
+  ref.set_name("long");
+  EXPECT_THAT(registry_->Get(ref, false), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(jobs_->Cancel(job.job_id()), StatusIs(absl::StatusCode::kFailedPrecondition));
+}
+
+TEST_F(JobManagerTest, FullQueueIsResourceExhaustedAndQueuedJobsCancelAtOnce) {
+  JobManagerOptions options;
+  options.max_queue = 2;
+  options.max_epochs = 5000;
+  StartManager(options);
+  v1::TrainRequest blocker = SmallTrainRequest("blocker", 5000);
+  blocker.set_batch_size(2);
+  ASSERT_OK_AND_ASSIGN(v1::Job running, jobs_->Submit(blocker));
+  ASSERT_EQ(WaitFor(running.job_id(), v1::RUNNING).state(), v1::RUNNING);
+  ASSERT_OK_AND_ASSIGN(v1::Job q1, jobs_->Submit(SmallTrainRequest("q", 1)));
+  ASSERT_OK_AND_ASSIGN(v1::Job q2, jobs_->Submit(SmallTrainRequest("q", 1)));
+  EXPECT_THAT(jobs_->Submit(SmallTrainRequest("q", 1)),
+              StatusIs(absl::StatusCode::kResourceExhausted));
+
+  ASSERT_OK_AND_ASSIGN(v1::Job cancelled, jobs_->Cancel(q1.job_id()));
+  EXPECT_EQ(cancelled.state(), v1::CANCELLED);  // a queued job: at once
+  // Its slot is free again.
+  ASSERT_OK_AND_ASSIGN(v1::Job q3, jobs_->Submit(SmallTrainRequest("q", 1)));
+
+  // Newest first, filtered, paged.
+  ASSERT_OK_AND_ASSIGN(v1::ListJobsResponse all, jobs_->List(v1::ListJobsRequest()));
+  ASSERT_EQ(all.jobs_size(), 4);
+  EXPECT_EQ(all.jobs(0).job_id(), q3.job_id());
+  EXPECT_EQ(all.jobs(3).job_id(), running.job_id());
+  EXPECT_EQ(all.next_page_token(), "");
+  v1::ListJobsRequest filter;
+  filter.set_model_name("q");
+  filter.set_state(v1::QUEUED);
+  filter.set_page_size(1);
+  ASSERT_OK_AND_ASSIGN(v1::ListJobsResponse page1, jobs_->List(filter));
+  ASSERT_EQ(page1.jobs_size(), 1);
+  EXPECT_EQ(page1.jobs(0).job_id(), q3.job_id());
+  ASSERT_NE(page1.next_page_token(), "");
+  filter.set_page_token(page1.next_page_token());
+  ASSERT_OK_AND_ASSIGN(v1::ListJobsResponse page2, jobs_->List(filter));
+  ASSERT_EQ(page2.jobs_size(), 1);
+  EXPECT_EQ(page2.jobs(0).job_id(), q2.job_id());
+  EXPECT_EQ(page2.next_page_token(), "");
+  filter.set_page_token("bogus");
+  EXPECT_THAT(jobs_->List(filter), StatusIs(absl::StatusCode::kInvalidArgument));
+
+  // Shutdown cancels the running and the queued jobs and joins the worker.
+  jobs_->Shutdown("server shutting down");
+  for (const std::string& id : {running.job_id(), q2.job_id(), q3.job_id()}) {
+    ASSERT_OK_AND_ASSIGN(v1::Job job, jobs_->Get(id));
+    EXPECT_EQ(job.state(), v1::CANCELLED) << id;
+    EXPECT_EQ(job.reason(), "server shutting down") << id;
+  }
+  EXPECT_THAT(jobs_->Submit(SmallTrainRequest("q", 1)),
+              StatusIs(absl::StatusCode::kUnavailable));
+}
+
+TEST_F(JobManagerTest, LateWatcherGetsHistoryThenLiveEventsInOrder) {
+  StartManager();
+  ASSERT_OK_AND_ASSIGN(v1::Job job, jobs_->Submit(SmallTrainRequest("watched", 3)));
+  ASSERT_EQ(WaitFor(job.job_id(), v1::SUCCEEDED).state(), v1::SUCCEEDED);
+  // Joining after the end: the whole history, ending with the final job.
+  std::vector<v1::JobEvent> events;
+  ASSERT_OK_AND_ASSIGN(JobManager::WatchId id,
+                       jobs_->Watch(job.job_id(), [&](const v1::JobEvent& e) {
+                         events.push_back(e);
+                       }));
+  EXPECT_EQ(id, 0u);
+  ASSERT_EQ(events.size(), 6u);
+  EXPECT_EQ(events[0].state(), v1::QUEUED);
+  EXPECT_EQ(events[1].state(), v1::RUNNING);
+  for (int e = 0; e < 3; ++e) EXPECT_EQ(events[2 + e].epoch().epoch(), e + 1);
+  ASSERT_TRUE(events[5].has_finished());
+  EXPECT_EQ(events[5].finished().state(), v1::SUCCEEDED);
+  EXPECT_EQ(events[5].finished().epochs_size(), 3);
+  EXPECT_THAT(jobs_->Watch("job-999999", [](const v1::JobEvent&) {}),
+              StatusIs(absl::StatusCode::kNotFound));
+
+  // Joining while queued: history so far, then the rest live.
+  absl::Mutex mu;
+  std::vector<v1::JobEvent> live;
+  absl::Notification finished;
+  ASSERT_OK_AND_ASSIGN(v1::Job second, jobs_->Submit(SmallTrainRequest("watched", 2)));
+  ASSERT_OK(jobs_->Watch(second.job_id(), [&](const v1::JobEvent& e) {
+                  absl::MutexLock lock(&mu);
+                  live.push_back(e);
+                  if (e.has_finished()) finished.Notify();
+                }).status());
+  ASSERT_TRUE(finished.WaitForNotificationWithTimeout(absl::Seconds(20)));
+  absl::MutexLock lock(&mu);
+  ASSERT_EQ(live.size(), 5u);
+  EXPECT_EQ(live[0].state(), v1::QUEUED);
+  EXPECT_EQ(live[1].state(), v1::RUNNING);
+  EXPECT_EQ(live[2].epoch().epoch(), 1);
+  EXPECT_EQ(live[3].epoch().epoch(), 2);
+  EXPECT_EQ(live[4].finished().model_version(), 2);
+}
+
+TEST_F(JobManagerTest, JobsSurviveRestartAndInterruptedOnesComeBackFailed) {
+  StartManager();
+  ASSERT_OK_AND_ASSIGN(v1::Job done, jobs_->Submit(SmallTrainRequest("r", 1)));
+  ASSERT_EQ(WaitFor(done.job_id(), v1::SUCCEEDED).state(), v1::SUCCEEDED);
+  StopManager();
+  {
+    // A crash while a job was running leaves it RUNNING in the database.
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<SqliteModelStore> store, SqliteModelStore::Open(path_));
+    v1::Job crashed;
+    crashed.set_job_id("job-000002");
+    crashed.set_model_name("r");
+    crashed.set_state(v1::RUNNING);
+    ASSERT_OK(store->PutJob(crashed));
+  }
+  StartManager();
+  ASSERT_OK_AND_ASSIGN(v1::Job restored, jobs_->Get(done.job_id()));
+  EXPECT_EQ(restored.state(), v1::SUCCEEDED);
+  EXPECT_EQ(restored.epochs_size(), 1);
+  EXPECT_EQ(restored.model_version(), 1);
+  ASSERT_OK_AND_ASSIGN(v1::Job interrupted, jobs_->Get("job-000002"));
+  EXPECT_EQ(interrupted.state(), v1::FAILED);
+  EXPECT_EQ(interrupted.reason(), "interrupted by restart");
+  // New ids continue after the stored ones.
+  ASSERT_OK_AND_ASSIGN(v1::Job next, jobs_->Submit(SmallTrainRequest("r", 1)));
+  EXPECT_EQ(next.job_id(), "job-000003");
+}
+
+TEST_F(JobManagerTest, BadRequestsAreRejectedWithInvalidArgument) {
+  StartManager();
+  auto expect_invalid = [&](v1::TrainRequest request, const char* what) {
+    EXPECT_THAT(jobs_->Submit(request), StatusIs(absl::StatusCode::kInvalidArgument)) << what;
+  };
+  v1::TrainRequest r = SmallTrainRequest("bad", 1);
+  r.set_model_name("no spaces");
+  expect_invalid(r, "model name");
+  r = SmallTrainRequest("bad", 1);
+  r.mutable_optimizer()->set_learning_rate(0);
+  expect_invalid(r, "lr 0");
+  r = SmallTrainRequest("bad", 1);
+  r.mutable_optimizer()->set_learning_rate(-0.1);
+  expect_invalid(r, "lr < 0");
+  r = SmallTrainRequest("bad", 1);
+  r.set_batch_size(-1);
+  expect_invalid(r, "negative batch");
+  r = SmallTrainRequest("bad", 1);
+  r.set_batch_size(1);
+  expect_invalid(r, "batch 1 with BN");
+  r = SmallTrainRequest("bad", 201);
+  expect_invalid(r, "epochs over the maximum");
+  r = SmallTrainRequest("bad", 1);
+  r.mutable_optimizer()->set_type(static_cast<v1::OptimizerType>(42));
+  expect_invalid(r, "unknown optimizer");
+  r = SmallTrainRequest("bad", 1);
+  r.mutable_network()->set_activation(static_cast<v1::Activation>(42));
+  expect_invalid(r, "unknown activation");
+  r = SmallTrainRequest("bad", 1);
+  r.mutable_network()->clear_hidden_sizes();
+  expect_invalid(r, "no hidden layer");
+  r = SmallTrainRequest("bad", 1);
+  r.clear_train_data();
+  expect_invalid(r, "no data");
+  r = SmallTrainRequest("bad", 1);
+  r.mutable_network()->set_input_size(13);
+  expect_invalid(r, "input size vs inline features");
+  r = SmallTrainRequest("bad", 1);
+  r.mutable_train_data()->mutable_inline_data()->set_labels(0, 7);
+  expect_invalid(r, "label out of range");
+  r = SmallTrainRequest("bad", 1);
+  r.mutable_train_data()->mutable_idx()->set_images_path("../../etc/passwd");
+  r.mutable_train_data()->mutable_idx()->set_labels_path("x");
+  expect_invalid(r, "path escape");
+  // Batch size 1 without BatchNorm is fine.
+  r = SmallTrainRequest("ok", 1);
+  r.set_batch_size(1);
+  r.mutable_network()->set_use_batchnorm(false);
+  EXPECT_OK(jobs_->Submit(r).status());
+}
+
+}  // namespace
+}  // namespace bnserve
