@@ -1,0 +1,584 @@
+// The assembled server through real gRPC stubs (in-process channel and a
+// loopback port): validation codes, inference against the core network,
+// BatchNorm modes, the registry service, WatchJob streams, and Predict
+// running concurrently with training.
+#include "server/bnserve_server.h"
+
+#include <atomic>
+#include <cmath>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "bnserve/v1/inference_service.grpc.pb.h"
+#include "bnserve/v1/model_registry.grpc.pb.h"
+#include "bnserve/v1/training_service.grpc.pb.h"
+#include "core/network.h"
+#include "gmock/gmock.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
+#include "gtest/gtest.h"
+#include "server/proto_convert.h"
+#include "tests/server/server_test_util.h"
+#include "tests/testing/status_matchers.h"
+
+namespace bnserve {
+namespace {
+
+using ::bnserve::testing::SmallTrainRequest;
+using ::bnserve::testing::SyntheticData;
+using ::bnserve::testing::TempPath;
+
+class BnserveServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    path_ = TempPath("server.db");
+    StartServer();
+  }
+
+  // A server on path_ (kept across restarts).
+  void StartServer() {
+    BnserveServerOptions options;
+    options.listen = "127.0.0.1:0";
+    options.registry_path = path_;
+    options.data_dir = "var/data";
+    options.max_epochs = 5000;
+    absl::StatusOr<std::unique_ptr<BnserveServer>> server = BnserveServer::Start(options);
+    ASSERT_OK(server.status());
+    server_ = *std::move(server);
+    ASSERT_GT(server_->port(), 0);
+    channel_ = server_->InProcessChannel();
+    training_ = v1::TrainingService::NewStub(channel_);
+    inference_ = v1::InferenceService::NewStub(channel_);
+    registry_ = v1::ModelRegistry::NewStub(channel_);
+  }
+
+  // Trains the small synthetic model to success and returns the job.
+  v1::Job TrainSmall(const std::string& name, int epochs = 2) {
+    grpc::ClientContext context;
+    v1::Job job;
+    grpc::Status status = training_->Train(&context, SmallTrainRequest(name, epochs), &job);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    return WaitForEnd(job.job_id());
+  }
+
+  v1::Job WaitForEnd(const std::string& job_id) {
+    const absl::Time deadline = absl::Now() + absl::Seconds(30);
+    v1::Job job;
+    while (absl::Now() < deadline) {
+      grpc::ClientContext context;
+      v1::GetJobRequest request;
+      request.set_job_id(job_id);
+      EXPECT_TRUE(training_->GetJob(&context, request, &job).ok());
+      if (job.state() == v1::SUCCEEDED || job.state() == v1::FAILED ||
+          job.state() == v1::CANCELLED) {
+        break;
+      }
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    return job;
+  }
+
+  grpc::Status Predict(const v1::PredictRequest& request, v1::PredictResponse* response) {
+    grpc::ClientContext context;
+    return inference_->Predict(&context, request, response);
+  }
+
+  // The server still answers a plain request.
+  void ExpectServing() {
+    grpc::ClientContext context;
+    v1::ListModelsResponse response;
+    EXPECT_TRUE(registry_->ListModels(&context, v1::ListModelsRequest(), &response).ok());
+  }
+
+  v1::ModelVersion GetModel(const std::string& name, bool tensors) {
+    grpc::ClientContext context;
+    v1::GetModelRequest request;
+    request.mutable_model()->set_name(name);
+    request.set_include_parameters(tensors);
+    v1::ModelVersion version;
+    grpc::Status status = registry_->GetModel(&context, request, &version);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    return version;
+  }
+
+  std::string path_;
+  std::unique_ptr<BnserveServer> server_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::TrainingService::Stub> training_;
+  std::unique_ptr<v1::InferenceService::Stub> inference_;
+  std::unique_ptr<v1::ModelRegistry::Stub> registry_;
+};
+
+// The core network rebuilt from GetModel's tensors.
+Network<float> NetworkFromVersion(const v1::ModelVersion& version) {
+  absl::StatusOr<NetworkConfig> config = NetworkConfigFromProto(version.network(), 0);
+  EXPECT_TRUE(config.ok()) << config.status();
+  absl::StatusOr<std::map<std::string, Matrix>> tensors = TensorsFromProto(version.tensors());
+  EXPECT_TRUE(tensors.ok()) << tensors.status();
+  absl::StatusOr<Network<float>> network = Network<float>::FromTensors(*config, *tensors);
+  EXPECT_TRUE(network.ok()) << network.status();
+  return *std::move(network);
+}
+
+TEST_F(BnserveServerTest, PredictAgreesWithTheCoreNetworkOfGetModelsTensors) {
+  ASSERT_EQ(TrainSmall("agree").state(), v1::SUCCEEDED);
+  const Network<float> network = NetworkFromVersion(GetModel("agree", true));
+  v1::PredictRequest request;
+  request.mutable_model()->set_name("agree");
+  *request.mutable_inputs() = SyntheticData(37, 12, 3, 99).features();
+  v1::PredictResponse response;
+  ASSERT_TRUE(Predict(request, &response).ok());
+  EXPECT_EQ(response.model_name(), "agree");
+  EXPECT_EQ(response.model_version(), 1);
+  ASSERT_OK_AND_ASSIGN(ConstMatrixMapT<float> inputs, MapTensor(request.inputs()));
+  ASSERT_OK_AND_ASSIGN(Matrix expected, network.PredictProbabilities(inputs, BnMode::kInference));
+  ASSERT_OK_AND_ASSIGN(ConstMatrixMapT<float> actual, MapTensor(response.probabilities()));
+  ASSERT_EQ(actual.rows(), 37);
+  ASSERT_EQ(actual.cols(), 3);
+  EXPECT_EQ(Matrix(actual), expected);  // same code, same inputs: identical
+  ASSERT_EQ(response.predicted_classes_size(), 37);
+  for (int r = 0; r < 37; ++r) {
+    Eigen::Index best;
+    expected.row(r).maxCoeff(&best);
+    EXPECT_EQ(response.predicted_classes(r), best);
+    EXPECT_NEAR(actual.row(r).sum(), 1.0f, 1e-5f);
+  }
+
+  // Inference mode is batch-independent: row 5 alone gives the same answer.
+  v1::PredictRequest single = request;
+  single.mutable_inputs()->clear_values();
+  single.mutable_inputs()->set_shape(0, 1);
+  for (int c = 0; c < 12; ++c) single.mutable_inputs()->add_values(inputs(5, c));
+  v1::PredictResponse single_response;
+  ASSERT_TRUE(Predict(single, &single_response).ok());
+  for (int c = 0; c < 3; ++c) {
+    EXPECT_FLOAT_EQ(single_response.probabilities().values(c), actual(5, c));
+  }
+}
+
+TEST_F(BnserveServerTest, BatchStatisticsNeverChangesStoredRunningStatistics) {
+  ASSERT_EQ(TrainSmall("bn").state(), v1::SUCCEEDED);
+  const v1::ModelVersion before = GetModel("bn", true);
+  v1::PredictRequest request;
+  request.mutable_model()->set_name("bn");
+  *request.mutable_inputs() = SyntheticData(64, 12, 3, 5).features();
+  for (float& v : *request.mutable_inputs()->mutable_values()) v = v * 3.0f + 2.0f;  // shifted
+  v1::PredictResponse inference_before, batch_stats, inference_after;
+  ASSERT_TRUE(Predict(request, &inference_before).ok());
+  request.set_bn_mode(v1::BATCH_STATISTICS);
+  ASSERT_TRUE(Predict(request, &batch_stats).ok());
+  request.set_bn_mode(v1::INFERENCE);
+  ASSERT_TRUE(Predict(request, &inference_after).ok());
+  // The two modes really differ on shifted data...
+  EXPECT_NE(inference_before.probabilities().SerializeAsString(),
+            batch_stats.probabilities().SerializeAsString());
+  // ...and neither the answers nor the stored tensors changed.
+  EXPECT_EQ(inference_before.probabilities().SerializeAsString(),
+            inference_after.probabilities().SerializeAsString());
+  const v1::ModelVersion after = GetModel("bn", true);
+  ASSERT_EQ(before.tensors_size(), after.tensors_size());
+  for (int i = 0; i < before.tensors_size(); ++i) {
+    EXPECT_EQ(before.tensors(i).SerializeAsString(), after.tensors(i).SerializeAsString())
+        << before.tensors(i).name();
+  }
+}
+
+TEST_F(BnserveServerTest, EveryValidationErrorHasItsCodeAndTheServerServesOn) {
+  ASSERT_EQ(TrainSmall("v").state(), v1::SUCCEEDED);
+  const v1::Tensor good = SyntheticData(4, 12, 3, 1).features();
+  struct Case {
+    const char* what;
+    std::function<void(v1::PredictRequest*)> mutate;
+    grpc::StatusCode code;
+  };
+  const std::vector<Case> cases = {
+      {"wrong feature count",
+       [](v1::PredictRequest* r) { *r->mutable_inputs() = SyntheticData(4, 11, 3, 1).features(); },
+       grpc::StatusCode::INVALID_ARGUMENT},
+      {"shape not matching values", [](v1::PredictRequest* r) { r->mutable_inputs()->set_shape(0, 5); },
+       grpc::StatusCode::INVALID_ARGUMENT},
+      {"non-finite", [](v1::PredictRequest* r) { r->mutable_inputs()->set_values(3, NAN); },
+       grpc::StatusCode::INVALID_ARGUMENT},
+      {"infinite", [](v1::PredictRequest* r) { r->mutable_inputs()->set_values(3, INFINITY); },
+       grpc::StatusCode::INVALID_ARGUMENT},
+      {"empty batch",
+       [](v1::PredictRequest* r) {
+         r->mutable_inputs()->set_shape(0, 0);
+         r->mutable_inputs()->clear_values();
+       },
+       grpc::StatusCode::INVALID_ARGUMENT},
+      {"one-dimensional", [](v1::PredictRequest* r) { r->mutable_inputs()->clear_shape(); },
+       grpc::StatusCode::INVALID_ARGUMENT},
+      {"over max batch",
+       [](v1::PredictRequest* r) {
+         *r->mutable_inputs() = SyntheticData(10001, 12, 3, 1).features();
+       },
+       grpc::StatusCode::RESOURCE_EXHAUSTED},
+      {"unknown model", [](v1::PredictRequest* r) { r->mutable_model()->set_name("nope"); },
+       grpc::StatusCode::NOT_FOUND},
+      {"unknown version", [](v1::PredictRequest* r) { r->mutable_model()->set_version(9); },
+       grpc::StatusCode::NOT_FOUND},
+      {"unknown alias", [](v1::PredictRequest* r) { r->mutable_model()->set_alias("prod"); },
+       grpc::StatusCode::NOT_FOUND},
+      {"batch statistics with one row",
+       [](v1::PredictRequest* r) {
+         r->set_bn_mode(v1::BATCH_STATISTICS);
+         r->mutable_inputs()->set_shape(0, 1);
+         r->mutable_inputs()->mutable_values()->Truncate(12);
+       },
+       grpc::StatusCode::INVALID_ARGUMENT},
+      {"unknown bn mode", [](v1::PredictRequest* r) { r->set_bn_mode(static_cast<v1::BnMode>(9)); },
+       grpc::StatusCode::INVALID_ARGUMENT},
+  };
+  for (const Case& c : cases) {
+    v1::PredictRequest request;
+    request.mutable_model()->set_name("v");
+    *request.mutable_inputs() = good;
+    c.mutate(&request);
+    v1::PredictResponse response;
+    grpc::Status status = Predict(request, &response);
+    EXPECT_EQ(status.error_code(), c.code) << c.what << ": " << status.error_message();
+    EXPECT_FALSE(status.error_message().empty()) << c.what;
+    ExpectServing();
+  }
+
+  // Training requests through gRPC.
+  auto train_code = [&](v1::TrainRequest request) {
+    grpc::ClientContext context;
+    v1::Job job;
+    return training_->Train(&context, request, &job).error_code();
+  };
+  v1::TrainRequest bad = SmallTrainRequest("t", 1);
+  bad.mutable_optimizer()->set_learning_rate(0);
+  EXPECT_EQ(train_code(bad), grpc::StatusCode::INVALID_ARGUMENT);
+  bad = SmallTrainRequest("t", 5001);
+  EXPECT_EQ(train_code(bad), grpc::StatusCode::INVALID_ARGUMENT);
+  bad = SmallTrainRequest("t", 1);
+  bad.mutable_train_data()->mutable_idx()->set_images_path("/etc/passwd");
+  bad.mutable_train_data()->mutable_idx()->set_labels_path("/etc/passwd");
+  EXPECT_EQ(train_code(bad), grpc::StatusCode::INVALID_ARGUMENT);
+  ExpectServing();
+
+  // Evaluate: a data path outside the data directory.
+  grpc::ClientContext context;
+  v1::EvaluateRequest evaluate;
+  evaluate.mutable_model()->set_name("v");
+  evaluate.mutable_data()->mutable_idx()->set_images_path("mnist-digits/../../../../etc/passwd");
+  evaluate.mutable_data()->mutable_idx()->set_labels_path("mnist-digits/t10k-labels-idx1-ubyte.gz");
+  v1::EvaluateResponse evaluation;
+  EXPECT_EQ(inference_->Evaluate(&context, evaluate, &evaluation).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  ExpectServing();
+
+  // Unknown job.
+  grpc::ClientContext job_context;
+  v1::GetJobRequest get;
+  get.set_job_id("job-424242");
+  v1::Job job;
+  EXPECT_EQ(training_->GetJob(&job_context, get, &job).error_code(), grpc::StatusCode::NOT_FOUND);
+  ExpectServing();
+}
+
+TEST_F(BnserveServerTest, EvaluateReportsLossAccuracyPerClassAndConfusion) {
+  ASSERT_EQ(TrainSmall("ev", 3).state(), v1::SUCCEEDED);
+  const v1::InlineData data = SyntheticData(90, 12, 3, 123);
+  grpc::ClientContext context;
+  v1::EvaluateRequest request;
+  request.mutable_model()->set_name("ev");
+  *request.mutable_data()->mutable_inline_data() = data;
+  v1::EvaluateResponse response;
+  ASSERT_TRUE(inference_->Evaluate(&context, request, &response).ok());
+  EXPECT_EQ(response.num_classes(), 3);
+  EXPECT_EQ(response.num_examples(), 90);
+  ASSERT_EQ(response.confusion_matrix_size(), 9);
+  ASSERT_EQ(response.per_class_accuracy_size(), 3);
+  // Recompute from the core network.
+  const Network<float> network = NetworkFromVersion(GetModel("ev", true));
+  ASSERT_OK_AND_ASSIGN(ConstMatrixMapT<float> x, MapTensor(data.features()));
+  ASSERT_OK_AND_ASSIGN(Matrix p, network.PredictProbabilities(x, BnMode::kInference));
+  std::vector<int64_t> confusion(9, 0);
+  double loss = 0;
+  int correct = 0;
+  for (int r = 0; r < 90; ++r) {
+    Eigen::Index best;
+    p.row(r).maxCoeff(&best);
+    ++confusion[data.labels(r) * 3 + best];
+    correct += best == data.labels(r);
+    loss -= std::log(p(r, data.labels(r)) + 1e-7);
+  }
+  EXPECT_THAT(response.confusion_matrix(), ::testing::ElementsAreArray(confusion));
+  EXPECT_NEAR(response.accuracy(), correct / 90.0, 1e-12);
+  EXPECT_NEAR(response.loss(), loss / 90, 1e-5);
+  for (int c = 0; c < 3; ++c) {
+    const int64_t total = confusion[c * 3] + confusion[c * 3 + 1] + confusion[c * 3 + 2];
+    EXPECT_NEAR(response.per_class_accuracy(c),
+                total == 0 ? 0.0 : static_cast<double>(confusion[c * 3 + c]) / total, 1e-12);
+  }
+}
+
+TEST_F(BnserveServerTest, TrainsOnBuiltinDigitsAndPredictsAFullMaxBatch) {
+  // mnist-digits, 200 samples, 2 epochs, small hidden layers.
+  v1::TrainRequest request;
+  request.set_model_name("digits");
+  request.mutable_network()->add_hidden_sizes(32);
+  request.mutable_network()->add_hidden_sizes(32);
+  request.mutable_train_data()->mutable_builtin()->set_name("mnist-digits");
+  request.mutable_train_data()->mutable_builtin()->set_limit(200);
+  request.mutable_validation_data()->mutable_builtin()->set_name("mnist-digits");
+  request.mutable_validation_data()->mutable_builtin()->set_split(v1::TEST);
+  request.mutable_validation_data()->mutable_builtin()->set_limit(100);
+  request.mutable_optimizer()->set_type(v1::ADAM);
+  request.mutable_optimizer()->set_learning_rate(0.005);
+  request.set_epochs(2);
+  request.set_batch_size(20);
+  request.set_seed(1);
+  grpc::ClientContext context;
+  v1::Job job;
+  ASSERT_TRUE(training_->Train(&context, request, &job).ok());
+  const v1::Job done = WaitForEnd(job.job_id());
+  ASSERT_EQ(done.state(), v1::SUCCEEDED) << done.reason();
+  EXPECT_EQ(GetModel("digits", false).network().input_size(), 784);
+
+  // 10,000 x 784 floats (31 MB) in, 10,000 x 10 out.
+  v1::PredictRequest predict;
+  predict.mutable_model()->set_name("digits");
+  *predict.mutable_inputs() = SyntheticData(10000, 784, 10, 3).features();
+  v1::PredictResponse response;
+  grpc::Status status = Predict(predict, &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(response.predicted_classes_size(), 10000);
+
+  // Evaluate on the built-in test split.
+  grpc::ClientContext eval_context;
+  v1::EvaluateRequest evaluate;
+  evaluate.mutable_model()->set_name("digits");
+  evaluate.mutable_data()->mutable_builtin()->set_name("mnist-digits");
+  evaluate.mutable_data()->mutable_builtin()->set_split(v1::TEST);
+  v1::EvaluateResponse evaluation;
+  ASSERT_TRUE(inference_->Evaluate(&eval_context, evaluate, &evaluation).ok());
+  EXPECT_EQ(evaluation.num_examples(), 2000);
+  EXPECT_GT(evaluation.accuracy(), 0.3);  // 200 samples, 20 Adam steps: well above chance
+  int64_t trace = 0, total = 0;
+  for (int i = 0; i < 100; ++i) {
+    total += evaluation.confusion_matrix(i);
+    if (i % 11 == 0) trace += evaluation.confusion_matrix(i);
+  }
+  EXPECT_EQ(total, 2000);
+  EXPECT_DOUBLE_EQ(evaluation.accuracy(), trace / 2000.0);
+}
+
+TEST_F(BnserveServerTest, RegistryServiceAliasesDeleteExportImport) {
+  ASSERT_EQ(TrainSmall("reg", 1).state(), v1::SUCCEEDED);
+  ASSERT_EQ(TrainSmall("reg", 1).state(), v1::SUCCEEDED);
+  {
+    grpc::ClientContext context;
+    v1::SetAliasRequest request;
+    request.set_model_name("reg");
+    request.set_alias("production");
+    request.set_version(1);
+    v1::Model model;
+    ASSERT_TRUE(registry_->SetAlias(&context, request, &model).ok());
+    EXPECT_EQ(model.aliases().at("production"), 1);
+    EXPECT_EQ(model.latest_version(), 2);
+  }
+  {
+    grpc::ClientContext context;
+    v1::SetAliasRequest request;
+    request.set_model_name("reg");
+    request.set_alias("123");
+    request.set_version(1);
+    v1::Model model;
+    EXPECT_EQ(registry_->SetAlias(&context, request, &model).error_code(),
+              grpc::StatusCode::INVALID_ARGUMENT);
+  }
+  v1::PredictRequest predict;
+  predict.mutable_model()->set_name("reg");
+  predict.mutable_model()->set_alias("production");
+  *predict.mutable_inputs() = SyntheticData(3, 12, 3, 1).features();
+  v1::PredictResponse response;
+  ASSERT_TRUE(Predict(predict, &response).ok());
+  EXPECT_EQ(response.model_version(), 1);
+  {
+    grpc::ClientContext context;
+    v1::DeleteModelVersionRequest request;
+    request.set_model_name("reg");
+    request.set_version(1);
+    google::protobuf::Empty empty;
+    EXPECT_EQ(registry_->DeleteModelVersion(&context, request, &empty).error_code(),
+              grpc::StatusCode::FAILED_PRECONDITION);
+  }
+  // Export version 1, import it under a new name: identical predictions.
+  v1::ModelVersion exported;
+  {
+    grpc::ClientContext context;
+    v1::ExportModelRequest request;
+    request.mutable_model()->set_name("reg");
+    request.mutable_model()->set_version(1);
+    ASSERT_TRUE(registry_->ExportModel(&context, request, &exported).ok());
+    EXPECT_GT(exported.tensors_size(), 0);
+  }
+  {
+    grpc::ClientContext context;
+    v1::ImportModelRequest request;
+    *request.mutable_model() = exported;
+    request.set_model_name("copy");
+    v1::ModelVersion imported;
+    ASSERT_TRUE(registry_->ImportModel(&context, request, &imported).ok());
+    EXPECT_EQ(imported.model_name(), "copy");
+    EXPECT_EQ(imported.version(), 1);
+    EXPECT_EQ(imported.job_id(), "");
+  }
+  v1::PredictRequest copy_predict = predict;
+  copy_predict.mutable_model()->set_name("copy");
+  copy_predict.mutable_model()->clear_alias();
+  v1::PredictResponse copy_response;
+  ASSERT_TRUE(Predict(copy_predict, &copy_response).ok());
+  EXPECT_EQ(copy_response.probabilities().SerializeAsString(),
+            response.probabilities().SerializeAsString());
+  {
+    // A tensor that does not match the config.
+    grpc::ClientContext context;
+    v1::ImportModelRequest request;
+    *request.mutable_model() = exported;
+    request.mutable_model()->mutable_tensors()->RemoveLast();
+    v1::ModelVersion imported;
+    EXPECT_EQ(registry_->ImportModel(&context, request, &imported).error_code(),
+              grpc::StatusCode::INVALID_ARGUMENT);
+  }
+  // Alias gone -> the version can be deleted, and Predict on it is NOT_FOUND.
+  {
+    grpc::ClientContext context;
+    v1::DeleteAliasRequest request;
+    request.set_model_name("reg");
+    request.set_alias("production");
+    google::protobuf::Empty empty;
+    ASSERT_TRUE(registry_->DeleteAlias(&context, request, &empty).ok());
+  }
+  {
+    grpc::ClientContext context;
+    v1::DeleteModelVersionRequest request;
+    request.set_model_name("reg");
+    request.set_version(1);
+    google::protobuf::Empty empty;
+    ASSERT_TRUE(registry_->DeleteModelVersion(&context, request, &empty).ok());
+  }
+  predict.mutable_model()->set_version(1);
+  EXPECT_EQ(Predict(predict, &response).error_code(), grpc::StatusCode::NOT_FOUND);
+  grpc::ClientContext context;
+  v1::ListModelsResponse models;
+  ASSERT_TRUE(registry_->ListModels(&context, v1::ListModelsRequest(), &models).ok());
+  ASSERT_EQ(models.models_size(), 2);
+  EXPECT_EQ(models.models(0).name(), "copy");
+  EXPECT_THAT(models.models(1).versions(), ::testing::ElementsAre(2));
+}
+
+TEST_F(BnserveServerTest, WatchJobStreamsHistoryThenLiveEventsOverTcp) {
+  // Over a real loopback port this time.
+  auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(server_->port()),
+                                     grpc::InsecureChannelCredentials());
+  auto training = v1::TrainingService::NewStub(channel);
+  grpc::ClientContext train_context;
+  v1::Job job;
+  ASSERT_TRUE(training->Train(&train_context, SmallTrainRequest("w", 3), &job).ok());
+  // Join possibly mid-way; read to the end.
+  grpc::ClientContext context;
+  v1::WatchJobRequest request;
+  request.set_job_id(job.job_id());
+  std::unique_ptr<grpc::ClientReader<v1::JobEvent>> reader = training->WatchJob(&context, request);
+  std::vector<v1::JobEvent> events;
+  v1::JobEvent event;
+  while (reader->Read(&event)) events.push_back(event);
+  ASSERT_TRUE(reader->Finish().ok());
+  ASSERT_EQ(events.size(), 6u);
+  EXPECT_EQ(events[0].state(), v1::QUEUED);
+  EXPECT_EQ(events[1].state(), v1::RUNNING);
+  EXPECT_EQ(events[4].epoch().epoch(), 3);
+  EXPECT_EQ(events[5].finished().state(), v1::SUCCEEDED);
+
+  // A late join after the end gets the same history.
+  grpc::ClientContext late_context;
+  reader = training->WatchJob(&late_context, request);
+  std::vector<v1::JobEvent> late;
+  while (reader->Read(&event)) late.push_back(event);
+  ASSERT_TRUE(reader->Finish().ok());
+  ASSERT_EQ(late.size(), events.size());
+  for (size_t i = 0; i < late.size(); ++i) {
+    EXPECT_EQ(late[i].SerializeAsString(), events[i].SerializeAsString()) << i;
+  }
+  grpc::ClientContext missing_context;
+  request.set_job_id("job-777777");
+  reader = training->WatchJob(&missing_context, request);
+  EXPECT_FALSE(reader->Read(&event));
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_F(BnserveServerTest, PredictRunsConcurrentlyWithTraining) {
+  ASSERT_EQ(TrainSmall("served", 1).state(), v1::SUCCEEDED);
+  v1::TrainRequest long_request = SmallTrainRequest("busy", 5000);
+  long_request.set_batch_size(2);
+  grpc::ClientContext context;
+  v1::Job job;
+  ASSERT_TRUE(training_->Train(&context, long_request, &job).ok());
+
+  std::atomic<int> ok{0};
+  std::vector<std::thread> clients;
+  for (int t = 0; t < 4; ++t) {
+    clients.emplace_back([&, t] {
+      for (int i = 0; i < 25; ++i) {
+        v1::PredictRequest request;
+        request.mutable_model()->set_name("served");
+        *request.mutable_inputs() = SyntheticData(16, 12, 3, t * 100 + i).features();
+        v1::PredictResponse response;
+        if (Predict(request, &response).ok() && response.predicted_classes_size() == 16) ++ok;
+      }
+    });
+  }
+  for (std::thread& client : clients) client.join();
+  EXPECT_EQ(ok.load(), 100);
+  grpc::ClientContext get_context;
+  v1::GetJobRequest get;
+  get.set_job_id(job.job_id());
+  v1::Job running;
+  ASSERT_TRUE(training_->GetJob(&get_context, get, &running).ok());
+  EXPECT_EQ(running.state(), v1::RUNNING);  // training went on meanwhile
+
+  grpc::ClientContext cancel_context;
+  v1::CancelJobRequest cancel;
+  cancel.set_job_id(job.job_id());
+  v1::Job cancelled;
+  ASSERT_TRUE(training_->CancelJob(&cancel_context, cancel, &cancelled).ok());
+  EXPECT_EQ(WaitForEnd(job.job_id()).state(), v1::CANCELLED);
+}
+
+TEST_F(BnserveServerTest, ShutdownCancelsRunningJobsAndARestartKeepsEverything) {
+  ASSERT_EQ(TrainSmall("kept", 1).state(), v1::SUCCEEDED);
+  v1::TrainRequest long_request = SmallTrainRequest("busy", 5000);
+  long_request.set_batch_size(2);
+  grpc::ClientContext context;
+  v1::Job job;
+  ASSERT_TRUE(training_->Train(&context, long_request, &job).ok());
+  server_->Shutdown(absl::Seconds(2));
+  EXPECT_EQ(server_->jobs()->Get(job.job_id())->state(), v1::CANCELLED);
+  EXPECT_EQ(server_->jobs()->Get(job.job_id())->reason(), "server shutting down");
+  server_.reset();
+
+  StartServer();
+  const v1::ModelVersion kept = GetModel("kept", false);
+  EXPECT_EQ(kept.version(), 1);
+  const v1::Job restored = WaitForEnd(job.job_id());
+  EXPECT_EQ(restored.state(), v1::CANCELLED);
+  EXPECT_EQ(restored.reason(), "server shutting down");
+  grpc::ClientContext list_context;
+  v1::ListJobsResponse jobs;
+  ASSERT_TRUE(training_->ListJobs(&list_context, v1::ListJobsRequest(), &jobs).ok());
+  EXPECT_EQ(jobs.jobs_size(), 2);
+}
+
+}  // namespace
+}  // namespace bnserve
