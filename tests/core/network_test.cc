@@ -3,6 +3,7 @@
 // touch the running statistics.
 #include "core/network.h"
 
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <map>
@@ -16,6 +17,17 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/status_matchers.h"
+
+// Counts heap allocations of this test binary: malloc is interposed here and
+// forwards to glibc's implementation (Eigen allocates through malloc).
+namespace {
+std::atomic<long> g_malloc_calls{0};
+}  // namespace
+extern "C" void* __libc_malloc(size_t size);
+extern "C" void* malloc(size_t size) {
+  g_malloc_calls.fetch_add(1, std::memory_order_relaxed);
+  return __libc_malloc(size);
+}
 
 namespace bnserve {
 namespace {
@@ -387,6 +399,37 @@ TEST(NetworkTest, TrainingReducesLoss) {
   }
   ASSERT_OK_AND_ASSIGN(float trained, net.Loss(x, labels, BnMode::kBatchStatistics));
   EXPECT_LT(trained, 0.7f * initial) << "initial " << initial << " trained " << trained;
+}
+
+// Once the batch size is stable, a training iteration reuses its buffers.
+TEST(NetworkTest, ComputeGradientsDoesNotAllocateOnceWarm) {
+  {  // the counter sees Eigen's allocations, so a zero below means something
+    const long start = g_malloc_calls.load();
+    Matrix probe(64, 64);
+    probe.setZero();
+    ASSERT_GT(g_malloc_calls.load(), start);
+  }
+  for (bool bn : {true, false}) {
+    for (double dropout : {0.0, 0.5}) {
+      NetworkConfig config;  // the seed network's shape, where it matters
+      config.use_batchnorm = bn;
+      config.dropout_ratio = dropout;
+      config.weight_decay_lambda = 0.01;
+      ASSERT_OK_AND_ASSIGN(Network<float> net, Network<float>::Create(config, 1));
+      const Matrix x = RandomInput(100, 784, 2);
+      const Labels labels = RandomLabels(100, 10, 3);
+      std::mt19937_64 rng(4);
+      std::vector<ParameterRef<float>> params = net.TrainableParameters();
+      ASSERT_OK(net.ComputeGradients(x, labels, &rng).status());  // warm-up
+      const long before = g_malloc_calls.load();
+      for (int step = 0; step < 3; ++step) {
+        absl::StatusOr<float> loss = net.ComputeGradients(x, labels, &rng);
+        ASSERT_TRUE(loss.ok());
+        for (ParameterRef<float>& p : params) *p.value -= 0.01f * *p.grad;
+      }
+      EXPECT_EQ(g_malloc_calls.load() - before, 0) << "bn=" << bn << " dropout=" << dropout;
+    }
+  }
 }
 
 TEST(NetworkTest, NoHiddenLayerIsSoftmaxRegression) {
