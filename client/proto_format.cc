@@ -152,7 +152,7 @@ std::string FormatEpoch(const v1::EpochMetrics& epoch, int total_epochs) {
   if (epoch.validation_accuracy() > 0) {
     absl::StrAppend(&text, absl::StrFormat("  val acc %.4f", epoch.validation_accuracy()));
   }
-  absl::StrAppend(&text, absl::StrFormat("  %.2fs", epoch.seconds()));
+  absl::StrAppend(&text, absl::StrFormat("  %.3fs", epoch.seconds()));
   return text;
 }
 

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <regex>
@@ -26,6 +27,7 @@
 #include "bnserve/v1/model_registry.grpc.pb.h"
 #include "bnserve/v1/training_service.grpc.pb.h"
 #include "client/client_connection.h"
+#include "client/proto_format.h"
 #include "core/builtin_datasets.h"
 #include "core/network.h"
 #include "gmock/gmock.h"
@@ -332,7 +334,7 @@ TEST_F(E2eTest, TrainFollowPredictEvaluateThroughBnctl) {
   CommandResult get = Bnctl({"jobs", "get", job_id});
   EXPECT_EQ(get.exit_code, 0) << Describe(get);
   EXPECT_THAT(get.out, HasSubstr("SUCCEEDED"));
-  EXPECT_THAT(get.out, HasSubstr("784-24x2-10"));
+  EXPECT_THAT(get.out, HasSubstr("-24x2-10 relu"));
   CommandResult list = Bnctl({"jobs", "list", "--model", "cli", "--state", "succeeded"});
   EXPECT_THAT(list.out, HasSubstr(job_id)) << Describe(list);
   CommandResult none = Bnctl({"jobs", "list", "--state", "running"});
