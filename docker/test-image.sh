@@ -13,7 +13,7 @@
 #        BNSERVE_TEST_PORT  host loopback port the container is published on
 #                           (default 50061, so a server on 50051 does not collide)
 #        BNCTL              client used from outside (default: bnctl copied out
-#                           of the image)
+#                           of the image, e.g. BNCTL=build/client/bnctl)
 #        REBUILD_BASE=1     remake the debootstrap base image even if it exists
 set -euo pipefail
 
@@ -42,6 +42,9 @@ WORK=$(mktemp -d /tmp/bnserve-image-test.XXXXXX)
 pass() { PASSED=$((PASSED + 1)); echo "PASS: $*"; }
 fail() { FAILED=$((FAILED + 1)); echo "FAIL: $*"; }
 info() { echo "---- $*"; }
+# podman's stderr without its complaint that systemd (healthcheck timers) is
+# absent here; the checks run the healthcheck by hand instead.
+quiet_errors() { grep -v 'systemd' || true; }
 
 remove_test_objects() {
   "${PODMAN[@]}" rm -f -t 0 "$NAME_A" "$NAME_B" bnserve-test-cp >/dev/null 2>&1 || true
@@ -193,32 +196,40 @@ fi
 # compiler binary. (libgcc-s1 and gcc-12-base are libstdc++'s runtime.)
 toolchain=$("${PODMAN[@]}" run --rm "${RUN_OPTS[@]}" --entrypoint sh "$IMAGE" -c '
   dpkg-query -W -f "\${Package}\n" | grep -E -- "-dev$|^(gcc|g\+\+|cpp|clang|binutils)(-[0-9]+)?$|^(build-essential|cmake|make|protobuf-compiler|libtool)$" || true
-  for c in cc c++ gcc g++ cpp ld as clang cmake make; do command -v "$c" || true; done' 2>&1)
+  for c in cc c++ gcc g++ cpp ld as clang cmake make; do command -v "$c" || true; done' \
+  2>"$WORK/toolchain.err") || toolchain="podman run failed: $(quiet_errors <"$WORK/toolchain.err")"
 if [ -z "$toolchain" ]; then
   pass "runtime image holds no compiler, build tool or -dev package"
 else
   fail "runtime image holds toolchain parts: $(echo "$toolchain" | tr '\n' ' ')"
 fi
 
-# The client used from outside the container.
-if [ -n "${BNCTL:-}" ]; then
-  bnctl=$BNCTL
+# The client used from outside the container, and the data it reads locally
+# (predict sends the samples): both copied out of the image. Where the copied
+# bnctl cannot run on this host (libraries missing), a second container on the
+# host network runs it.
+"${PODMAN[@]}" create --name bnserve-test-cp "$IMAGE" >/dev/null
+mkdir -p "$WORK/data"
+"${PODMAN[@]}" cp bnserve-test-cp:/usr/share/bnserve/data/mnist-digits "$WORK/data/mnist-digits"
+"${PODMAN[@]}" cp bnserve-test-cp:/usr/local/bin/bnctl "$WORK/bnctl"
+"${PODMAN[@]}" rm -f bnserve-test-cp >/dev/null 2>&1
+bnctl=${BNCTL:-$WORK/bnctl}
+if "$bnctl" help >/dev/null 2>&1; then
+  BNCTL_CMD=(env "BNSERVE_SERVER=127.0.0.1:$PORT" "BNSERVE_DATA_DIR=$WORK/data" "$bnctl")
+  info "bnctl from outside: $bnctl -> 127.0.0.1:$PORT"
 else
-  bnctl=$WORK/bnctl
-  "${PODMAN[@]}" create --name bnserve-test-cp "$IMAGE" >/dev/null 2>&1
-  "${PODMAN[@]}" cp bnserve-test-cp:/usr/local/bin/bnctl "$bnctl"
-  "${PODMAN[@]}" rm -f bnserve-test-cp >/dev/null 2>&1
+  BNCTL_CMD=("${PODMAN[@]}" run --rm "${RUN_OPTS[@]}" --network host
+             -e "BNSERVE_SERVER=127.0.0.1:$PORT" --entrypoint bnctl "$IMAGE")
+  info "bnctl from outside: a client container on the host network -> 127.0.0.1:$PORT"
 fi
-info "bnctl from outside: $bnctl -> 127.0.0.1:$PORT"
 
 # Starts container $1 on the named volume, published on the host loopback.
 # The image's own CMD and HEALTHCHECK (0.0.0.0:50051 inside its network
-# namespace); systemd timers for the healthcheck do not exist here, so the
+# namespace); podman's healthcheck timers need systemd, absent here, so the
 # check is run by hand (podman healthcheck run).
 start_container() {
   "${PODMAN[@]}" run -d --name "$1" "${RUN_OPTS[@]}" \
-    -p "127.0.0.1:$PORT:50051" -v "$VOLUME:/var/lib/bnserve" \
-    --health-interval disable "$IMAGE" >/dev/null
+    -p "127.0.0.1:$PORT:50051" -v "$VOLUME:/var/lib/bnserve" "$IMAGE" >/dev/null
 }
 # Waits (bounded) until the image's HEALTHCHECK passes in container $1.
 wait_healthy() {
@@ -239,7 +250,7 @@ wait_healthy() {
 # Runs bnctl from outside against the published port, bounded, output saved.
 client() {
   local out=$1; shift
-  BNSERVE_SERVER=127.0.0.1:$PORT timeout 600 "$bnctl" "$@" >"$out" 2>&1
+  timeout 600 "${BNCTL_CMD[@]}" "$@" >"$out" 2>&1
 }
 
 "${PODMAN[@]}" volume create "$VOLUME" >/dev/null
@@ -247,7 +258,7 @@ t=$SECONDS
 if start_container "$NAME_A" 2>"$WORK/run.err" && wait_healthy "$NAME_A"; then
   pass "HEALTHCHECK passes ($((SECONDS - t)) s after start)"
 else
-  cat "$WORK/run.err"
+  quiet_errors <"$WORK/run.err"
   fail "container did not become healthy within 90 s"
   finish
 fi
@@ -273,9 +284,11 @@ else
 fi
 
 t=$SECONDS
+# Adam for 5 epochs: a small job that learns well past chance (the default
+# SGD at lr 0.01 reaches only ~0.28 test accuracy in 2 epochs on 1000 digits).
 if client "$WORK/train.out" train --model "$MODEL" --dataset mnist-digits --limit 1000 \
-     --epochs 2 --follow; then
-  pass "train $MODEL on mnist-digits (1000 samples, 2 epochs) from outside in $((SECONDS - t)) s"
+     --epochs 5 --optimizer adam --follow; then
+  pass "train $MODEL on mnist-digits (1000 samples, 5 epochs, Adam) from outside in $((SECONDS - t)) s"
   tail -n 3 "$WORK/train.out" | sed 's/^/     | /'
 else
   fail "train from outside:"
@@ -291,7 +304,7 @@ else
   tail -n 20 "$WORK/predict.out" | sed 's/^/     | /'
 fi
 
-# Evaluate: a model trained on 1000 digits is far better than chance (0.1).
+# Evaluate: that model scores ~0.83 on 500 test digits (chance: 0.1).
 if client "$WORK/evaluate.out" evaluate --model "$MODEL" --dataset mnist-digits --split test \
      --limit 500; then
   sed 's/^/     | /' "$WORK/evaluate.out" | tail -n 5
@@ -302,10 +315,10 @@ if client "$WORK/evaluate.out" evaluate --model "$MODEL" --dataset mnist-digits 
   esac
   if [ -z "$acc" ]; then
     fail "evaluate printed no accuracy"
-  elif awk -v a="$acc" 'BEGIN { exit !(a > 0.5) }'; then
-    pass "evaluate from outside: test accuracy $acc > 0.5"
+  elif awk -v a="$acc" 'BEGIN { exit !(a > 0.6) }'; then
+    pass "evaluate from outside: test accuracy $acc > 0.6"
   else
-    fail "evaluate from outside: test accuracy $acc <= 0.5"
+    fail "evaluate from outside: test accuracy $acc <= 0.6"
   fi
 else
   fail "evaluate from outside:"
@@ -343,7 +356,7 @@ if start_container "$NAME_B" 2>"$WORK/run.err" && wait_healthy "$NAME_B"; then
     tail -n 10 "$WORK/predict2.out" | sed 's/^/     | /'
   fi
 else
-  cat "$WORK/run.err"
+  quiet_errors <"$WORK/run.err"
   fail "second container on volume $VOLUME did not become healthy"
 fi
 
