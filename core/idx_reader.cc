@@ -33,7 +33,16 @@ constexpr size_t kReadChunk = size_t{1} << 20;
 // small enough that the float matrix of a valid file always fits in memory.
 constexpr uint64_t kMaxPayloadBytes = uint64_t{1} << 32;
 
-absl::Status ErrnoError(const std::string& what, int error_number) {
+// A failed system call on a file we read: NotFound if it does not exist, else
+// InvalidArgument (idx_reader.h: every other reader error is InvalidArgument).
+absl::Status ReadErrnoError(const std::string& what, int error_number) {
+  const std::string message = absl::StrCat(what, ": ", std::strerror(error_number));
+  if (error_number == ENOENT || error_number == ENOTDIR) return absl::NotFoundError(message);
+  return absl::InvalidArgumentError(message);
+}
+
+// A failed system call on a file we write, with the most specific code.
+absl::Status WriteErrnoError(const std::string& what, int error_number) {
   const std::string message = absl::StrCat(what, ": ", std::strerror(error_number));
   switch (error_number) {
     case ENOENT:
@@ -57,14 +66,14 @@ class IdxFile {
  public:
   static absl::StatusOr<IdxFile> Open(const std::string& path) {
     struct stat st;
-    if (stat(path.c_str(), &st) != 0) return ErrnoError(path, errno);
+    if (stat(path.c_str(), &st) != 0) return ReadErrnoError(path, errno);
     if (!S_ISREG(st.st_mode)) {
       return absl::InvalidArgumentError(absl::StrCat(path, ": not a regular file"));
     }
     errno = 0;
     gzFile file = gzopen(path.c_str(), "rb");
     if (file == nullptr) {
-      return ErrnoError(absl::StrCat(path, ": cannot open"), errno != 0 ? errno : ENOMEM);
+      return ReadErrnoError(absl::StrCat(path, ": cannot open"), errno != 0 ? errno : ENOMEM);
     }
     return IdxFile(path, static_cast<uint64_t>(st.st_size), file);
   }
@@ -196,14 +205,14 @@ absl::Status WriteIdx(const std::string& path, uint32_t magic,
   AppendBigEndian32(magic, &header);
   for (uint32_t dim : dims) AppendBigEndian32(dim, &header);
   std::unique_ptr<std::FILE, FileCloser> out(std::fopen(path.c_str(), "wb"));
-  if (out == nullptr) return ErrnoError(absl::StrCat(path, ": cannot create"), errno);
+  if (out == nullptr) return WriteErrnoError(absl::StrCat(path, ": cannot create"), errno);
   if (std::fwrite(header.data(), 1, header.size(), out.get()) != header.size() ||
       (!payload.empty() &&
        std::fwrite(payload.data(), 1, payload.size(), out.get()) != payload.size())) {
-    return ErrnoError(absl::StrCat(path, ": write failed"), errno);
+    return WriteErrnoError(absl::StrCat(path, ": write failed"), errno);
   }
   if (std::fclose(out.release()) != 0) {
-    return ErrnoError(absl::StrCat(path, ": write failed"), errno);
+    return WriteErrnoError(absl::StrCat(path, ": write failed"), errno);
   }
   return absl::OkStatus();
 }

@@ -126,6 +126,8 @@ TEST(IdxReaderTest, MissingFileIsNotFound) {
   EXPECT_THAT(ReadIdxLabels(path), StatusIs(absl::StatusCode::kNotFound));
   absl::StatusOr<Matrix> result = ReadIdxImages(path);
   EXPECT_THAT(std::string(result.status().message()), HasSubstr(path));
+  // A directory is there but is no IDX file.
+  EXPECT_THAT(ReadIdxLabels(::testing::TempDir()), StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
 TEST(IdxReaderTest, BadMagicNamesFileAndMagic) {
