@@ -20,7 +20,9 @@
 #include "bnserve/v1/training_service.grpc.pb.h"
 #include "core/network.h"
 #include "gmock/gmock.h"
+#include "absl/synchronization/notification.h"
 #include "grpcpp/create_channel.h"
+#include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/security/credentials.h"
 #include "gtest/gtest.h"
 #include "server/proto_convert.h"
@@ -554,6 +556,50 @@ TEST_F(BnserveServerTest, PredictRunsConcurrentlyWithTraining) {
   v1::Job cancelled;
   ASSERT_TRUE(training_->CancelJob(&cancel_context, cancel, &cancelled).ok());
   EXPECT_EQ(WaitForEnd(job.job_id()).state(), v1::CANCELLED);
+}
+
+// grpc.health.v1.Health/Check through a generic stub (the health messages
+// are tiny: request {service}, response {status}; SERVING = 1).
+std::string HealthCheck(const std::shared_ptr<grpc::Channel>& channel, const std::string& service,
+                        grpc::Status* status) {
+  grpc::GenericStub stub(channel);
+  std::string request_bytes;
+  if (!service.empty()) {
+    request_bytes = std::string("\x0a", 1) + static_cast<char>(service.size()) + service;
+  }
+  grpc::Slice slice(request_bytes);
+  grpc::ByteBuffer request(&slice, 1);
+  grpc::ByteBuffer response;
+  grpc::ClientContext context;
+  absl::Notification done;
+  stub.UnaryCall(&context, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request,
+                 &response, [&](grpc::Status s) {
+                   *status = s;
+                   done.Notify();
+                 });
+  EXPECT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  std::vector<grpc::Slice> slices;
+  std::string bytes;
+  if (status->ok() && response.Dump(&slices).ok()) {
+    for (const grpc::Slice& s : slices) {
+      bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+    }
+  }
+  return bytes;
+}
+
+TEST_F(BnserveServerTest, HealthServiceReportsServing) {
+  for (const std::string& service :
+       {std::string(""), std::string("bnserve.v1.TrainingService"),
+        std::string("bnserve.v1.InferenceService"), std::string("bnserve.v1.ModelRegistry")}) {
+    grpc::Status status;
+    const std::string response = HealthCheck(channel_, service, &status);
+    ASSERT_TRUE(status.ok()) << service << ": " << status.error_message();
+    EXPECT_EQ(response, std::string("\x08\x01", 2)) << service;  // SERVING
+  }
+  grpc::Status status;
+  HealthCheck(channel_, "no.such.Service", &status);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
 }
 
 TEST_F(BnserveServerTest, ShutdownCancelsRunningJobsAndARestartKeepsEverything) {
