@@ -23,6 +23,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "bnserve/v1/diagnostics.grpc.pb.h"
 #include "bnserve/v1/inference_service.grpc.pb.h"
 #include "bnserve/v1/model_registry.grpc.pb.h"
 #include "bnserve/v1/training_service.grpc.pb.h"
@@ -717,6 +718,22 @@ TEST_F(E2eTest, BenchReportsEveryCombination) {
     }
   }
   EXPECT_EQ(rows, 4) << bench.out;
+}
+
+TEST_F(E2eTest, DiagnosticsEchoAnswersWithoutAModel) {
+  std::unique_ptr<v1::Diagnostics::Stub> diagnostics =
+      v1::Diagnostics::NewStub(client_->channel());
+  v1::PredictRequest request;
+  request.mutable_model()->set_name("no-such-model");
+  *request.mutable_inputs() = TensorFromMatrix(TestRows(3));
+  v1::PredictResponse response;
+  grpc::Status status = diagnostics->Echo(Context().get(), request, &response);
+  if (status.error_code() == grpc::StatusCode::UNIMPLEMENTED) {
+    GTEST_SKIP() << "this bnserve does not register bnserve.v1.Diagnostics (bench floor n/a)";
+  }
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(response.probabilities().shape(0), 3);
+  EXPECT_EQ(response.predicted_classes_size(), 3);
 }
 
 // ---------------------------------------------------------------------------
