@@ -158,20 +158,29 @@ struct Network<T>::Impl {
     return scores;
   }
 
-  // Every tensor in export order.
-  std::vector<std::pair<std::string, MatrixT<T>*>> Tensors() {
-    std::vector<std::pair<std::string, MatrixT<T>*>> tensors;
-    for (int i = 0; i <= hidden(); ++i) {
+  // Calls fn(name, tensor) for every tensor of `self` in export order;
+  // tensor is const exactly when `self` is.
+  template <typename Self, typename Fn>
+  static void ForEachTensor(Self& self, Fn&& fn) {
+    for (int i = 0; i <= self.hidden(); ++i) {
       const int k = i + 1;
-      tensors.emplace_back(absl::StrCat("W", k), &affines[i].weights());
-      tensors.emplace_back(absl::StrCat("b", k), &affines[i].bias());
-      if (i < hidden() && config.use_batchnorm) {
-        tensors.emplace_back(absl::StrCat("gamma", k), &norms[i].gamma());
-        tensors.emplace_back(absl::StrCat("beta", k), &norms[i].beta());
-        tensors.emplace_back(absl::StrCat("running_mean", k), &norms[i].running_mean());
-        tensors.emplace_back(absl::StrCat("running_var", k), &norms[i].running_var());
+      fn(absl::StrCat("W", k), self.affines[i].weights());
+      fn(absl::StrCat("b", k), self.affines[i].bias());
+      if (i < self.hidden() && self.config.use_batchnorm) {
+        fn(absl::StrCat("gamma", k), self.norms[i].gamma());
+        fn(absl::StrCat("beta", k), self.norms[i].beta());
+        fn(absl::StrCat("running_mean", k), self.norms[i].running_mean());
+        fn(absl::StrCat("running_var", k), self.norms[i].running_var());
       }
     }
+  }
+
+  // Every tensor in export order, by name.
+  std::vector<std::pair<std::string, MatrixT<T>*>> Tensors() {
+    std::vector<std::pair<std::string, MatrixT<T>*>> tensors;
+    ForEachTensor(*this, [&tensors](std::string name, MatrixT<T>& tensor) {
+      tensors.emplace_back(std::move(name), &tensor);
+    });
     return tensors;
   }
 
@@ -374,10 +383,10 @@ std::vector<ParameterRef<T>> Network<T>::TrainableParameters() {
 template <typename T>
 std::map<std::string, MatrixT<T>> Network<T>::ExportTensors() const {
   std::map<std::string, MatrixT<T>> tensors;
-  // Tensors() hands out mutable pointers; we only read through them.
-  for (const auto& [name, tensor] : const_cast<Impl&>(*impl_).Tensors()) {
-    tensors.emplace(name, *tensor);
-  }
+  const Impl& impl = *impl_;
+  Impl::ForEachTensor(impl, [&tensors](std::string name, const MatrixT<T>& tensor) {
+    tensors.emplace(std::move(name), tensor);
+  });
   return tensors;
 }
 
