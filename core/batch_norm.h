@@ -14,9 +14,10 @@
 //   and blows activations up by ~1000x; with 1 an untrained layer is the identity
 //   followed by gamma/beta. After training the two converge to the same value.
 // - The book reshapes 4-D input; this layer only ever sees 2-D batches.
-// - Backward uses the book's formulas algebraically simplified into one pass:
+// - Backward uses the book's formulas algebraically simplified:
 //   dx = gamma / std * (dout - dbeta / N - xn * dgamma / N), which equals the
-//   book's dxc/dstd/dvar/dmu chain exactly in real arithmetic.
+//   book's dxc/dstd/dvar/dmu chain exactly in real arithmetic, computed in two
+//   fused passes (the column sums, then dx).
 // - xn is computed as (x - mu) * (1 / std): one division per feature instead
 //   of one per element (differs from the division by rounding only).
 //
