@@ -80,5 +80,6 @@ int main(int argc, char** argv) {
   BNSERVE_LOG(INFO) << "received signal " << signal_number << ", shutting down";
   (*server)->Shutdown(absl::Seconds(absl::GetFlag(FLAGS_shutdown_grace_seconds)));
   server->reset();  // closes the database
+  BNSERVE_LOG(INFO) << "database closed, exiting";
   return EXIT_SUCCESS;
 }
