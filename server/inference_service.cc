@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstdint>
 #include <memory>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -113,7 +114,15 @@ grpc::ServerUnaryReactor* InferenceServiceImpl::Predict(grpc::CallbackServerCont
 grpc::ServerUnaryReactor* InferenceServiceImpl::Evaluate(grpc::CallbackServerContext* context,
                                                          const v1::EvaluateRequest* request,
                                                          v1::EvaluateResponse* response) {
-  return FinishUnary(context, DoEvaluate(*request, response));
+  // An evaluation may load a built-in split and run a forward pass over tens
+  // of thousands of rows: seconds. It runs on its own thread so that no gRPC
+  // callback thread is held. `request` and `response` live until Finish; the
+  // service outlives every call (the server drains calls before it goes).
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  std::thread([this, request, response, reactor] {
+    reactor->Finish(ToGrpcStatus(DoEvaluate(*request, response)));
+  }).detach();
+  return reactor;
 }
 
 }  // namespace bnserve

@@ -3,6 +3,9 @@
 // from the ModelRegistry and run its const prediction, so they run
 // concurrently with each other and with training, and never change a stored
 // network (BATCH_STATISTICS uses the request batch's statistics only).
+// Predict runs on the gRPC callback thread (a forward pass of at most
+// max_batch rows); Evaluate, which may load a whole built-in split, runs on a
+// thread of its own and finishes the reactor from there.
 //
 // Thread-safety: thread-safe.
 #ifndef BNSERVE_SERVER_INFERENCE_SERVICE_H_
