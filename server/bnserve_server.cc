@@ -50,6 +50,7 @@ absl::StatusOr<std::unique_ptr<BnserveServer>> BnserveServer::Start(
   server->inference_service_ = std::make_unique<InferenceServiceImpl>(
       server->registry_.get(), server->data_.get(), options.max_batch);
   server->registry_service_ = std::make_unique<ModelRegistryServiceImpl>(server->registry_.get());
+  server->diagnostics_service_ = std::make_unique<DiagnosticsService>();
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -63,6 +64,7 @@ absl::StatusOr<std::unique_ptr<BnserveServer>> BnserveServer::Start(
   builder.RegisterService(server->training_service_.get());
   builder.RegisterService(server->inference_service_.get());
   builder.RegisterService(server->registry_service_.get());
+  builder.RegisterService(server->diagnostics_service_.get());
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || (!options.listen.empty() && server->port_ == 0)) {
     server->jobs_->Shutdown();

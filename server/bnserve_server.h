@@ -1,6 +1,7 @@
 // BnserveServer: the assembled bnserve process — SQLite store, model
-// registry, data resolver, job manager, the three gRPC services, the standard
-// health service and reflection — built, started and shut down as one.
+// registry, data resolver, job manager, the three gRPC services (plus the
+// stateless Diagnostics echo of the load tool), the standard health service
+// and reflection — built, started and shut down as one.
 //
 //   BnserveServerOptions options;
 //   options.listen = "127.0.0.1:0";            // any free port
@@ -27,6 +28,7 @@
 #include "grpcpp/channel.h"
 #include "grpcpp/server.h"
 #include "server/data_resolver.h"
+#include "server/diagnostics_service.h"
 #include "server/inference_service.h"
 #include "server/job_manager.h"
 #include "server/model_registry.h"
@@ -89,6 +91,7 @@ class BnserveServer {
   std::unique_ptr<TrainingServiceImpl> training_service_;
   std::unique_ptr<InferenceServiceImpl> inference_service_;
   std::unique_ptr<ModelRegistryServiceImpl> registry_service_;
+  std::unique_ptr<DiagnosticsService> diagnostics_service_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
   absl::Mutex shutdown_mu_;
