@@ -4,14 +4,16 @@
 # debootstrap from this machine's own Debian mirror), then checks a running
 # container as a user would: the HEALTHCHECK, train/predict/evaluate with bnctl
 # from outside the container, a non-root user, the registry on a named volume
-# surviving a new container, a clean stop on SIGTERM and no toolchain in the
-# runtime image. Prints PASS/FAIL per check and exits non-zero on any failure.
+# surviving a new container, a clean stop on SIGTERM, no toolchain in the
+# runtime image, and docker/compose.yaml brought up with podman-compose.
+# Prints PASS/FAIL per check and exits non-zero on any failure.
 #
 # usage: docker/test-image.sh [--build-only]   (as root; installs its tools if missing)
 # env:   DOCKERFILE         default docker/Dockerfile
 #        IMAGE              image to build and check (default localhost/bnserve:ci)
 #        BNSERVE_TEST_PORT  host loopback port the container is published on
-#                           (default 50061, so a server on 50051 does not collide)
+#                           (default 50061, so a server on 50051 does not collide;
+#                           the compose check uses the next one)
 #        BNCTL              client used from outside (default: bnctl copied out
 #                           of the image, e.g. BNCTL=build/client/bnctl)
 #        REBUILD_BASE=1     remake the debootstrap base image even if it exists
@@ -29,6 +31,8 @@ NAME_A=bnserve-test-a
 NAME_B=bnserve-test-b
 VOLUME=bnserve-test-registry
 MODEL=docker-smoke
+COMPOSE_PROJECT=bnserve-test
+COMPOSE_PORT=$((PORT + 1))
 # runc, cgroupfs and explicit rlimits: crun and the default cgroup and rlimit
 # settings fail inside this sandbox.
 PODMAN=(podman --runtime runc --cgroup-manager cgroupfs)
@@ -47,8 +51,10 @@ info() { echo "---- $*"; }
 quiet_errors() { grep -v 'systemd' || true; }
 
 remove_test_objects() {
-  "${PODMAN[@]}" rm -f -t 0 "$NAME_A" "$NAME_B" bnserve-test-cp >/dev/null 2>&1 || true
-  "${PODMAN[@]}" volume rm -f "$VOLUME" >/dev/null 2>&1 || true
+  "${PODMAN[@]}" rm -f -v -t 0 "$NAME_A" "$NAME_B" bnserve-test-cp "${COMPOSE_PROJECT}_bnserve_1" \
+    >/dev/null 2>&1 || true
+  "${PODMAN[@]}" volume rm -f "$VOLUME" "${COMPOSE_PROJECT}_registry" >/dev/null 2>&1 || true
+  "${PODMAN[@]}" network rm -f "${COMPOSE_PROJECT}_default" >/dev/null 2>&1 || true
 }
 cleanup() {
   remove_test_objects
@@ -69,7 +75,7 @@ fi
 
 # ---- 1. tools -----------------------------------------------------------------
 need=()
-for tool in buildah podman runc debootstrap; do
+for tool in buildah podman runc debootstrap podman-compose; do
   command -v "$tool" >/dev/null 2>&1 || need+=("$tool")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -212,14 +218,13 @@ fi
 mkdir -p "$WORK/data"
 "${PODMAN[@]}" cp bnserve-test-cp:/usr/share/bnserve/data/mnist-digits "$WORK/data/mnist-digits"
 "${PODMAN[@]}" cp bnserve-test-cp:/usr/local/bin/bnctl "$WORK/bnctl"
-"${PODMAN[@]}" rm -f bnserve-test-cp >/dev/null 2>&1
+"${PODMAN[@]}" rm -f -v bnserve-test-cp >/dev/null 2>&1
 bnctl=${BNCTL:-$WORK/bnctl}
 if "$bnctl" help >/dev/null 2>&1; then
-  BNCTL_CMD=(env "BNSERVE_SERVER=127.0.0.1:$PORT" "BNSERVE_DATA_DIR=$WORK/data" "$bnctl")
+  BNCTL_CMD=(env "BNSERVE_DATA_DIR=$WORK/data" "$bnctl")
   info "bnctl from outside: $bnctl -> 127.0.0.1:$PORT"
 else
-  BNCTL_CMD=("${PODMAN[@]}" run --rm "${RUN_OPTS[@]}" --network host
-             -e "BNSERVE_SERVER=127.0.0.1:$PORT" --entrypoint bnctl "$IMAGE")
+  BNCTL_CMD=("${PODMAN[@]}" run --rm "${RUN_OPTS[@]}" --network host --entrypoint bnctl "$IMAGE")
   info "bnctl from outside: a client container on the host network -> 127.0.0.1:$PORT"
 fi
 
@@ -247,10 +252,11 @@ wait_healthy() {
   "${PODMAN[@]}" logs "$name" 2>&1 | tail -n 30 | sed 's/^/     | /'
   return 1
 }
-# Runs bnctl from outside against the published port, bounded, output saved.
+# Runs bnctl from outside against the published port (CLIENT_PORT, default
+# PORT), bounded, output saved.
 client() {
   local out=$1; shift
-  timeout 600 "${BNCTL_CMD[@]}" "$@" >"$out" 2>&1
+  timeout 600 "${BNCTL_CMD[@]}" --server "127.0.0.1:${CLIENT_PORT:-$PORT}" "$@" >"$out" 2>&1
 }
 
 "${PODMAN[@]}" volume create "$VOLUME" >/dev/null
@@ -337,7 +343,7 @@ if [ "$code" = 0 ] && [ "$stop_time" -lt "$STOP_GRACE" ]; then
 else
   fail "SIGTERM stop: exit code $code after ${stop_time} s (want 0 within ${STOP_GRACE} s; 137 = killed, 143 = SIGTERM not handled)"
 fi
-"${PODMAN[@]}" rm -f "$NAME_A" >/dev/null 2>&1 || true
+"${PODMAN[@]}" rm -f -v "$NAME_A" >/dev/null 2>&1 || true
 
 # The registry is on the named volume: a new container still has the model.
 t=$SECONDS
@@ -359,6 +365,38 @@ else
   quiet_errors <"$WORK/run.err"
   fail "second container on volume $VOLUME did not become healthy"
 fi
+
+"${PODMAN[@]}" rm -f -v -t 0 "$NAME_B" >/dev/null 2>&1 || true
+
+# docker/compose.yaml as a user runs it (podman-compose; runc, cgroupfs and
+# the rlimits through a containers.conf), on the image just built.
+cat >"$WORK/containers.conf" <<'EOF'
+[containers]
+default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+EOF
+compose() {
+  (cd "$ROOT/docker" && CONTAINERS_CONF=$WORK/containers.conf BNSERVE_IMAGE=$IMAGE \
+     BNSERVE_PUBLISH=127.0.0.1:$COMPOSE_PORT timeout 120 \
+     podman-compose -p "$COMPOSE_PROJECT" -f compose.yaml "$@")
+}
+if compose up -d --no-build >"$WORK/compose.log" 2>&1 &&
+   wait_healthy "${COMPOSE_PROJECT}_bnserve_1"; then
+  mounts=$(podman inspect --format '{{range .Mounts}}{{.Name}}:{{.Destination}} {{end}}' \
+           "${COMPOSE_PROJECT}_bnserve_1")
+  if CLIENT_PORT=$COMPOSE_PORT client "$WORK/compose-health.out" health &&
+     [[ $mounts == *"${COMPOSE_PROJECT}_registry:/var/lib/bnserve"* ]]; then
+    pass "compose.yaml: healthy, SERVING on 127.0.0.1:$COMPOSE_PORT, registry on volume ${COMPOSE_PROJECT}_registry"
+  else
+    fail "compose.yaml service: mounts '$mounts', health: $(cat "$WORK/compose-health.out")"
+  fi
+else
+  quiet_errors <"$WORK/compose.log" | tail -n 20 | sed 's/^/     | /'
+  fail "compose.yaml service did not come up healthy"
+fi
+compose down -v >/dev/null 2>&1 || true
 
 info "image $IMAGE: $((SIZE / 1000 / 1000)) MB; build ${BUILD_TIME} s; checks $((SECONDS - tc)) s"
 finish
