@@ -68,7 +68,6 @@ absl::Status InferenceServiceImpl::DoEvaluate(const v1::EvaluateRequest& request
   }
   ASSIGN_OR_RETURN(LoadedModel model, registry_->Load(request.model()));
   const int num_classes = model.network->config().output_size;
-  RETURN_IF_ERROR(data_->Check(request.data(), num_classes));
   ASSIGN_OR_RETURN(std::shared_ptr<const Dataset> data, data_->Resolve(request.data(), num_classes));
   if (data->size() == 0) return absl::InvalidArgumentError("the evaluation data are empty");
   RETURN_IF_ERROR(CheckBatch(*model.network, data->size(), data->feature_size(), mode));
