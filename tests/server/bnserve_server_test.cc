@@ -520,6 +520,58 @@ TEST_F(BnserveServerTest, WatchJobStreamsHistoryThenLiveEventsOverTcp) {
   EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::NOT_FOUND);
 }
 
+TEST_F(BnserveServerTest, WatchersThatLeaveMidStreamDoNotDisturbTheJobOrTheServer) {
+  v1::TrainRequest long_request = SmallTrainRequest("watched-long", 5000);
+  long_request.set_batch_size(2);
+  grpc::ClientContext context;
+  v1::Job job;
+  ASSERT_TRUE(training_->Train(&context, long_request, &job).ok());
+  std::vector<std::thread> watchers;
+  std::atomic<int> read_some{0};
+  for (int w = 0; w < 8; ++w) {
+    watchers.emplace_back([&] {
+      grpc::ClientContext watch_context;
+      v1::WatchJobRequest request;
+      request.set_job_id(job.job_id());
+      auto reader = training_->WatchJob(&watch_context, request);
+      v1::JobEvent event;
+      int events = 0;
+      while (events < 4 && reader->Read(&event)) ++events;  // QUEUED, RUNNING, 2 epochs
+      if (events == 4) ++read_some;
+      watch_context.TryCancel();
+      while (reader->Read(&event)) {
+      }
+      EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
+    });
+  }
+  for (std::thread& watcher : watchers) watcher.join();
+  EXPECT_EQ(read_some.load(), 8);
+  grpc::ClientContext get_context;
+  v1::GetJobRequest get;
+  get.set_job_id(job.job_id());
+  v1::Job running;
+  ASSERT_TRUE(training_->GetJob(&get_context, get, &running).ok());
+  EXPECT_EQ(running.state(), v1::RUNNING);
+  // A watcher that stays to the end sees the cancellation as the last event.
+  grpc::ClientContext watch_context;
+  v1::WatchJobRequest request;
+  request.set_job_id(job.job_id());
+  auto reader = training_->WatchJob(&watch_context, request);
+  v1::JobEvent event;
+  ASSERT_TRUE(reader->Read(&event));
+  grpc::ClientContext cancel_context;
+  v1::CancelJobRequest cancel;
+  cancel.set_job_id(job.job_id());
+  v1::Job cancelled;
+  ASSERT_TRUE(training_->CancelJob(&cancel_context, cancel, &cancelled).ok());
+  v1::JobEvent last;
+  while (reader->Read(&event)) last = event;
+  EXPECT_TRUE(reader->Finish().ok());
+  ASSERT_TRUE(last.has_finished());
+  EXPECT_EQ(last.finished().state(), v1::CANCELLED);
+  ExpectServing();
+}
+
 TEST_F(BnserveServerTest, PredictRunsConcurrentlyWithTraining) {
   ASSERT_EQ(TrainSmall("served", 1).state(), v1::SUCCEEDED);
   v1::TrainRequest long_request = SmallTrainRequest("busy", 5000);
