@@ -6,7 +6,7 @@ JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 SETUP_STAMP := var/.setup-stamp
 
-.PHONY: all setup configure build run experiment test bench clean
+.PHONY: all setup configure build run experiment test bench image clean
 
 all: build
 
@@ -22,8 +22,10 @@ configure: $(SETUP_STAMP)
 build: configure
 	cmake --build $(BUILD_DIR) -j $(JOBS)
 
+# The service, with its embedded SQLite registry in var/ (Ctrl-C stops it cleanly).
+LISTEN ?= 127.0.0.1:50051
 run: build
-	$(BUILD_DIR)/core/bnserve-experiment
+	$(BUILD_DIR)/server/bnserve --listen $(LISTEN) --registry var/bnserve.db --data_dir var/data
 
 experiment: build
 	$(BUILD_DIR)/core/bnserve-experiment
@@ -34,6 +36,10 @@ test: build
 bench: configure
 	cmake --build $(BUILD_DIR) -j $(JOBS) --target bnserve_bench
 	$(BUILD_DIR)/bench/bnserve_bench
+
+# The container image, built with buildah and checked with podman (no Docker engine needed).
+image:
+	bash docker/test-image.sh
 
 clean:
 	rm -rf $(BUILD_DIR)
