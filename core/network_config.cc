@@ -73,20 +73,43 @@ std::string WeightInitName(const WeightInit& init) {
   return buffer;
 }
 
+int64_t NetworkParameterCount(const NetworkConfig& config) {
+  int64_t count = 0;
+  int64_t fan_in = config.input_size;
+  for (int size : config.hidden_sizes) {
+    count += fan_in * size + size;  // W, b
+    if (config.use_batchnorm) count += int64_t{4} * size;  // gamma, beta, running stats
+    fan_in = size;
+  }
+  return count + fan_in * config.output_size + config.output_size;
+}
+
 absl::Status ValidateNetworkConfig(const NetworkConfig& config) {
-  if (config.input_size <= 0) {
+  if (config.input_size <= 0 || config.input_size > kMaxInputSize) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "input_size must be in [1, ", kMaxInputSize, "], got ", config.input_size));
+  }
+  if (config.hidden_sizes.size() > static_cast<size_t>(kMaxHiddenLayers)) {
     return absl::InvalidArgumentError(
-        absl::StrCat("input_size must be positive, got ", config.input_size));
+        absl::StrCat("hidden_sizes has ", config.hidden_sizes.size(),
+                     " layers, more than the limit of ", kMaxHiddenLayers));
   }
   for (size_t i = 0; i < config.hidden_sizes.size(); ++i) {
-    if (config.hidden_sizes[i] <= 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "hidden_sizes[", i, "] must be positive, got ", config.hidden_sizes[i]));
+    if (config.hidden_sizes[i] <= 0 || config.hidden_sizes[i] > kMaxLayerSize) {
+      return absl::InvalidArgumentError(absl::StrCat("hidden_sizes[", i, "] must be in [1, ",
+                                                     kMaxLayerSize, "], got ",
+                                                     config.hidden_sizes[i]));
     }
   }
-  if (config.output_size <= 0) {
+  if (config.output_size <= 0 || config.output_size > kMaxLayerSize) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "output_size must be in [1, ", kMaxLayerSize, "], got ", config.output_size));
+  }
+  if (const int64_t parameters = NetworkParameterCount(config);
+      parameters > kMaxNetworkParameters) {
     return absl::InvalidArgumentError(
-        absl::StrCat("output_size must be positive, got ", config.output_size));
+        absl::StrCat("the network has ", parameters, " parameters, more than the limit of ",
+                     kMaxNetworkParameters, " (hidden_sizes too large)"));
   }
   switch (config.activation) {
     case Activation::kRelu:

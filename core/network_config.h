@@ -5,6 +5,7 @@
 #ifndef BNSERVE_CORE_NETWORK_CONFIG_H_
 #define BNSERVE_CORE_NETWORK_CONFIG_H_
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -52,9 +53,25 @@ struct NetworkConfig {
   double bn_eps = 1e-6;
 };
 
+// Size limits. A config comes from requests (Train, ImportModel), and the
+// network allocates its tensors from the config alone: without limits one
+// request could ask for terabytes (an uncaught std::bad_alloc or the OOM
+// killer ends the process). Far above the book's networks (784-100x5-10 has
+// 0.12 M parameters).
+inline constexpr int kMaxHiddenLayers = 100;
+inline constexpr int kMaxInputSize = 1 << 20;   // features per sample
+inline constexpr int kMaxLayerSize = 1 << 14;   // units of a hidden or the output layer
+inline constexpr int64_t kMaxNetworkParameters = int64_t{1} << 26;  // 256 MiB of float
+
+// The number of scalars in the network's tensors: W and b of every Affine,
+// plus gamma, beta, running_mean and running_var of every BatchNorm. In
+// 64 bits, exact for any int sizes.
+int64_t NetworkParameterCount(const NetworkConfig& config);
+
 // OK, or InvalidArgument naming the offending field (sizes <= 0, dropout
 // outside [0, 1), negative lambda, momentum outside [0, 1), eps <= 0,
-// std <= 0 or not finite).
+// std <= 0 or not finite) or the limit exceeded (kMaxHiddenLayers,
+// kMaxInputSize, kMaxLayerSize, kMaxNetworkParameters).
 absl::Status ValidateNetworkConfig(const NetworkConfig& config);
 
 }  // namespace bnserve

@@ -100,5 +100,57 @@ TEST(NetworkConfigTest, ValidateNamesTheOffendingField) {
   EXPECT_THAT(ValidateNetworkConfig(linear), IsOk());
 }
 
+TEST(NetworkConfigTest, ParameterCountMatchesTheSeedNetworkByHand) {
+  // 784-100x5-10 with BN: W 784*100 + 4*100*100 + 100*10, b 5*100 + 10,
+  // gamma/beta/running_mean/running_var 4 * 5*100.
+  NetworkConfig config;
+  EXPECT_EQ(NetworkParameterCount(config), 78400 + 40000 + 1000 + 510 + 2000);
+  config.use_batchnorm = false;
+  EXPECT_EQ(NetworkParameterCount(config), 78400 + 40000 + 1000 + 510);
+}
+
+// A request's config decides how much the network allocates: sizes that
+// would need terabytes (or overflow an int product) are InvalidArgument
+// naming the limit, before anything is allocated.
+TEST(NetworkConfigTest, ValidateRejectsNetworksBeyondTheSizeLimits) {
+  struct Case {
+    void (*mutate)(NetworkConfig*);
+    const char* what;
+  };
+  const Case cases[] = {
+      {[](NetworkConfig* c) { c->hidden_sizes = {1 << 30}; }, "hidden_sizes[0]"},
+      {[](NetworkConfig* c) { c->hidden_sizes = {100, kMaxLayerSize + 1}; }, "hidden_sizes[1]"},
+      {[](NetworkConfig* c) { c->output_size = std::numeric_limits<int>::max(); }, "output_size"},
+      {[](NetworkConfig* c) { c->input_size = kMaxInputSize + 1; }, "input_size"},
+      {[](NetworkConfig* c) { c->hidden_sizes.assign(kMaxHiddenLayers + 1, 1); }, "layers"},
+      // Each size within its limit, the product of neighbours not.
+      {[](NetworkConfig* c) { c->hidden_sizes = {kMaxLayerSize, kMaxLayerSize}; },
+       "parameters"},
+      {[](NetworkConfig* c) {
+         c->input_size = kMaxInputSize;
+         c->hidden_sizes = {100};
+       },
+       "parameters"},
+  };
+  for (const Case& test_case : cases) {
+    NetworkConfig config;
+    test_case.mutate(&config);
+    const absl::Status status = ValidateNetworkConfig(config);
+    EXPECT_THAT(status, StatusIs(absl::StatusCode::kInvalidArgument)) << test_case.what;
+    EXPECT_NE(status.message().find(test_case.what), absl::string_view::npos)
+        << status.message();
+  }
+  // The limits themselves are allowed.
+  NetworkConfig wide;
+  wide.hidden_sizes = {kMaxLayerSize};
+  EXPECT_THAT(ValidateNetworkConfig(wide), IsOk());
+  NetworkConfig many_classes;
+  many_classes.output_size = kMaxLayerSize;
+  EXPECT_THAT(ValidateNetworkConfig(many_classes), IsOk());
+  NetworkConfig deep;
+  deep.hidden_sizes.assign(kMaxHiddenLayers, 10);
+  EXPECT_THAT(ValidateNetworkConfig(deep), IsOk());
+}
+
 }  // namespace
 }  // namespace bnserve

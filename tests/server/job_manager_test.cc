@@ -324,6 +324,14 @@ TEST_F(JobManagerTest, BadRequestsAreRejectedWithInvalidArgument) {
   r.mutable_train_data()->mutable_idx()->set_images_path("../../etc/passwd");
   r.mutable_train_data()->mutable_idx()->set_labels_path("x");
   expect_invalid(r, "path escape");
+  // Sizes that would allocate terabytes on the worker (crashing the server)
+  // are rejected at Submit.
+  r = SmallTrainRequest("bad", 1);
+  r.mutable_network()->set_hidden_sizes(0, 1 << 30);
+  expect_invalid(r, "huge hidden layer");
+  r = SmallTrainRequest("bad", 1);
+  r.mutable_network()->set_output_size(1 << 30);
+  expect_invalid(r, "huge output layer");
   // Batch size 1 without BatchNorm is fine.
   r = SmallTrainRequest("ok", 1);
   r.set_batch_size(1);

@@ -114,5 +114,22 @@ TEST_F(ModelRegistryTest, RegisterRejectsTensorsThatDoNotMatchTheConfig) {
   EXPECT_THAT(registry_->Resolve(Ref("m")), StatusIs(absl::StatusCode::kNotFound));
 }
 
+// An imported version whose config asks for a huge network (with the small
+// tensors of another) used to allocate the config's tensors before comparing
+// them: about 4 TB here, which ends the process. It is InvalidArgument.
+TEST_F(ModelRegistryTest, RegisterRejectsAHugeConfigWithoutAllocatingIt) {
+  v1::ModelVersion version = FreshVersion("m", 1);
+  version.mutable_network()->set_hidden_sizes(0, 1 << 30);
+  absl::Status status = registry_->Register(version, nullptr).status();
+  EXPECT_THAT(status, StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(std::string(status.message()), ::testing::HasSubstr("hidden_sizes"));
+  version = FreshVersion("m", 1);
+  version.mutable_network()->set_input_size(1 << 30);
+  status = registry_->Register(version, nullptr).status();
+  EXPECT_THAT(status, StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(std::string(status.message()), ::testing::HasSubstr("input_size"));
+  EXPECT_THAT(registry_->Resolve(Ref("m")), StatusIs(absl::StatusCode::kNotFound));
+}
+
 }  // namespace
 }  // namespace bnserve
