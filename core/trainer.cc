@@ -108,6 +108,24 @@ absl::Status ValidateTrainerOptions(const TrainerOptions& options,
   return ValidateOptimizerConfig(options.optimizer);
 }
 
+int64_t EstimateTrainingBytes(const NetworkConfig& network, int batch_size) {
+  int64_t hidden_sum = 0;
+  int64_t widest = network.output_size;
+  for (int size : network.hidden_sizes) {
+    hidden_sum += size;
+    widest = std::max<int64_t>(widest, size);
+  }
+  // Per batch row: its features; per hidden unit the Affine, BatchNorm,
+  // activation and dropout outputs, BatchNorm's normalized input, the dropout
+  // mask and two gradients; per class the scores, probabilities and gradient.
+  const int64_t per_row = network.input_size + 8 * hidden_sum + 3 * int64_t{network.output_size};
+  // Evaluation (Network::Predict) holds three matrices of its widest layer.
+  const int64_t evaluation = int64_t{kEvaluationRows} * 3 * widest;
+  const int64_t floats = 4 * NetworkParameterCount(network) +
+                         int64_t{std::max(batch_size, 0)} * per_row + evaluation;
+  return floats * static_cast<int64_t>(sizeof(float));
+}
+
 absl::StatusOr<std::vector<EpochMetrics>> Train(
     Network<float>* network, const Dataset& train, const Dataset& validation,
     const TrainerOptions& options,

@@ -44,6 +44,14 @@ struct EpochMetrics {
 absl::Status ValidateTrainerOptions(const TrainerOptions& options,
                                     const NetworkConfig& network);
 
+// An upper bound, in bytes, of the working memory Train needs for `network`
+// with batches of `batch_size` rows (the data set itself not included): the
+// parameters with their gradients and up to two optimizer states, the
+// training pass's buffers for one batch, and the buffers of one evaluation
+// slice. A server checks it before accepting a job, since a request's sizes
+// alone can ask for more memory than the machine has.
+int64_t EstimateTrainingBytes(const NetworkConfig& network, int batch_size);
+
 // Trains `network` in place. Returns every epoch's metrics, or Cancelled if
 // `cancelled` (may be empty) returned true (checked before every iteration),
 // or InvalidArgument for bad options or data. `validation` may be empty.

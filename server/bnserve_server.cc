@@ -43,6 +43,7 @@ absl::StatusOr<std::unique_ptr<BnserveServer>> BnserveServer::Start(
   job_options.workers = options.workers;
   job_options.max_queue = options.max_queue;
   job_options.max_epochs = options.max_epochs;
+  job_options.max_job_bytes = int64_t{options.max_job_memory_mb} << 20;
   server->jobs_ = std::make_unique<JobManager>(server->store_.get(), server->registry_.get(),
                                                server->data_.get(), job_options);
   RETURN_IF_ERROR(server->jobs_->Start());

@@ -125,6 +125,8 @@ absl::StatusOr<v1::Job> JobManager::Submit(const v1::TrainRequest& request) {
     return absl::InvalidArgumentError(
         "batch_size must be at least 2 with BatchNorm (batch statistics of one sample)");
   }
+  RETURN_IF_ERROR(CheckJobMemory(
+      network, request.batch_size() == 0 ? kDefaultBatchSize : request.batch_size()));
   RETURN_IF_ERROR(data_->Check(request.train_data(), network.output_size));
   if (request.has_validation_data()) {
     absl::Status status = data_->Check(request.validation_data(), network.output_size);
@@ -322,8 +324,13 @@ void JobManager::RunJob(const std::shared_ptr<JobRecord>& record) {
     }
   }
   TrainerOptions options;
-  options.epochs = request.epochs() == 0 ? kDefaultEpochs : request.epochs();
   options.batch_size = request.batch_size() == 0 ? kDefaultBatchSize : request.batch_size();
+  // Submit checked with a placeholder input size when the data had not been
+  // read; now the network's real shape is known.
+  if (absl::Status memory = CheckJobMemory(*config, options.batch_size); !memory.ok()) {
+    return Finish(record.get(), v1::FAILED, std::string(memory.message()));
+  }
+  options.epochs = request.epochs() == 0 ? kDefaultEpochs : request.epochs();
   options.seed = request.seed();
   absl::StatusOr<OptimizerConfig> optimizer = OptimizerConfigFromProto(request.optimizer());
   if (!optimizer.ok()) return Finish(record.get(), v1::FAILED, optimizer.status().ToString());
@@ -367,6 +374,17 @@ void JobManager::RunJob(const std::shared_ptr<JobRecord>& record) {
   if (!trained->empty()) *version.mutable_final_metrics() = EpochMetricsToProto(trained->back());
   TensorsToProto(network->ExportTensors(), version.mutable_tensors());
   Succeed(record.get(), std::move(version));
+}
+
+absl::Status JobManager::CheckJobMemory(const NetworkConfig& network, int batch_size) const {
+  const int64_t bytes = EstimateTrainingBytes(network, batch_size);
+  if (bytes <= options_.max_job_bytes) return absl::OkStatus();
+  constexpr int64_t kMiB = int64_t{1} << 20;
+  return absl::ResourceExhaustedError(absl::StrCat(
+      "the job would need about ", bytes / kMiB, " MiB of memory (a network of ",
+      NetworkParameterCount(network), " parameters, batch_size ", batch_size,
+      "), more than the server's limit of ", options_.max_job_bytes / kMiB,
+      " MiB; use a smaller batch_size or network"));
 }
 
 void JobManager::Succeed(JobRecord* record, v1::ModelVersion version) {

@@ -39,6 +39,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "bnserve/v1/training_service.pb.h"
+#include "core/network_config.h"
 #include "server/data_resolver.h"
 #include "server/model_registry.h"
 #include "server/model_store.h"
@@ -52,6 +53,9 @@ struct JobManagerOptions {
   int max_queue = 64;
   // Largest allowed TrainRequest.epochs.
   int max_epochs = 200;
+  // Largest working memory of one job (EstimateTrainingBytes of its network
+  // and batch size) beyond which Submit is ResourceExhausted.
+  int64_t max_job_bytes = int64_t{4} << 30;
 };
 
 class JobManager {
@@ -74,7 +78,8 @@ class JobManager {
 
   // Validates `request` and queues a job. InvalidArgument for a bad name,
   // config, hyperparameter or data spec; ResourceExhausted when the queue is
-  // full; Unavailable after Shutdown. Data-dependent problems found when the
+  // full or the job would need more than max_job_bytes; Unavailable after
+  // Shutdown. Data-dependent problems found when the
   // data are loaded (e.g. a feature count that does not match input_size)
   // fail the job instead.
   absl::StatusOr<v1::Job> Submit(const v1::TrainRequest& request);
@@ -117,6 +122,9 @@ class JobManager {
     std::string cancel_reason;
   };
 
+  // ResourceExhausted if training `network` in batches of `batch_size` would
+  // need more than options_.max_job_bytes.
+  absl::Status CheckJobMemory(const NetworkConfig& network, int batch_size) const;
   void WorkerLoop();
   void RunJob(const std::shared_ptr<JobRecord>& record);
   // Appends an event to the log and hands it to every watcher.

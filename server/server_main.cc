@@ -28,6 +28,9 @@ ABSL_FLAG(int, max_batch, 10000, "largest Predict / inline Evaluate batch, in ro
 ABSL_FLAG(int, max_epochs, 200, "largest number of epochs a training job may ask for");
 ABSL_FLAG(int, max_queue, 64, "queued training jobs beyond which Train is RESOURCE_EXHAUSTED");
 ABSL_FLAG(int, max_message_mb, 64, "largest gRPC message received or sent, in MiB");
+ABSL_FLAG(int, max_job_memory_mb, 4096,
+          "largest estimated working memory of one training job; a bigger network or "
+          "batch is RESOURCE_EXHAUSTED");
 ABSL_FLAG(int, model_cache, 8, "model versions kept loaded for Predict and Evaluate");
 ABSL_FLAG(int, shutdown_grace_seconds, 5, "how long in-flight RPCs may take at shutdown");
 
@@ -53,10 +56,13 @@ int main(int argc, char** argv) {
   options.max_queue = absl::GetFlag(FLAGS_max_queue);
   options.max_message_mb = absl::GetFlag(FLAGS_max_message_mb);
   options.model_cache = absl::GetFlag(FLAGS_model_cache);
+  options.max_job_memory_mb = absl::GetFlag(FLAGS_max_job_memory_mb);
   if (options.workers < 1 || options.max_batch < 1 || options.max_epochs < 1 ||
-      options.max_queue < 1 || options.max_message_mb < 1 || options.model_cache < 1) {
+      options.max_queue < 1 || options.max_message_mb < 1 || options.model_cache < 1 ||
+      options.max_job_memory_mb < 1) {
     BNSERVE_LOG(ERROR) << "--workers, --max_batch, --max_epochs, --max_queue, "
-                          "--max_message_mb and --model_cache must be positive";
+                          "--max_message_mb, --model_cache and --max_job_memory_mb must be "
+                          "positive";
     return EXIT_FAILURE;
   }
 

@@ -211,6 +211,22 @@ TEST(TrainerTest, BatchLargerThanTrainingSetUsesAllOfIt) {
   EXPECT_EQ(calls, 2);  // one iteration per epoch
 }
 
+TEST(TrainerTest, TrainingMemoryEstimateCoversParametersBatchAndEvaluation) {
+  const NetworkConfig seed_net;  // 784-100x5-10 with BN: 121,910 parameters
+  // Per batch row: 784 features + 8 buffers * 500 hidden units + 3 * 10 classes.
+  const int64_t per_row_bytes = (784 + 8 * 500 + 3 * 10) * 4;
+  EXPECT_EQ(EstimateTrainingBytes(seed_net, 200) - EstimateTrainingBytes(seed_net, 100),
+            100 * per_row_bytes);
+  // Batch-independent: 4 copies of the parameters, 3 x 8192 x 100 for evaluation.
+  EXPECT_EQ(EstimateTrainingBytes(seed_net, 0), (4 * 121910 + 3 * 8192 * 100) * 4);
+  // The largest valid network with a whole fashion-mnist batch: far beyond
+  // what a server should accept (tens of GB).
+  NetworkConfig wide;
+  wide.hidden_sizes.assign(4, 2000);
+  ASSERT_THAT(ValidateNetworkConfig(wide), IsOk());
+  EXPECT_GT(EstimateTrainingBytes(wide, 60000), int64_t{10} << 30);
+}
+
 TEST(TrainerTest, InvalidOptionsAndData) {
   const NetworkConfig bn = SmallConfig(true);
   EXPECT_OK(ValidateTrainerOptions(SmallOptions(), bn));

@@ -280,6 +280,25 @@ TEST_F(JobManagerTest, JobsSurviveRestartAndInterruptedOnesComeBackFailed) {
   EXPECT_EQ(next.job_id(), "job-000003");
 }
 
+// Valid sizes whose product (batch rows x layer widths) would need far more
+// memory than the job limit: refused before any allocation, and the server
+// accepts a reasonable job afterwards.
+TEST_F(JobManagerTest, JobsBeyondTheMemoryLimitAreResourceExhausted) {
+  JobManagerOptions options;
+  options.max_job_bytes = int64_t{256} << 20;
+  StartManager(options);
+  v1::TrainRequest r = SmallTrainRequest("wide", 1);
+  r.mutable_network()->clear_hidden_sizes();
+  for (int i = 0; i < 4; ++i) r.mutable_network()->add_hidden_sizes(4000);
+  r.set_batch_size(60000);
+  const absl::Status status = jobs_->Submit(r).status();
+  EXPECT_THAT(status, StatusIs(absl::StatusCode::kResourceExhausted));
+  EXPECT_THAT(std::string(status.message()), ::testing::HasSubstr("batch_size 60000"));
+  EXPECT_THAT(std::string(status.message()), ::testing::HasSubstr("256 MiB"));
+  ASSERT_OK_AND_ASSIGN(v1::Job queued, jobs_->Submit(SmallTrainRequest("small", 1)));
+  EXPECT_EQ(WaitFor(queued.job_id(), v1::SUCCEEDED).state(), v1::SUCCEEDED);
+}
+
 TEST_F(JobManagerTest, BadRequestsAreRejectedWithInvalidArgument) {
   StartManager();
   auto expect_invalid = [&](v1::TrainRequest request, const char* what) {
