@@ -388,13 +388,21 @@ absl::Status JobManager::CheckJobMemory(const NetworkConfig& network, int batch_
 }
 
 void JobManager::Succeed(JobRecord* record, v1::ModelVersion version) {
-  absl::MutexLock lock(&mu_);
-  *version.mutable_training() = record->job.request();
-  v1::Job finished = record->job;
+  v1::Job finished;
+  {
+    absl::MutexLock lock(&mu_);
+    finished = record->job;
+  }
+  *version.mutable_training() = finished.request();
   finished.set_state(v1::SUCCEEDED);
   finished.clear_reason();
   *finished.mutable_finished_at() = TimeToProto(absl::Now());
+  // Outside mu_: registering rebuilds the network and writes every tensor to
+  // the database, which for a large model takes long enough to stall every
+  // GetJob / ListJobs / WatchJob handler waiting on the lock. Only this
+  // worker changes a RUNNING job (Cancel and Shutdown merely set its flag).
   absl::StatusOr<v1::ModelVersion> registered = registry_->Register(version, &finished);
+  absl::MutexLock lock(&mu_);
   if (!registered.ok()) {
     BNSERVE_LOG(ERROR) << record->job.job_id() << ": registering the model failed: "
                        << registered.status();

@@ -2,6 +2,7 @@
 
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
@@ -278,6 +279,96 @@ TEST_F(JobManagerTest, JobsSurviveRestartAndInterruptedOnesComeBackFailed) {
   // New ids continue after the stored ones.
   ASSERT_OK_AND_ASSIGN(v1::Job next, jobs_->Submit(SmallTrainRequest("r", 1)));
   EXPECT_EQ(next.job_id(), "job-000003");
+}
+
+// A ModelStore that forwards to another and holds AddVersion until released.
+class BlockingAddVersionStore : public ModelStore {
+ public:
+  explicit BlockingAddVersionStore(ModelStore* store) : store_(store) {}
+
+  absl::Notification entered;  // AddVersion was called
+  absl::Notification release;  // lets AddVersion proceed
+
+  absl::StatusOr<int> AddVersion(const v1::ModelVersion& version,
+                                 const v1::Job* finished_job) override {
+    entered.Notify();
+    release.WaitForNotification();
+    return store_->AddVersion(version, finished_job);
+  }
+  absl::StatusOr<v1::ModelVersion> GetVersion(const std::string& model_name, int version,
+                                              bool include_tensors) override {
+    return store_->GetVersion(model_name, version, include_tensors);
+  }
+  absl::StatusOr<int> LatestVersion(const std::string& model_name) override {
+    return store_->LatestVersion(model_name);
+  }
+  absl::StatusOr<int> ResolveAlias(const std::string& model_name,
+                                   const std::string& alias) override {
+    return store_->ResolveAlias(model_name, alias);
+  }
+  absl::StatusOr<std::vector<v1::Model>> ListModels() override { return store_->ListModels(); }
+  absl::StatusOr<v1::Model> GetModel(const std::string& model_name) override {
+    return store_->GetModel(model_name);
+  }
+  absl::Status DeleteVersion(const std::string& model_name, int version) override {
+    return store_->DeleteVersion(model_name, version);
+  }
+  absl::Status SetAlias(const std::string& model_name, const std::string& alias,
+                        int version) override {
+    return store_->SetAlias(model_name, alias, version);
+  }
+  absl::Status DeleteAlias(const std::string& model_name, const std::string& alias) override {
+    return store_->DeleteAlias(model_name, alias);
+  }
+  absl::Status PutJob(const v1::Job& job) override { return store_->PutJob(job); }
+  absl::Status AppendEpochMetrics(const std::string& job_id,
+                                  const v1::EpochMetrics& metrics) override {
+    return store_->AppendEpochMetrics(job_id, metrics);
+  }
+  absl::StatusOr<std::vector<v1::Job>> ListJobs() override { return store_->ListJobs(); }
+  absl::StatusOr<int> FailUnfinishedJobs(const std::string& reason) override {
+    return store_->FailUnfinishedJobs(reason);
+  }
+
+ private:
+  ModelStore* const store_;
+};
+
+// Storing a finished job's model (every tensor written to the database) does
+// not hold the manager's lock: Get, List and Watch answer meanwhile.
+TEST_F(JobManagerTest, StoringTheModelDoesNotBlockQueries) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<SqliteModelStore> sqlite, SqliteModelStore::Open(path_));
+  BlockingAddVersionStore store(sqlite.get());
+  ModelRegistry registry(&store);
+  DataResolver data("var/data");
+  JobManager jobs(&store, &registry, &data, JobManagerOptions());
+  ASSERT_OK(jobs.Start());
+  ASSERT_OK_AND_ASSIGN(v1::Job queued, jobs.Submit(SmallTrainRequest("blocking", 1)));
+  ASSERT_TRUE(store.entered.WaitForNotificationWithTimeout(absl::Seconds(20)));
+
+  absl::Notification answered;
+  v1::JobState state_while_storing = v1::JOB_STATE_UNSPECIFIED;
+  std::thread query([&] {
+    absl::StatusOr<v1::Job> job = jobs.Get(queued.job_id());
+    if (job.ok()) state_while_storing = job->state();
+    (void)jobs.List(v1::ListJobsRequest());
+    answered.Notify();
+  });
+  const bool in_time = answered.WaitForNotificationWithTimeout(absl::Seconds(5));
+  store.release.Notify();
+  query.join();
+  EXPECT_TRUE(in_time) << "Get/List waited for the model to be stored";
+  EXPECT_EQ(state_while_storing, v1::RUNNING);
+  const absl::Time deadline = absl::Now() + absl::Seconds(20);
+  absl::StatusOr<v1::Job> done = jobs.Get(queued.job_id());
+  while (done.ok() && done->state() == v1::RUNNING && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(5));
+    done = jobs.Get(queued.job_id());
+  }
+  ASSERT_OK(done.status());
+  EXPECT_EQ(done->state(), v1::SUCCEEDED);
+  EXPECT_EQ(done->model_version(), 1);
+  jobs.Shutdown();
 }
 
 // Valid sizes whose product (batch rows x layer widths) would need far more
