@@ -1,7 +1,9 @@
 #include "server/model_registry.h"
 
+#include <algorithm>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -55,28 +57,67 @@ std::string ModelRegistry::Key(const std::string& model_name, int version) {
   return absl::StrCat(model_name, "@", version);
 }
 
-absl::StatusOr<int> ModelRegistry::Resolve(const v1::ModelRef& ref) {
-  RETURN_IF_ERROR(ValidateModelName(ref.name()));
+absl::StatusOr<int> ModelRegistry::Select(const v1::ModelRef& ref, const v1::Model& model) {
   switch (ref.selector_case()) {
     case v1::ModelRef::kVersion: {
-      if (ref.version() <= 0) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("model version must be positive, got ", ref.version()));
+      // versions are ascending.
+      auto it = std::lower_bound(model.versions().begin(), model.versions().end(), ref.version());
+      if (it == model.versions().end() || *it != ref.version()) {
+        return absl::NotFoundError(
+            absl::StrCat("model \"", ref.name(), "\" has no version ", ref.version()));
       }
-      {
-        absl::MutexLock lock(&mu_);
-        if (cache_.contains(Key(ref.name(), ref.version()))) return ref.version();
-      }
-      // Existence check without reading the tensors.
-      RETURN_IF_ERROR(store_->GetVersion(ref.name(), ref.version(), false).status());
       return ref.version();
     }
-    case v1::ModelRef::kAlias:
-      return store_->ResolveAlias(ref.name(), ref.alias());
+    case v1::ModelRef::kAlias: {
+      auto it = model.aliases().find(ref.alias());
+      if (it == model.aliases().end()) {
+        return absl::NotFoundError(
+            absl::StrCat("model \"", ref.name(), "\" has no alias \"", ref.alias(), "\""));
+      }
+      return it->second;
+    }
     case v1::ModelRef::SELECTOR_NOT_SET:
       break;
   }
-  return store_->LatestVersion(ref.name());
+  return model.latest_version();
+}
+
+absl::StatusOr<int> ModelRegistry::Resolve(const v1::ModelRef& ref) {
+  RETURN_IF_ERROR(ValidateModelName(ref.name()));
+  if (ref.selector_case() == v1::ModelRef::kVersion && ref.version() <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("model version must be positive, got ", ref.version()));
+  }
+  // Read the generation before the store: what the store returns below is at
+  // least as new as `generation`, so keeping it under that generation is safe.
+  // A store without a generation: nothing is kept, every call asks it.
+  const std::optional<uint64_t> generation = store_->CatalogGeneration();
+  if (generation.has_value()) {
+    absl::MutexLock lock(&mu_);
+    if (*generation > catalog_generation_) {
+      catalog_.clear();
+      catalog_generation_ = *generation;
+    }
+    if (*generation == catalog_generation_) {
+      auto it = catalog_.find(ref.name());
+      if (it != catalog_.end()) return Select(ref, it->second);
+    }
+  }
+  absl::StatusOr<v1::Model> model = store_->GetModel(ref.name());
+  if (!model.ok()) {
+    if (model.status().code() != absl::StatusCode::kNotFound) return model.status();
+    // No version at all: the same answer as for a model with other versions.
+    v1::Model empty;
+    empty.set_name(ref.name());
+    if (ref.selector_case() == v1::ModelRef::SELECTOR_NOT_SET) return model.status();
+    return Select(ref, empty);
+  }
+  absl::StatusOr<int> version = Select(ref, *model);
+  if (generation.has_value()) {
+    absl::MutexLock lock(&mu_);
+    if (catalog_generation_ == *generation) catalog_[ref.name()] = *std::move(model);
+  }
+  return version;
 }
 
 absl::StatusOr<LoadedModel> ModelRegistry::Load(const v1::ModelRef& ref) {

@@ -7,8 +7,13 @@
 //   ASSIGN_OR_RETURN(Matrix p, model.network->PredictProbabilities(x, mode));
 //
 // A ModelRef names a model and selects a version number, an alias, or (when
-// neither is set) the latest version. The cache keeps the most recently used
-// versions (least recently used evicted first); deleting a version drops it.
+// neither is set) the latest version. Resolution runs in memory: the registry
+// keeps each model's versions and aliases as last read from the store and
+// rereads them only after the store's catalog generation has moved (any
+// version or alias written through the store, by this registry or by anyone
+// else holding the store), so a Predict does not touch the database. The
+// network cache keeps the most recently used versions (least recently used
+// evicted first); deleting a version drops it.
 // Cached networks are shared as shared_ptr<const Network<float>>: const
 // methods of Network may run concurrently, and a network stays alive while a
 // request uses it even if it is evicted.
@@ -92,11 +97,20 @@ class ModelRegistry {
 
   static std::string Key(const std::string& model_name, int version);
 
+  // The version `ref` selects in `model` (the model's versions and aliases).
+  // NotFound for an unknown version or alias.
+  static absl::StatusOr<int> Select(const v1::ModelRef& ref, const v1::Model& model);
+
   ModelStore* const store_;
   const int cache_capacity_;
   absl::Mutex mu_;
   absl::flat_hash_map<std::string, CacheEntry> cache_ ABSL_GUARDED_BY(mu_);
   uint64_t tick_ ABSL_GUARDED_BY(mu_) = 0;
+  // Versions and aliases of the models resolved so far, valid for the store's
+  // catalog generation `catalog_generation_`; emptied when it moves. Only
+  // models that exist are kept.
+  absl::flat_hash_map<std::string, v1::Model> catalog_ ABSL_GUARDED_BY(mu_);
+  uint64_t catalog_generation_ ABSL_GUARDED_BY(mu_) = 0;
   // Incremented by every delete: a load that started before a delete does
   // not put its (possibly deleted) network into the cache.
   uint64_t deletions_ ABSL_GUARDED_BY(mu_) = 0;

@@ -16,6 +16,8 @@
 #ifndef BNSERVE_SERVER_MODEL_STORE_H_
 #define BNSERVE_SERVER_MODEL_STORE_H_
 
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -70,6 +72,17 @@ class ModelStore {
   // NotFound if the alias does not exist.
   virtual absl::Status DeleteAlias(const std::string& model_name,
                                    const std::string& alias) = 0;
+
+  // The catalog generation: a counter that increases after every call of
+  // AddVersion, DeleteVersion, SetAlias or DeleteAlias on this store has
+  // committed (or failed), and does not change otherwise (jobs and metrics do
+  // not count). It lets a caller keep versions and aliases in memory:
+  // whatever it read from the store AFTER reading generation g is current as
+  // long as the generation is still g. Cheap: no I/O, no lock. Changes that
+  // another process makes to the same database are not counted. nullopt (the
+  // default, e.g. for a test double that wraps another store) when the store
+  // keeps none: then nothing read from it may be kept.
+  virtual std::optional<uint64_t> CatalogGeneration() const { return std::nullopt; }
 
   // Inserts or replaces a job (keyed by job_id) and upserts its `epochs`
   // into the metrics table (keyed by epoch number).

@@ -253,6 +253,12 @@ absl::Status SqliteModelStore::InTransaction(const std::function<absl::Status()>
   return status;
 }
 
+absl::Status SqliteModelStore::CatalogWrite(const std::function<absl::Status()>& body) {
+  absl::Status status = InTransaction(body);
+  catalog_generation_.fetch_add(1, std::memory_order_release);
+  return status;
+}
+
 #define BNSERVE_STATEMENT_(var, sql) \
   ASSIGN_OR_RETURN(sqlite3_stmt * var##_raw, Prepare(sql)); \
   Statement var(this, var##_raw)
@@ -270,7 +276,7 @@ absl::StatusOr<int> SqliteModelStore::AddVersion(const v1::ModelVersion& version
 
   absl::MutexLock lock(&mu_);
   int number = 0;
-  RETURN_IF_ERROR(InTransaction([&]() -> absl::Status {
+  RETURN_IF_ERROR(CatalogWrite([&]() -> absl::Status {
     {
       BNSERVE_STATEMENT_(select, "SELECT next_version FROM models WHERE name = ?");
       select.Bind(1, version.model_name());
@@ -459,7 +465,7 @@ absl::StatusOr<bool> SqliteModelStore::VersionExistsLocked(const std::string& mo
 
 absl::Status SqliteModelStore::DeleteVersion(const std::string& model_name, int version) {
   absl::MutexLock lock(&mu_);
-  return InTransaction([&]() -> absl::Status {
+  return CatalogWrite([&]() -> absl::Status {
     ASSIGN_OR_RETURN(bool exists, VersionExistsLocked(model_name, version));
     if (!exists) {
       return absl::NotFoundError(
@@ -497,7 +503,7 @@ absl::Status SqliteModelStore::DeleteVersion(const std::string& model_name, int 
 absl::Status SqliteModelStore::SetAlias(const std::string& model_name,
                                         const std::string& alias, int version) {
   absl::MutexLock lock(&mu_);
-  return InTransaction([&]() -> absl::Status {
+  return CatalogWrite([&]() -> absl::Status {
     ASSIGN_OR_RETURN(bool exists, VersionExistsLocked(model_name, version));
     if (!exists) {
       return absl::NotFoundError(
@@ -514,14 +520,20 @@ absl::Status SqliteModelStore::SetAlias(const std::string& model_name,
 absl::Status SqliteModelStore::DeleteAlias(const std::string& model_name,
                                            const std::string& alias) {
   absl::MutexLock lock(&mu_);
-  BNSERVE_STATEMENT_(del, "DELETE FROM aliases WHERE model_name = ? AND alias = ?");
-  del.Bind(1, model_name).Bind(2, alias);
-  RETURN_IF_ERROR(del.Run());
-  if (sqlite3_changes(db_) == 0) {
-    return absl::NotFoundError(
-        absl::StrCat("model \"", model_name, "\" has no alias \"", alias, "\""));
-  }
-  return absl::OkStatus();
+  return CatalogWrite([&]() -> absl::Status {
+    BNSERVE_STATEMENT_(del, "DELETE FROM aliases WHERE model_name = ? AND alias = ?");
+    del.Bind(1, model_name).Bind(2, alias);
+    RETURN_IF_ERROR(del.Run());
+    if (sqlite3_changes(db_) == 0) {
+      return absl::NotFoundError(
+          absl::StrCat("model \"", model_name, "\" has no alias \"", alias, "\""));
+    }
+    return absl::OkStatus();
+  });
+}
+
+std::optional<uint64_t> SqliteModelStore::CatalogGeneration() const {
+  return catalog_generation_.load(std::memory_order_acquire);
 }
 
 absl::Status SqliteModelStore::PutMetricsLocked(const std::string& job_id,

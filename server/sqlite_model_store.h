@@ -14,8 +14,11 @@
 #ifndef BNSERVE_SERVER_SQLITE_MODEL_STORE_H_
 #define BNSERVE_SERVER_SQLITE_MODEL_STORE_H_
 
+#include <atomic>
+#include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -56,6 +59,7 @@ class SqliteModelStore : public ModelStore {
   absl::Status SetAlias(const std::string& model_name, const std::string& alias,
                         int version) override;
   absl::Status DeleteAlias(const std::string& model_name, const std::string& alias) override;
+  std::optional<uint64_t> CatalogGeneration() const override;
   absl::Status PutJob(const v1::Job& job) override;
   absl::Status AppendEpochMetrics(const std::string& job_id,
                                   const v1::EpochMetrics& metrics) override;
@@ -86,7 +90,15 @@ class SqliteModelStore : public ModelStore {
   absl::StatusOr<std::vector<v1::EpochMetrics>> MetricsLocked(const std::string& job_id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
+  // Runs a change of the versions or aliases (`body`, under mu_) and then
+  // advances catalog_generation_, whatever the outcome: every catalog write
+  // goes through here, so the generation cannot miss one.
+  absl::Status CatalogWrite(const std::function<absl::Status()>& body)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
   absl::Mutex mu_;
+  // Advanced (release) after each catalog write; read (acquire) without mu_.
+  std::atomic<uint64_t> catalog_generation_{0};
   sqlite3* db_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, sqlite3_stmt*> statements_ ABSL_GUARDED_BY(mu_);
 };

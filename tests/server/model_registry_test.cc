@@ -1,8 +1,14 @@
 #include "server/model_registry.h"
 
+#include <atomic>
 #include <memory>
+#include <optional>
 #include <string>
+#include <thread>
+#include <vector>
 
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "core/network.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -129,6 +135,211 @@ TEST_F(ModelRegistryTest, RegisterRejectsAHugeConfigWithoutAllocatingIt) {
   EXPECT_THAT(status, StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_THAT(std::string(status.message()), ::testing::HasSubstr("input_size"));
   EXPECT_THAT(registry_->Resolve(Ref("m")), StatusIs(absl::StatusCode::kNotFound));
+}
+
+// A ModelStore that forwards to a SqliteModelStore and counts the reads that
+// resolution used to make on every call.
+class CountingStore : public ModelStore {
+ public:
+  // Without `forward_generation` the store keeps no catalog generation, as
+  // a ModelStore that does not override CatalogGeneration.
+  explicit CountingStore(ModelStore* inner, bool forward_generation = true)
+      : inner_(inner), forward_generation_(forward_generation) {}
+  int catalog_reads() const { return catalog_reads_.load(); }
+
+  absl::StatusOr<int> AddVersion(const v1::ModelVersion& version,
+                                 const v1::Job* finished_job) override {
+    return inner_->AddVersion(version, finished_job);
+  }
+  absl::StatusOr<v1::ModelVersion> GetVersion(const std::string& model_name, int version,
+                                              bool include_tensors) override {
+    if (!include_tensors) ++catalog_reads_;
+    return inner_->GetVersion(model_name, version, include_tensors);
+  }
+  absl::StatusOr<int> LatestVersion(const std::string& model_name) override {
+    ++catalog_reads_;
+    return inner_->LatestVersion(model_name);
+  }
+  absl::StatusOr<int> ResolveAlias(const std::string& model_name,
+                                   const std::string& alias) override {
+    ++catalog_reads_;
+    return inner_->ResolveAlias(model_name, alias);
+  }
+  absl::StatusOr<std::vector<v1::Model>> ListModels() override { return inner_->ListModels(); }
+  absl::StatusOr<v1::Model> GetModel(const std::string& model_name) override {
+    ++catalog_reads_;
+    return inner_->GetModel(model_name);
+  }
+  absl::Status DeleteVersion(const std::string& model_name, int version) override {
+    return inner_->DeleteVersion(model_name, version);
+  }
+  absl::Status SetAlias(const std::string& model_name, const std::string& alias,
+                        int version) override {
+    return inner_->SetAlias(model_name, alias, version);
+  }
+  absl::Status DeleteAlias(const std::string& model_name, const std::string& alias) override {
+    return inner_->DeleteAlias(model_name, alias);
+  }
+  std::optional<uint64_t> CatalogGeneration() const override {
+    if (!forward_generation_) return std::nullopt;
+    return inner_->CatalogGeneration();
+  }
+  absl::Status PutJob(const v1::Job& job) override { return inner_->PutJob(job); }
+  absl::Status AppendEpochMetrics(const std::string& job_id,
+                                  const v1::EpochMetrics& metrics) override {
+    return inner_->AppendEpochMetrics(job_id, metrics);
+  }
+  absl::StatusOr<std::vector<v1::Job>> ListJobs() override { return inner_->ListJobs(); }
+  absl::StatusOr<int> FailUnfinishedJobs(const std::string& reason) override {
+    return inner_->FailUnfinishedJobs(reason);
+  }
+
+ private:
+  ModelStore* inner_;
+  const bool forward_generation_;
+  std::atomic<int> catalog_reads_{0};
+};
+
+v1::ModelRef AliasRef(const std::string& name, const std::string& alias) {
+  v1::ModelRef ref = Ref(name);
+  ref.set_alias(alias);
+  return ref;
+}
+
+v1::ModelRef VersionRef(const std::string& name, int version) {
+  v1::ModelRef ref = Ref(name);
+  ref.set_version(version);
+  return ref;
+}
+
+TEST_F(ModelRegistryTest, ResolutionReadsTheStoreOnlyAfterACatalogWrite) {
+  CountingStore counting(store_.get());
+  ModelRegistry registry(&counting);
+  ASSERT_OK(registry.Register(FreshVersion("m", 1), nullptr).status());
+  ASSERT_OK(registry.SetAlias("m", "stable", 1).status());
+  ASSERT_THAT(registry.Resolve(Ref("m")), IsOkAndHolds(1));
+  const int after_first = counting.catalog_reads();
+  for (int i = 0; i < 100; ++i) {
+    ASSERT_THAT(registry.Resolve(Ref("m")), IsOkAndHolds(1));
+    ASSERT_THAT(registry.Resolve(AliasRef("m", "stable")), IsOkAndHolds(1));
+    ASSERT_THAT(registry.Resolve(VersionRef("m", 1)), IsOkAndHolds(1));
+    ASSERT_OK(registry.Load(Ref("m")).status());
+  }
+  EXPECT_EQ(counting.catalog_reads(), after_first);
+  // Jobs and metrics are not catalog writes.
+  v1::Job job;
+  job.set_job_id("job-1");
+  ASSERT_OK(counting.PutJob(job));
+  ASSERT_THAT(registry.Resolve(Ref("m")), IsOkAndHolds(1));
+  EXPECT_EQ(counting.catalog_reads(), after_first);
+  // A version write is: the next resolution reads the model once.
+  ASSERT_OK(registry.Register(FreshVersion("m", 2), nullptr).status());
+  ASSERT_THAT(registry.Resolve(Ref("m")), IsOkAndHolds(2));
+  const int after_write = counting.catalog_reads();
+  EXPECT_GT(after_write, after_first);
+  ASSERT_THAT(registry.Resolve(Ref("m")), IsOkAndHolds(2));
+  EXPECT_EQ(counting.catalog_reads(), after_write);
+}
+
+TEST_F(ModelRegistryTest, AStoreWithoutAGenerationIsAskedEveryTime) {
+  CountingStore counting(store_.get(), /*forward_generation=*/false);
+  ModelRegistry registry(&counting);
+  ASSERT_OK(registry.Register(FreshVersion("m", 1), nullptr).status());
+  ASSERT_THAT(registry.Resolve(Ref("m")), IsOkAndHolds(1));
+  const int after_first = counting.catalog_reads();
+  ASSERT_THAT(registry.Resolve(Ref("m")), IsOkAndHolds(1));
+  EXPECT_GT(counting.catalog_reads(), after_first);
+  ASSERT_OK(store_->AddVersion(FreshVersion("m", 2), nullptr).status());
+  EXPECT_THAT(registry.Resolve(Ref("m")), IsOkAndHolds(2));
+}
+
+TEST_F(ModelRegistryTest, EveryCatalogWriteIsSeenByTheNextResolution) {
+  ASSERT_OK(registry_->Register(FreshVersion("m", 1), nullptr).status());
+  ASSERT_OK(registry_->Register(FreshVersion("m", 2), nullptr).status());
+  ASSERT_OK(registry_->SetAlias("m", "prod", 1).status());
+  ASSERT_OK_AND_ASSIGN(LoadedModel prod, registry_->Load(AliasRef("m", "prod")));
+  EXPECT_EQ(prod.version, 1);
+  // Alias moved: the next load uses the new version's network.
+  ASSERT_OK(registry_->SetAlias("m", "prod", 2).status());
+  ASSERT_OK_AND_ASSIGN(LoadedModel moved, registry_->Load(AliasRef("m", "prod")));
+  EXPECT_EQ(moved.version, 2);
+  ASSERT_OK_AND_ASSIGN(LoadedModel latest, registry_->Load(Ref("m")));
+  EXPECT_EQ(moved.network.get(), latest.network.get());
+  EXPECT_NE(moved.network.get(), prod.network.get());
+  // Alias deleted.
+  ASSERT_OK(registry_->DeleteAlias("m", "prod"));
+  EXPECT_THAT(registry_->Resolve(AliasRef("m", "prod")), StatusIs(absl::StatusCode::kNotFound));
+  // Latest deleted: latest falls back to the one before; the deleted one is gone.
+  ASSERT_OK(registry_->DeleteVersion("m", 2));
+  EXPECT_THAT(registry_->Resolve(Ref("m")), IsOkAndHolds(1));
+  EXPECT_THAT(registry_->Load(VersionRef("m", 2)), StatusIs(absl::StatusCode::kNotFound));
+  // A new version after a delete takes a new number and becomes the latest.
+  ASSERT_OK(registry_->Register(FreshVersion("m", 3), nullptr).status());
+  EXPECT_THAT(registry_->Resolve(Ref("m")), IsOkAndHolds(3));
+  // Every version deleted: the model is unknown.
+  ASSERT_OK(registry_->DeleteVersion("m", 1));
+  ASSERT_OK(registry_->DeleteVersion("m", 3));
+  EXPECT_THAT(registry_->Load(Ref("m")), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(registry_->Resolve(VersionRef("m", 1)), StatusIs(absl::StatusCode::kNotFound));
+}
+
+TEST_F(ModelRegistryTest, WritesThatBypassTheRegistryAreSeenToo) {
+  // The job manager records a finished job with its version through the
+  // registry, but anything holding the store may write to it: resolution
+  // follows the store's catalog generation, not the registry's own writes.
+  ASSERT_OK(registry_->Register(FreshVersion("m", 1), nullptr).status());
+  ASSERT_THAT(registry_->Resolve(Ref("m")), IsOkAndHolds(1));
+  v1::Job finished;
+  finished.set_job_id("job-7");
+  finished.set_state(v1::SUCCEEDED);
+  ASSERT_OK_AND_ASSIGN(int number, store_->AddVersion(FreshVersion("m", 2), &finished));
+  EXPECT_THAT(registry_->Resolve(Ref("m")), IsOkAndHolds(number));
+  ASSERT_OK(store_->SetAlias("m", "prod", 1));
+  EXPECT_THAT(registry_->Resolve(AliasRef("m", "prod")), IsOkAndHolds(1));
+  ASSERT_OK(store_->DeleteAlias("m", "prod"));
+  EXPECT_THAT(registry_->Resolve(AliasRef("m", "prod")), StatusIs(absl::StatusCode::kNotFound));
+  ASSERT_OK(store_->DeleteVersion("m", 1));
+  EXPECT_THAT(registry_->Load(VersionRef("m", 1)), StatusIs(absl::StatusCode::kNotFound));
+}
+
+TEST_F(ModelRegistryTest, ConcurrentResolutionNeverGoesBackInTime) {
+  // The writer moves an alias forward through versions 1..kVersions and then
+  // publishes the version; a reader that saw version k published must resolve
+  // the alias (and the latest version) to k or later, never to a stale value.
+  constexpr int kVersions = 12;
+  for (int v = 1; v <= kVersions; ++v) {
+    ASSERT_OK(registry_->Register(FreshVersion("m", v), nullptr).status());
+  }
+  ASSERT_OK(registry_->SetAlias("m", "prod", 1).status());
+  std::atomic<int> published{1};
+  std::atomic<bool> done{false};
+  std::atomic<int> stale{0};
+  std::atomic<int> failed{0};
+  std::vector<std::thread> readers;
+  for (int t = 0; t < 3; ++t) {
+    readers.emplace_back([&] {
+      while (!done.load()) {
+        const int seen = published.load();
+        absl::StatusOr<int> alias = registry_->Resolve(AliasRef("m", "prod"));
+        absl::StatusOr<LoadedModel> loaded = registry_->Load(AliasRef("m", "prod"));
+        if (!alias.ok() || !loaded.ok()) {
+          ++failed;
+          continue;
+        }
+        if (*alias < seen || loaded->version < seen) ++stale;
+      }
+    });
+  }
+  for (int v = 2; v <= kVersions; ++v) {
+    ASSERT_OK(registry_->SetAlias("m", "prod", v).status());
+    published.store(v);
+    absl::SleepFor(absl::Milliseconds(2));
+  }
+  done.store(true);
+  for (std::thread& reader : readers) reader.join();
+  EXPECT_EQ(stale.load(), 0);
+  EXPECT_EQ(failed.load(), 0);
+  EXPECT_THAT(registry_->Resolve(AliasRef("m", "prod")), IsOkAndHolds(kVersions));
 }
 
 }  // namespace
