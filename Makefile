@@ -6,7 +6,7 @@ JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 SETUP_STAMP := var/.setup-stamp
 
-.PHONY: all setup configure build run experiment test bench image clean
+.PHONY: all setup configure build run experiment test bench bench-server image clean
 
 all: build
 
@@ -36,6 +36,11 @@ test: build
 bench: configure
 	cmake --build $(BUILD_DIR) -j $(JOBS) --target bnserve_bench
 	$(BUILD_DIR)/bench/bnserve_bench
+
+# What the server adds: a training job against core Train(), registering a model.
+bench-server: configure
+	cmake --build $(BUILD_DIR) -j $(JOBS) --target bnserve_server_bench
+	BNSERVE_DATA_DIR=$(CURDIR)/var/data $(BUILD_DIR)/bench/bnserve_server_bench
 
 # The container image, built with buildah and checked with podman (no Docker engine needed).
 image:
