@@ -480,6 +480,84 @@ TEST_F(BnserveServerTest, RegistryServiceAliasesDeleteExportImport) {
   EXPECT_THAT(models.models(1).versions(), ::testing::ElementsAre(2));
 }
 
+TEST_F(BnserveServerTest, PredictFollowsEveryRegistryWriteAtOnce) {
+  // Predict resolves names in memory; each write must show in the next call.
+  auto predict = [&](const v1::ModelRef& model, v1::PredictResponse* response) {
+    v1::PredictRequest request;
+    *request.mutable_model() = model;
+    *request.mutable_inputs() = SyntheticData(2, 12, 3, 1).features();
+    return Predict(request, response);
+  };
+  v1::ModelRef latest;
+  latest.set_name("live");
+  v1::ModelRef prod = latest;
+  prod.set_alias("prod");
+  v1::PredictResponse response;
+  EXPECT_EQ(predict(latest, &response).error_code(), grpc::StatusCode::NOT_FOUND);
+  ASSERT_EQ(TrainSmall("live", 1).state(), v1::SUCCEEDED);
+  ASSERT_TRUE(predict(latest, &response).ok());
+  EXPECT_EQ(response.model_version(), 1);
+  // A job registers a new version: "latest" answers with it.
+  ASSERT_EQ(TrainSmall("live", 1).state(), v1::SUCCEEDED);
+  ASSERT_TRUE(predict(latest, &response).ok());
+  EXPECT_EQ(response.model_version(), 2);
+  auto set_alias = [&](int version) {
+    grpc::ClientContext context;
+    v1::SetAliasRequest request;
+    request.set_model_name("live");
+    request.set_alias("prod");
+    request.set_version(version);
+    v1::Model model;
+    return registry_->SetAlias(&context, request, &model);
+  };
+  ASSERT_TRUE(set_alias(1).ok());
+  ASSERT_TRUE(predict(prod, &response).ok());
+  EXPECT_EQ(response.model_version(), 1);
+  ASSERT_TRUE(set_alias(2).ok());  // moved
+  ASSERT_TRUE(predict(prod, &response).ok());
+  EXPECT_EQ(response.model_version(), 2);
+  {
+    grpc::ClientContext context;
+    v1::DeleteAliasRequest request;
+    request.set_model_name("live");
+    request.set_alias("prod");
+    google::protobuf::Empty empty;
+    ASSERT_TRUE(registry_->DeleteAlias(&context, request, &empty).ok());
+  }
+  EXPECT_EQ(predict(prod, &response).error_code(), grpc::StatusCode::NOT_FOUND);
+  {
+    grpc::ClientContext context;
+    v1::DeleteModelVersionRequest request;
+    request.set_model_name("live");
+    request.set_version(2);
+    google::protobuf::Empty empty;
+    ASSERT_TRUE(registry_->DeleteModelVersion(&context, request, &empty).ok());
+  }
+  v1::ModelRef second = latest;
+  second.set_version(2);
+  EXPECT_EQ(predict(second, &response).error_code(), grpc::StatusCode::NOT_FOUND);
+  ASSERT_TRUE(predict(latest, &response).ok());
+  EXPECT_EQ(response.model_version(), 1);
+  // An import is a new version too.
+  v1::ModelVersion exported;
+  {
+    grpc::ClientContext context;
+    v1::ExportModelRequest request;
+    request.mutable_model()->set_name("live");
+    ASSERT_TRUE(registry_->ExportModel(&context, request, &exported).ok());
+  }
+  {
+    grpc::ClientContext context;
+    v1::ImportModelRequest request;
+    *request.mutable_model() = exported;
+    v1::ModelVersion imported;
+    ASSERT_TRUE(registry_->ImportModel(&context, request, &imported).ok());
+    EXPECT_EQ(imported.version(), 3);
+  }
+  ASSERT_TRUE(predict(latest, &response).ok());
+  EXPECT_EQ(response.model_version(), 3);
+}
+
 TEST_F(BnserveServerTest, WatchJobStreamsHistoryThenLiveEventsOverTcp) {
   // Over a real loopback port this time.
   auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(server_->port()),
