@@ -1,9 +1,11 @@
 #include "server/proto_convert.h"
 
 #include <cmath>
+#include <limits>
 #include <map>
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/status_matchers.h"
@@ -104,6 +106,38 @@ TEST(ProtoConvertTest, TensorsMapWithoutCopyAndRoundTrip) {
   EXPECT_EQ(back.at("W1"), tensors.at("W1"));
   *named.Add() = named.Get(0);
   EXPECT_THAT(TensorsFromProto(named), StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+TEST(ProtoConvertTest, CheckFiniteFindsEveryNonFiniteValueEvenInAStridedView) {
+  // Finite extremes pass: the largest and smallest magnitudes, denormals, -0.
+  Matrix big = Matrix::Zero(5, 7);
+  big(1, 1) = std::numeric_limits<float>::max();
+  big(1, 2) = -std::numeric_limits<float>::max();
+  big(2, 3) = std::numeric_limits<float>::denorm_min();
+  big(3, 4) = -0.0f;
+  big(3, 5) = std::numeric_limits<float>::min();
+  // A 3 x 5 block of a 5 x 7 matrix: rows are not contiguous with each other.
+  const ConstMatrixRef<float> view = big.block(1, 1, 3, 5);
+  EXPECT_OK(CheckFinite(view, "x"));
+  for (float bad : {std::numeric_limits<float>::quiet_NaN(),
+                    std::numeric_limits<float>::infinity(),
+                    -std::numeric_limits<float>::infinity()}) {
+    for (int r = 0; r < 3; ++r) {
+      for (int c = 0; c < 5; ++c) {
+        Matrix copy = big;
+        copy(r + 1, c + 1) = bad;
+        const absl::Status status = CheckFinite(copy.block(1, 1, 3, 5), "x");
+        EXPECT_THAT(status, StatusIs(absl::StatusCode::kInvalidArgument));
+        EXPECT_THAT(std::string(status.message()),
+                    ::testing::HasSubstr(absl::StrCat("row ", r, " column ", c)));
+      }
+    }
+    // Outside the view: not its business.
+    Matrix copy = big;
+    copy(0, 0) = bad;
+    copy(4, 6) = bad;
+    EXPECT_OK(CheckFinite(copy.block(1, 1, 3, 5), "x"));
+  }
 }
 
 TEST(ProtoConvertTest, StatusCodesMapNumberForNumber) {
