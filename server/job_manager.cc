@@ -1,6 +1,7 @@
 #include "server/job_manager.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -41,15 +42,28 @@ int64_t JobSeq(const std::string& job_id) {
 }
 
 // The request as kept with the job: inline data reduced to their shapes.
-v1::TrainRequest WithoutInlineValues(const v1::TrainRequest& request) {
-  v1::TrainRequest stripped = request;
-  for (v1::DataSpec* spec : {stripped.mutable_train_data(), stripped.mutable_validation_data()}) {
-    if (spec->has_inline_data()) {
-      spec->mutable_inline_data()->mutable_features()->clear_values();
-      spec->mutable_inline_data()->clear_labels();
-    }
+// Inline values may be megabytes: they are swapped out of `request` while it
+// is copied and swapped back, so that `request` ends as it was, uncopied.
+v1::TrainRequest WithoutInlineValues(v1::TrainRequest* request) {
+  std::vector<std::pair<google::protobuf::RepeatedField<float>,
+                        google::protobuf::RepeatedField<int32_t>>> held;
+  std::vector<v1::InlineData*> inline_data;
+  if (request->train_data().has_inline_data()) {
+    inline_data.push_back(request->mutable_train_data()->mutable_inline_data());
   }
-  if (!request.has_validation_data()) stripped.clear_validation_data();
+  if (request->validation_data().has_inline_data()) {
+    inline_data.push_back(request->mutable_validation_data()->mutable_inline_data());
+  }
+  for (v1::InlineData* data : inline_data) {
+    held.emplace_back();
+    held.back().first.Swap(data->mutable_features()->mutable_values());
+    held.back().second.Swap(data->mutable_labels());
+  }
+  v1::TrainRequest stripped = *request;
+  for (size_t i = 0; i < inline_data.size(); ++i) {
+    held[i].first.Swap(inline_data[i]->mutable_features()->mutable_values());
+    held[i].second.Swap(inline_data[i]->mutable_labels());
+  }
   return stripped;
 }
 
@@ -155,7 +169,7 @@ absl::StatusOr<v1::Job> JobManager::Submit(const v1::TrainRequest& request) {
   job.set_job_id(JobId(record->seq));
   job.set_model_name(request.model_name());
   job.set_state(v1::QUEUED);
-  *job.mutable_request() = WithoutInlineValues(request);
+  *job.mutable_request() = WithoutInlineValues(&record->request);
   job.set_total_epochs(request.epochs() == 0 ? kDefaultEpochs : request.epochs());
   *job.mutable_created_at() = TimeToProto(absl::Now());
   RETURN_IF_ERROR(store_->PutJob(job));
