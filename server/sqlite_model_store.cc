@@ -145,7 +145,11 @@ absl::Status CheckTensor(const v1::NamedTensor& named) {
       return absl::InvalidArgumentError(
           absl::StrCat("tensor \"", named.name(), "\" has a negative dimension"));
     }
-    count *= dim;
+    // A crafted shape must not wrap around to the number of values it has.
+    if (__builtin_mul_overflow(count, dim, &count)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("tensor \"", named.name(), "\" has a shape whose element count overflows"));
+    }
   }
   if (count != named.tensor().values_size()) {
     return absl::InvalidArgumentError(

@@ -228,5 +228,32 @@ TEST(SqliteModelStoreTest, VersionAndFinishedJobAreStoredTogether) {
   EXPECT_THAT(store->AddVersion(RandomVersion("m", 8), nullptr), IsOkAndHolds(number + 1));
 }
 
+TEST(SqliteModelStoreTest, ShapesWhoseElementCountOverflowsAreRejected) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<SqliteModelStore> store,
+                       SqliteModelStore::Open(TempPath("store.db")));
+  // 2^32 x 2^32 wraps to 0 elements in 64 bits: it must not pass as an empty
+  // tensor with no values.
+  v1::ModelVersion wraps = RandomVersion("m", 9);
+  v1::Tensor* tensor = wraps.mutable_tensors(0)->mutable_tensor();
+  tensor->clear_shape();
+  tensor->clear_values();
+  tensor->add_shape(int64_t{1} << 32);
+  tensor->add_shape(int64_t{1} << 32);
+  EXPECT_THAT(store->AddVersion(wraps, nullptr), StatusIs(absl::StatusCode::kInvalidArgument));
+  // Three dimensions whose product overflows to a small positive count.
+  v1::ModelVersion small = RandomVersion("m", 10);
+  tensor = small.mutable_tensors(0)->mutable_tensor();
+  tensor->clear_shape();
+  tensor->clear_values();
+  tensor->add_shape((int64_t{1} << 62) + 1);
+  tensor->add_shape(4);
+  tensor->add_values(0.0f);
+  tensor->add_values(0.0f);
+  tensor->add_values(0.0f);
+  tensor->add_values(0.0f);
+  EXPECT_THAT(store->AddVersion(small, nullptr), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(store->LatestVersion("m"), StatusIs(absl::StatusCode::kNotFound));
+}
+
 }  // namespace
 }  // namespace bnserve
