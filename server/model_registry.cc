@@ -1,6 +1,7 @@
 #include "server/model_registry.h"
 
 #include <algorithm>
+#include <cmath>
 #include <map>
 #include <memory>
 #include <optional>
@@ -26,6 +27,26 @@ absl::StatusOr<Network<float>> BuildNetwork(const v1::ModelVersion& version) {
   ASSIGN_OR_RETURN(NetworkConfig config, NetworkConfigFromProto(version.network(), 0));
   ASSIGN_OR_RETURN(auto tensors, TensorsFromProto(version.tensors()));
   return Network<float>::FromTensors(config, tensors);
+}
+
+// InvalidArgument naming the first tensor with a NaN or infinite value, or a
+// running_var with a negative one: such a network answers NaN.
+absl::Status CheckTensorValues(const v1::ModelVersion& version) {
+  for (const v1::NamedTensor& named : version.tensors()) {
+    const bool variance = named.name().rfind("running_var", 0) == 0;
+    const google::protobuf::RepeatedField<float>& values = named.tensor().values();
+    for (int i = 0; i < values.size(); ++i) {
+      if (!std::isfinite(values[i])) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "tensor \"", named.name(), "\" has a non-finite value (", values[i], ") at ", i));
+      }
+      if (variance && values[i] < 0) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "tensor \"", named.name(), "\" has a negative variance (", values[i], ") at ", i));
+      }
+    }
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -167,6 +188,7 @@ absl::StatusOr<v1::ModelVersion> ModelRegistry::Register(const v1::ModelVersion&
                                                          const v1::Job* finished_job) {
   RETURN_IF_ERROR(ValidateModelName(version.model_name()));
   RETURN_IF_ERROR(BuildNetwork(version).status());
+  RETURN_IF_ERROR(CheckTensorValues(version));
   ASSIGN_OR_RETURN(int number, store_->AddVersion(version, finished_job));
   return store_->GetVersion(version.model_name(), number, false);
 }

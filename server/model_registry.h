@@ -73,7 +73,9 @@ class ModelRegistry {
 
   // Stores `version` as the next version of version.model_name (see
   // ModelStore::AddVersion; `finished_job` may be null) after checking that
-  // its tensors build a network of its config (InvalidArgument otherwise).
+  // its tensors build a network of its config, every value is finite and
+  // every running_var is >= 0 (InvalidArgument naming the tensor otherwise;
+  // nothing is stored).
   // Returns the stored version's metadata, without tensors.
   absl::StatusOr<v1::ModelVersion> Register(const v1::ModelVersion& version,
                                             const v1::Job* finished_job);

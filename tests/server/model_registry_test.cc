@@ -1,6 +1,7 @@
 #include "server/model_registry.h"
 
 #include <atomic>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <string>
@@ -20,6 +21,7 @@
 namespace bnserve {
 namespace {
 
+using ::bnserve::testing::IsOk;
 using ::bnserve::testing::IsOkAndHolds;
 using ::bnserve::testing::StatusIs;
 using ::bnserve::testing::TempPath;
@@ -118,6 +120,38 @@ TEST_F(ModelRegistryTest, RegisterRejectsTensorsThatDoNotMatchTheConfig) {
   version.mutable_network()->set_input_size(0);
   EXPECT_THAT(registry_->Register(version, nullptr), StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_THAT(registry_->Resolve(Ref("m")), StatusIs(absl::StatusCode::kNotFound));
+}
+
+TEST_F(ModelRegistryTest, RegisterRejectsNonFiniteTensorsAndNegativeRunningVariance) {
+  const v1::ModelVersion good = FreshVersion("m", 1);
+  bool saw_running_var = false;
+  for (int t = 0; t < good.tensors_size(); ++t) {
+    const std::string& name = good.tensors(t).name();
+    std::vector<float> bad = {std::numeric_limits<float>::quiet_NaN(),
+                              std::numeric_limits<float>::infinity(),
+                              -std::numeric_limits<float>::infinity()};
+    if (name.rfind("running_var", 0) == 0) {
+      saw_running_var = true;
+      bad.push_back(-0.5f);
+    }
+    for (float value : bad) {
+      v1::ModelVersion version = good;
+      v1::Tensor* tensor = version.mutable_tensors(t)->mutable_tensor();
+      tensor->set_values(tensor->values_size() - 1, value);
+      const absl::Status status = registry_->Register(version, nullptr).status();
+      EXPECT_THAT(status, StatusIs(absl::StatusCode::kInvalidArgument)) << name << " = " << value;
+      EXPECT_THAT(std::string(status.message()), ::testing::HasSubstr(name));
+    }
+  }
+  EXPECT_TRUE(saw_running_var);
+  EXPECT_THAT(registry_->Resolve(Ref("m")), StatusIs(absl::StatusCode::kNotFound));
+  // A zero running variance is a valid (constant) feature.
+  v1::ModelVersion zero_var = good;
+  for (v1::NamedTensor& named : *zero_var.mutable_tensors()) {
+    if (named.name().rfind("running_var", 0) == 0) named.mutable_tensor()->set_values(0, 0.0f);
+  }
+  EXPECT_THAT(registry_->Register(zero_var, nullptr).status(), IsOk());
+  EXPECT_THAT(registry_->Resolve(Ref("m")), IsOkAndHolds(1));
 }
 
 // An imported version whose config asks for a huge network (with the small
