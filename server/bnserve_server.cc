@@ -48,8 +48,12 @@ absl::StatusOr<std::unique_ptr<BnserveServer>> BnserveServer::Start(
                                                server->data_.get(), job_options);
   RETURN_IF_ERROR(server->jobs_->Start());
   server->training_service_ = std::make_unique<TrainingServiceImpl>(server->jobs_.get());
+  InferenceServiceOptions inference_options;
+  inference_options.max_batch = options.max_batch;
+  // An Evaluate forward pass gets the memory budget of a training job.
+  inference_options.max_evaluation_bytes = int64_t{options.max_job_memory_mb} << 20;
   server->inference_service_ = std::make_unique<InferenceServiceImpl>(
-      server->registry_.get(), server->data_.get(), options.max_batch);
+      server->registry_.get(), server->data_.get(), inference_options);
   server->registry_service_ = std::make_unique<ModelRegistryServiceImpl>(server->registry_.get());
   server->diagnostics_service_ = std::make_unique<DiagnosticsService>();
 

@@ -50,7 +50,8 @@ struct BnserveServerOptions {
   int max_queue = 64;
   int max_message_mb = 64;
   int model_cache = 8;
-  // Largest estimated working memory of one training job, in MiB.
+  // Largest estimated working memory of one training job (and of one
+  // Evaluate forward pass), in MiB.
   int max_job_memory_mb = 4096;
 };
 

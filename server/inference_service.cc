@@ -1,5 +1,6 @@
 #include "server/inference_service.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <memory>
@@ -30,10 +31,30 @@ absl::Status CheckBatch(const Network<float>& network, Eigen::Index rows, Eigen:
 
 }  // namespace
 
+InferenceServiceImpl::~InferenceServiceImpl() {
+  // Evaluate threads are detached: none may outlive the members they use.
+  absl::MutexLock lock(&mu_);
+  mu_.Await(absl::Condition(
+      +[](int* running) { return *running == 0; }, &running_evaluations_));
+}
+
+int64_t InferenceServiceImpl::EstimateForwardBytes(const NetworkConfig& network,
+                                                   int64_t rows) {
+  int64_t widest = network.output_size;
+  for (int size : network.hidden_sizes) widest = std::max<int64_t>(widest, size);
+  // A forward pass (Network::Predict) holds three matrices of its widest
+  // layer; the probabilities make a fourth.
+  const int64_t floats = 4 * widest;
+  if (rows > 0 && floats > INT64_MAX / static_cast<int64_t>(sizeof(float)) / rows) {
+    return INT64_MAX;
+  }
+  return rows * floats * static_cast<int64_t>(sizeof(float));
+}
+
 absl::Status InferenceServiceImpl::CheckRows(int64_t rows) const {
-  if (rows > max_batch_) {
+  if (rows > options_.max_batch) {
     return absl::ResourceExhaustedError(absl::StrCat(
-        "batch of ", rows, " rows exceeds the server's maximum of ", max_batch_));
+        "batch of ", rows, " rows exceeds the server's maximum of ", options_.max_batch));
   }
   return absl::OkStatus();
 }
@@ -71,24 +92,43 @@ absl::Status InferenceServiceImpl::DoEvaluate(const v1::EvaluateRequest& request
   ASSIGN_OR_RETURN(std::shared_ptr<const Dataset> data, data_->Resolve(request.data(), num_classes));
   if (data->size() == 0) return absl::InvalidArgumentError("the evaluation data are empty");
   RETURN_IF_ERROR(CheckBatch(*model.network, data->size(), data->feature_size(), mode));
-  ASSIGN_OR_RETURN(Matrix probabilities,
-                   model.network->PredictProbabilities(data->features, mode));
+  // Inference treats rows independently: slices give the result of one pass
+  // with a bounded working set. Batch statistics are those of the whole set.
+  const int64_t n_rows = data->size();
+  const int64_t slice_rows =
+      mode == BnMode::kInference ? std::max(1, options_.evaluation_slice_rows) : n_rows;
+  const int64_t pass_rows = std::min(n_rows, slice_rows);
+  const int64_t pass_bytes = EstimateForwardBytes(model.network->config(), pass_rows);
+  if (pass_bytes > options_.max_evaluation_bytes) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "evaluating ", pass_rows, " rows in one pass needs about ", pass_bytes >> 20,
+        " MiB, over the server's limit of ", options_.max_evaluation_bytes >> 20,
+        " MiB", mode == BnMode::kBatchStatistics
+                    ? " (BATCH_STATISTICS uses the whole data set as one batch: evaluate "
+                      "fewer rows or use INFERENCE)"
+                    : ""));
+  }
 
   std::vector<int64_t> confusion(static_cast<size_t>(num_classes) * num_classes, 0);
   std::vector<int64_t> per_class_total(num_classes, 0);
   double loss_sum = 0;
   int64_t correct = 0;
-  for (Eigen::Index r = 0; r < probabilities.rows(); ++r) {
-    Eigen::Index predicted = 0;
-    probabilities.row(r).maxCoeff(&predicted);
-    const int label = data->labels(r);
-    // The book's cross_entropy_error: -log(p + 1e-7).
-    loss_sum -= std::log(static_cast<double>(probabilities(r, label)) + 1e-7);
-    ++confusion[static_cast<size_t>(label) * num_classes + predicted];
-    ++per_class_total[label];
-    if (predicted == label) ++correct;
+  for (int64_t start = 0; start < n_rows; start += slice_rows) {
+    const Eigen::Index rows = static_cast<Eigen::Index>(std::min(slice_rows, n_rows - start));
+    ASSIGN_OR_RETURN(Matrix probabilities, model.network->PredictProbabilities(
+                                               data->features.middleRows(start, rows), mode));
+    for (Eigen::Index r = 0; r < rows; ++r) {
+      Eigen::Index predicted = 0;
+      probabilities.row(r).maxCoeff(&predicted);
+      const int label = data->labels(start + r);
+      // The book's cross_entropy_error: -log(p + 1e-7).
+      loss_sum -= std::log(static_cast<double>(probabilities(r, label)) + 1e-7);
+      ++confusion[static_cast<size_t>(label) * num_classes + predicted];
+      ++per_class_total[label];
+      if (predicted == label) ++correct;
+    }
   }
-  const double n = static_cast<double>(probabilities.rows());
+  const double n = static_cast<double>(n_rows);
   response->set_loss(loss_sum / n);
   response->set_accuracy(correct / n);
   for (int c = 0; c < num_classes; ++c) {
@@ -98,7 +138,7 @@ absl::Status InferenceServiceImpl::DoEvaluate(const v1::EvaluateRequest& request
   }
   response->mutable_confusion_matrix()->Add(confusion.begin(), confusion.end());
   response->set_num_classes(num_classes);
-  response->set_num_examples(static_cast<int64_t>(probabilities.rows()));
+  response->set_num_examples(n_rows);
   response->set_model_name(model.model_name);
   response->set_model_version(model.version);
   return absl::OkStatus();
@@ -116,10 +156,27 @@ grpc::ServerUnaryReactor* InferenceServiceImpl::Evaluate(grpc::CallbackServerCon
   // An evaluation may load a built-in split and run a forward pass over tens
   // of thousands of rows: seconds. It runs on its own thread so that no gRPC
   // callback thread is held. `request` and `response` live until Finish; the
-  // service outlives every call (the server drains calls before it goes).
+  // destructor waits for every running thread to release its slot.
+  {
+    absl::MutexLock lock(&mu_);
+    if (running_evaluations_ >= options_.max_concurrent_evaluations) {
+      return FinishUnary(context, absl::ResourceExhaustedError(absl::StrCat(
+                                      "too many concurrent evaluations (the server runs at most ",
+                                      options_.max_concurrent_evaluations, "); retry later")));
+    }
+    ++running_evaluations_;
+  }
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   std::thread([this, request, response, reactor] {
-    reactor->Finish(ToGrpcStatus(DoEvaluate(*request, response)));
+    const absl::Status status = DoEvaluate(*request, response);
+    {
+      absl::MutexLock lock(&mu_);
+      --running_evaluations_;
+    }
+    // The destructor may run from here on: only the reactor (owned by gRPC,
+    // which waits for Finish) is touched. Releasing the slot first lets a
+    // client that got this answer start its next Evaluate at once.
+    reactor->Finish(ToGrpcStatus(status));
   }).detach();
   return reactor;
 }

@@ -5,24 +5,56 @@
 // network (BATCH_STATISTICS uses the request batch's statistics only).
 // Predict runs on the gRPC callback thread (a forward pass of at most
 // max_batch rows); Evaluate, which may load a whole built-in split, runs on a
-// thread of its own and finishes the reactor from there.
+// thread of its own and finishes the reactor from there. At most
+// max_concurrent_evaluations Evaluates run at once (more are
+// ResourceExhausted), and the destructor waits for the running ones.
+// Evaluate in INFERENCE mode runs the network over slices of
+// evaluation_slice_rows rows (rows are independent, so the result is that of
+// one pass); in BATCH_STATISTICS mode the statistics are those of the whole
+// data set, so it runs in one pass, and a pass whose estimated buffers exceed
+// max_evaluation_bytes is ResourceExhausted.
 //
 // Thread-safety: thread-safe.
 #ifndef BNSERVE_SERVER_INFERENCE_SERVICE_H_
 #define BNSERVE_SERVER_INFERENCE_SERVICE_H_
 
+#include <cstdint>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "bnserve/v1/inference_service.grpc.pb.h"
 #include "server/data_resolver.h"
 #include "server/model_registry.h"
 
 namespace bnserve {
 
+struct InferenceServiceOptions {
+  // A Predict (or inline Evaluate) with more rows is ResourceExhausted.
+  int max_batch = 10000;
+  // Evaluates running at once; one more is ResourceExhausted.
+  int max_concurrent_evaluations = 2;
+  // Largest estimated working memory of one Evaluate forward pass, in bytes.
+  int64_t max_evaluation_bytes = int64_t{4096} << 20;
+  // Rows per forward pass of an INFERENCE-mode Evaluate.
+  int evaluation_slice_rows = 8192;
+};
+
 class InferenceServiceImpl final : public v1::InferenceService::CallbackService {
  public:
-  // The pointers must outlive the service. A Predict (or inline Evaluate)
-  // with more than `max_batch` rows is ResourceExhausted.
-  InferenceServiceImpl(ModelRegistry* registry, DataResolver* data, int max_batch)
-      : registry_(registry), data_(data), max_batch_(max_batch) {}
+  // The pointers must outlive the service.
+  InferenceServiceImpl(ModelRegistry* registry, DataResolver* data,
+                       const InferenceServiceOptions& options)
+      : registry_(registry), data_(data), options_(options) {}
+
+  // Waits until every running Evaluate thread has finished.
+  ~InferenceServiceImpl() override;
+
+  InferenceServiceImpl(const InferenceServiceImpl&) = delete;
+  InferenceServiceImpl& operator=(const InferenceServiceImpl&) = delete;
+
+  // An upper bound, in bytes, of the buffers of one forward pass of `rows`
+  // rows through `network` (the input itself not included).
+  static int64_t EstimateForwardBytes(const NetworkConfig& network, int64_t rows);
 
   grpc::ServerUnaryReactor* Predict(grpc::CallbackServerContext* context,
                                     const v1::PredictRequest* request,
@@ -41,7 +73,9 @@ class InferenceServiceImpl final : public v1::InferenceService::CallbackService 
 
   ModelRegistry* const registry_;
   DataResolver* const data_;
-  const int max_batch_;
+  const InferenceServiceOptions options_;
+  absl::Mutex mu_;
+  int running_evaluations_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace bnserve

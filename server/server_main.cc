@@ -29,8 +29,8 @@ ABSL_FLAG(int, max_epochs, 200, "largest number of epochs a training job may ask
 ABSL_FLAG(int, max_queue, 64, "queued training jobs beyond which Train is RESOURCE_EXHAUSTED");
 ABSL_FLAG(int, max_message_mb, 64, "largest gRPC message received or sent, in MiB");
 ABSL_FLAG(int, max_job_memory_mb, 4096,
-          "largest estimated working memory of one training job; a bigger network or "
-          "batch is RESOURCE_EXHAUSTED");
+          "largest estimated working memory of one training job or Evaluate forward pass; "
+          "a bigger network or batch is RESOURCE_EXHAUSTED");
 ABSL_FLAG(int, model_cache, 8, "model versions kept loaded for Predict and Evaluate");
 ABSL_FLAG(int, shutdown_grace_seconds, 5, "how long in-flight RPCs may take at shutdown");
 

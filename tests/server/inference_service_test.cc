@@ -1,0 +1,264 @@
+// InferenceServiceImpl on its own: Evaluate in slices gives the numbers of
+// one pass, a BATCH_STATISTICS pass over its memory limit is
+// ResourceExhausted, and concurrent Evaluates are bounded (a store that
+// blocks the model load keeps the evaluations running).
+#include "server/inference_service.h"
+
+#include <chrono>
+#include <cmath>
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "bnserve/v1/inference_service.grpc.pb.h"
+#include "core/network.h"
+#include "gmock/gmock.h"
+#include "grpcpp/server.h"
+#include "grpcpp/server_builder.h"
+#include "gtest/gtest.h"
+#include "server/data_resolver.h"
+#include "server/model_registry.h"
+#include "server/proto_convert.h"
+#include "server/sqlite_model_store.h"
+#include "tests/server/server_test_util.h"
+#include "tests/testing/status_matchers.h"
+
+namespace bnserve {
+namespace {
+
+using ::bnserve::testing::StatusIs;
+using ::bnserve::testing::SyntheticData;
+using ::bnserve::testing::TempPath;
+using ::testing::HasSubstr;
+
+NetworkConfig SmallConfig() {
+  NetworkConfig config;
+  config.input_size = 12;
+  config.hidden_sizes = {16, 16};
+  config.output_size = 3;
+  return config;
+}
+
+// A store that forwards to SQLite, except that GetVersion with tensors waits
+// while blocking is on (and counts the waiting callers).
+class BlockingStore : public ModelStore {
+ public:
+  explicit BlockingStore(std::unique_ptr<SqliteModelStore> store) : store_(std::move(store)) {}
+
+  void Block() {
+    std::lock_guard<std::mutex> lock(mu_);
+    blocking_ = true;
+  }
+  void Release() {
+    std::lock_guard<std::mutex> lock(mu_);
+    blocking_ = false;
+    cv_.notify_all();
+  }
+  void WaitForWaiters(int n) {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return waiting_ >= n; });
+  }
+
+  absl::StatusOr<v1::ModelVersion> GetVersion(const std::string& model_name, int version,
+                                              bool include_tensors) override {
+    if (include_tensors) {
+      std::unique_lock<std::mutex> lock(mu_);
+      ++waiting_;
+      cv_.notify_all();
+      cv_.wait(lock, [&] { return !blocking_; });
+      --waiting_;
+    }
+    return store_->GetVersion(model_name, version, include_tensors);
+  }
+  absl::StatusOr<int> AddVersion(const v1::ModelVersion& version,
+                                 const v1::Job* finished_job) override {
+    return store_->AddVersion(version, finished_job);
+  }
+  absl::StatusOr<int> LatestVersion(const std::string& model_name) override {
+    return store_->LatestVersion(model_name);
+  }
+  absl::StatusOr<int> ResolveAlias(const std::string& model_name,
+                                   const std::string& alias) override {
+    return store_->ResolveAlias(model_name, alias);
+  }
+  absl::StatusOr<std::vector<v1::Model>> ListModels() override { return store_->ListModels(); }
+  absl::StatusOr<v1::Model> GetModel(const std::string& model_name) override {
+    return store_->GetModel(model_name);
+  }
+  absl::Status DeleteVersion(const std::string& model_name, int version) override {
+    return store_->DeleteVersion(model_name, version);
+  }
+  absl::Status SetAlias(const std::string& model_name, const std::string& alias,
+                        int version) override {
+    return store_->SetAlias(model_name, alias, version);
+  }
+  absl::Status DeleteAlias(const std::string& model_name, const std::string& alias) override {
+    return store_->DeleteAlias(model_name, alias);
+  }
+  std::optional<uint64_t> CatalogGeneration() const override {
+    return store_->CatalogGeneration();
+  }
+  absl::Status PutJob(const v1::Job& job) override { return store_->PutJob(job); }
+  absl::Status AppendEpochMetrics(const std::string& job_id,
+                                  const v1::EpochMetrics& metrics) override {
+    return store_->AppendEpochMetrics(job_id, metrics);
+  }
+  absl::StatusOr<std::vector<v1::Job>> ListJobs() override { return store_->ListJobs(); }
+  absl::StatusOr<int> FailUnfinishedJobs(const std::string& reason) override {
+    return store_->FailUnfinishedJobs(reason);
+  }
+
+ private:
+  std::unique_ptr<SqliteModelStore> store_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool blocking_ = false;
+  int waiting_ = 0;
+};
+
+class InferenceServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<SqliteModelStore> sqlite,
+                         SqliteModelStore::Open(TempPath("inference.db")));
+    store_ = std::make_unique<BlockingStore>(std::move(sqlite));
+    ASSERT_OK_AND_ASSIGN(network_, Network<float>::Create(SmallConfig(), 3));
+    v1::ModelVersion version;
+    version.set_model_name("m");
+    *version.mutable_network() = NetworkConfigToProto(SmallConfig());
+    TensorsToProto(network_->ExportTensors(), version.mutable_tensors());
+    ASSERT_OK(store_->AddVersion(version, nullptr).status());
+    registry_ = std::make_unique<ModelRegistry>(store_.get());
+    data_ = std::make_unique<DataResolver>("var/data");
+  }
+
+  v1::EvaluateRequest Request(int rows, v1::BnMode mode) {
+    v1::EvaluateRequest request;
+    request.mutable_model()->set_name("m");
+    request.set_bn_mode(mode);
+    *request.mutable_data()->mutable_inline_data() = SyntheticData(rows, 12, 3, 11);
+    return request;
+  }
+
+  std::unique_ptr<BlockingStore> store_;
+  std::optional<Network<float>> network_;
+  std::unique_ptr<ModelRegistry> registry_;
+  std::unique_ptr<DataResolver> data_;
+};
+
+TEST_F(InferenceServiceTest, SlicedEvaluationEqualsOnePassOverAllRows) {
+  InferenceServiceOptions options;
+  options.evaluation_slice_rows = 7;  // 50 rows: seven slices and one of 1 row
+  InferenceServiceImpl service(registry_.get(), data_.get(), options);
+  const v1::EvaluateRequest request = Request(50, v1::INFERENCE);
+  v1::EvaluateResponse response;
+  ASSERT_OK(service.DoEvaluate(request, &response));
+
+  // The same numbers from one core forward pass over every row.
+  ASSERT_OK_AND_ASSIGN(Dataset data, DataResolver::FromInline(request.data().inline_data(), 3));
+  ASSERT_OK_AND_ASSIGN(Matrix probabilities,
+                       network_->PredictProbabilities(data.features, BnMode::kInference));
+  std::vector<int64_t> confusion(9, 0);
+  double loss_sum = 0;
+  int64_t correct = 0;
+  for (Eigen::Index r = 0; r < probabilities.rows(); ++r) {
+    Eigen::Index predicted = 0;
+    probabilities.row(r).maxCoeff(&predicted);
+    loss_sum -= std::log(static_cast<double>(probabilities(r, data.labels(r))) + 1e-7);
+    ++confusion[static_cast<size_t>(data.labels(r)) * 3 + predicted];
+    if (predicted == data.labels(r)) ++correct;
+  }
+  EXPECT_EQ(response.num_examples(), 50);
+  EXPECT_EQ(response.loss(), loss_sum / 50);
+  EXPECT_EQ(response.accuracy(), correct / 50.0);
+  EXPECT_THAT(response.confusion_matrix(), ::testing::ElementsAreArray(confusion));
+}
+
+TEST_F(InferenceServiceTest, BatchStatisticsOverTheMemoryLimitIsResourceExhausted) {
+  InferenceServiceOptions options;
+  options.evaluation_slice_rows = 8;
+  options.max_evaluation_bytes = InferenceServiceImpl::EstimateForwardBytes(SmallConfig(), 10);
+  InferenceServiceImpl service(registry_.get(), data_.get(), options);
+  v1::EvaluateResponse response;
+  // One batch of 50 rows holds all of them at once: over the limit.
+  const absl::Status status = service.DoEvaluate(Request(50, v1::BATCH_STATISTICS), &response);
+  EXPECT_THAT(status, StatusIs(absl::StatusCode::kResourceExhausted));
+  EXPECT_THAT(std::string(status.message()), HasSubstr("BATCH_STATISTICS"));
+  // Within the limit, and INFERENCE in slices of 8 rows, are fine.
+  EXPECT_OK(service.DoEvaluate(Request(10, v1::BATCH_STATISTICS), &response));
+  EXPECT_OK(service.DoEvaluate(Request(50, v1::INFERENCE), &response));
+  EXPECT_EQ(response.num_examples(), 50);
+  // The estimate grows with the rows and the widest layer.
+  NetworkConfig wide = SmallConfig();
+  wide.hidden_sizes = {16, 4096};
+  EXPECT_GT(InferenceServiceImpl::EstimateForwardBytes(wide, 10),
+            InferenceServiceImpl::EstimateForwardBytes(SmallConfig(), 10));
+  EXPECT_EQ(InferenceServiceImpl::EstimateForwardBytes(wide, 60000),
+            6000 * InferenceServiceImpl::EstimateForwardBytes(wide, 10));
+}
+
+TEST_F(InferenceServiceTest, ConcurrentEvaluationsAreBoundedAndFreedWhenDone) {
+  InferenceServiceOptions options;
+  options.max_concurrent_evaluations = 2;
+  auto service = std::make_unique<InferenceServiceImpl>(registry_.get(), data_.get(), options);
+  grpc::ServerBuilder builder;
+  builder.RegisterService(service.get());
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ASSERT_NE(server, nullptr);
+  std::unique_ptr<v1::InferenceService::Stub> stub =
+      v1::InferenceService::NewStub(server->InProcessChannel(grpc::ChannelArguments()));
+
+  // Two evaluations wait inside the model load.
+  store_->Block();
+  const v1::EvaluateRequest request = Request(20, v1::INFERENCE);
+  grpc::ClientContext contexts[2];
+  v1::EvaluateResponse responses[2];
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<grpc::Status> done;
+  for (int i = 0; i < 2; ++i) {
+    stub->async()->Evaluate(&contexts[i], &request, &responses[i], [&](grpc::Status status) {
+      std::lock_guard<std::mutex> lock(mu);
+      done.push_back(status);
+      cv.notify_all();
+    });
+  }
+  store_->WaitForWaiters(2);
+
+  // A third is turned away at once (without a limit it would wait for the
+  // blocked load: the deadline ends it).
+  {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    v1::EvaluateResponse response;
+    const grpc::Status status = stub->Evaluate(&context, request, &response);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+    EXPECT_THAT(status.error_message(), HasSubstr("too many concurrent evaluations"));
+  }
+
+  store_->Release();
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [&] { return done.size() == 2; });
+  }
+  for (const grpc::Status& status : done) EXPECT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(responses[0].num_examples(), 20);
+
+  // The slots are free again.
+  for (int i = 0; i < 3; ++i) {
+    grpc::ClientContext context;
+    v1::EvaluateResponse response;
+    const grpc::Status status = stub->Evaluate(&context, request, &response);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+  }
+  server->Shutdown();
+  service.reset();  // waits for any evaluation thread still releasing its slot
+}
+
+}  // namespace
+}  // namespace bnserve
