@@ -1,4 +1,5 @@
 // Which statistics a BatchNorm layer normalizes with outside training.
+// An enum: no state, nothing to synchronize.
 #ifndef BNSERVE_CORE_BN_MODE_H_
 #define BNSERVE_CORE_BN_MODE_H_
 

@@ -1,5 +1,7 @@
 // An in-memory labelled data set: one row of features per sample, in [0, 1]
-// for image data, and an integer class label per row. A plain value type.
+// for image data, and an integer class label per row. A plain value type:
+// const access may be shared between threads; mutation needs external
+// synchronization (the server shares loaded data sets as const).
 #ifndef BNSERVE_CORE_DATASET_H_
 #define BNSERVE_CORE_DATASET_H_
 

@@ -8,6 +8,9 @@
 //
 // The numerics are templates on the scalar type T: float for training and
 // serving, double for the finite-difference gradient checks.
+//
+// Eigen objects are thread-compatible: concurrent const access is safe,
+// anything else needs external synchronization.
 #ifndef BNSERVE_CORE_EIGEN_TYPES_H_
 #define BNSERVE_CORE_EIGEN_TYPES_H_
 

@@ -1,4 +1,6 @@
 // A named trainable tensor and its gradient, as handed to an Optimizer.
+// Non-owning pointers into a Network: valid, and safe to use, only while that
+// network lives and no other thread is training it.
 #ifndef BNSERVE_CORE_PARAMETER_REF_H_
 #define BNSERVE_CORE_PARAMETER_REF_H_
 
