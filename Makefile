@@ -23,9 +23,10 @@ build: configure
 	cmake --build $(BUILD_DIR) -j $(JOBS)
 
 # The service, with its embedded SQLite registry in var/ (Ctrl-C stops it cleanly).
+# At the first start it trains the default model "digits" (about 2 s).
 LISTEN ?= 127.0.0.1:50051
 run: build
-	$(BUILD_DIR)/server/bnserve --listen $(LISTEN) --registry var/bnserve.db --data_dir var/data
+	$(BUILD_DIR)/server/bnserve --listen $(LISTEN) --registry var/bnserve.db --data_dir var/data --default_model digits
 
 experiment: build
 	$(BUILD_DIR)/core/bnserve-experiment

@@ -12,6 +12,7 @@
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server_builder.h"
 #include "grpcpp/support/channel_arguments.h"
+#include "server/default_model.h"
 
 namespace bnserve {
 namespace {
@@ -76,6 +77,9 @@ absl::StatusOr<std::unique_ptr<BnserveServer>> BnserveServer::Start(
     return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen));
   }
   SetServing(server->server_.get(), true);
+  if (!server->options_.default_model.empty()) {
+    RETURN_IF_ERROR(EnsureDefaultModel(server->options_.default_model, server->jobs_.get()));
+  }
   return server;
 }
 

@@ -53,6 +53,9 @@ struct BnserveServerOptions {
   // Largest estimated working memory of one training job (and of one
   // Evaluate forward pass), in MiB.
   int max_job_memory_mb = 4096;
+  // When set, EnsureDefaultModel(default_model) at start: the seed network is
+  // trained on mnist-digits unless a job for that model was ever submitted.
+  std::string default_model;
 };
 
 class BnserveServer {

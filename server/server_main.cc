@@ -32,6 +32,9 @@ ABSL_FLAG(int, max_job_memory_mb, 4096,
           "largest estimated working memory of one training job or Evaluate forward pass; "
           "a bigger network or batch is RESOURCE_EXHAUSTED");
 ABSL_FLAG(int, model_cache, 8, "model versions kept loaded for Predict and Evaluate");
+ABSL_FLAG(std::string, default_model, "",
+          "if set, train the book's seed network on mnist-digits under this model name at the "
+          "first start (when no job for that model was ever submitted)");
 ABSL_FLAG(int, shutdown_grace_seconds, 5, "how long in-flight RPCs may take at shutdown");
 
 int main(int argc, char** argv) {
@@ -57,6 +60,7 @@ int main(int argc, char** argv) {
   options.max_message_mb = absl::GetFlag(FLAGS_max_message_mb);
   options.model_cache = absl::GetFlag(FLAGS_model_cache);
   options.max_job_memory_mb = absl::GetFlag(FLAGS_max_job_memory_mb);
+  options.default_model = absl::GetFlag(FLAGS_default_model);
   if (options.workers < 1 || options.max_batch < 1 || options.max_epochs < 1 ||
       options.max_queue < 1 || options.max_message_mb < 1 || options.model_cache < 1 ||
       options.max_job_memory_mb < 1) {
