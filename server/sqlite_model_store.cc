@@ -159,6 +159,11 @@ absl::Status CheckTensor(const v1::NamedTensor& named) {
   return absl::OkStatus();
 }
 
+// The NotFound for a version that is not stored.
+absl::Status NoSuchVersionError(const std::string& model_name, int version) {
+  return absl::NotFoundError(absl::StrCat("model \"", model_name, "\" has no version ", version));
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<SqliteModelStore>> SqliteModelStore::Open(
@@ -335,22 +340,12 @@ absl::StatusOr<v1::ModelVersion> SqliteModelStore::GetVersion(const std::string&
                        "SELECT metadata FROM versions WHERE model_name = ? AND version = ?");
     select.Bind(1, model_name).Bind(2, int64_t{version});
     ASSIGN_OR_RETURN(bool found, select.Step());
-    if (!found) {
-      return absl::NotFoundError(
-          absl::StrCat("model \"", model_name, "\" has no version ", version));
-    }
+    if (!found) return NoSuchVersionError(model_name, version);
     RETURN_IF_ERROR(select.Parse(0, &result));
   }
   {
-    BNSERVE_STATEMENT_(select,
-                       "SELECT alias FROM aliases WHERE model_name = ? AND version = ? "
-                       "ORDER BY alias");
-    select.Bind(1, model_name).Bind(2, int64_t{version});
-    while (true) {
-      ASSIGN_OR_RETURN(bool row, select.Step());
-      if (!row) break;
-      result.add_aliases(select.Text(0));
-    }
+    ASSIGN_OR_RETURN(std::vector<std::string> aliases, AliasesOfLocked(model_name, version));
+    for (std::string& alias : aliases) result.add_aliases(std::move(alias));
   }
   if (include_tensors) {
     BNSERVE_STATEMENT_(select,
@@ -460,33 +455,34 @@ absl::StatusOr<std::vector<v1::Model>> SqliteModelStore::ListModels() {
   return models;
 }
 
-absl::StatusOr<bool> SqliteModelStore::VersionExistsLocked(const std::string& model_name,
-                                                           int version) {
+absl::Status SqliteModelStore::RequireVersionLocked(const std::string& model_name,
+                                                    int version) {
   BNSERVE_STATEMENT_(select, "SELECT 1 FROM versions WHERE model_name = ? AND version = ?");
   select.Bind(1, model_name).Bind(2, int64_t{version});
-  return select.Step();
+  ASSIGN_OR_RETURN(bool exists, select.Step());
+  return exists ? absl::OkStatus() : NoSuchVersionError(model_name, version);
+}
+
+absl::StatusOr<std::vector<std::string>> SqliteModelStore::AliasesOfLocked(
+    const std::string& model_name, int version) {
+  std::vector<std::string> aliases;
+  BNSERVE_STATEMENT_(select,
+                     "SELECT alias FROM aliases WHERE model_name = ? AND version = ? "
+                     "ORDER BY alias");
+  select.Bind(1, model_name).Bind(2, int64_t{version});
+  while (true) {
+    ASSIGN_OR_RETURN(bool row, select.Step());
+    if (!row) break;
+    aliases.push_back(select.Text(0));
+  }
+  return aliases;
 }
 
 absl::Status SqliteModelStore::DeleteVersion(const std::string& model_name, int version) {
   absl::MutexLock lock(&mu_);
   return CatalogWrite([&]() -> absl::Status {
-    ASSIGN_OR_RETURN(bool exists, VersionExistsLocked(model_name, version));
-    if (!exists) {
-      return absl::NotFoundError(
-          absl::StrCat("model \"", model_name, "\" has no version ", version));
-    }
-    std::vector<std::string> aliases;
-    {
-      BNSERVE_STATEMENT_(select,
-                         "SELECT alias FROM aliases WHERE model_name = ? AND version = ? "
-                         "ORDER BY alias");
-      select.Bind(1, model_name).Bind(2, int64_t{version});
-      while (true) {
-        ASSIGN_OR_RETURN(bool row, select.Step());
-        if (!row) break;
-        aliases.push_back(select.Text(0));
-      }
-    }
+    RETURN_IF_ERROR(RequireVersionLocked(model_name, version));
+    ASSIGN_OR_RETURN(std::vector<std::string> aliases, AliasesOfLocked(model_name, version));
     if (!aliases.empty()) {
       return absl::FailedPreconditionError(
           absl::StrCat("version ", version, " of \"", model_name,
@@ -508,11 +504,7 @@ absl::Status SqliteModelStore::SetAlias(const std::string& model_name,
                                         const std::string& alias, int version) {
   absl::MutexLock lock(&mu_);
   return CatalogWrite([&]() -> absl::Status {
-    ASSIGN_OR_RETURN(bool exists, VersionExistsLocked(model_name, version));
-    if (!exists) {
-      return absl::NotFoundError(
-          absl::StrCat("model \"", model_name, "\" has no version ", version));
-    }
+    RETURN_IF_ERROR(RequireVersionLocked(model_name, version));
     BNSERVE_STATEMENT_(upsert,
                        "INSERT OR REPLACE INTO aliases (model_name, alias, version) "
                        "VALUES (?, ?, ?)");

@@ -83,7 +83,13 @@ class SqliteModelStore : public ModelStore {
   absl::Status PutJobLocked(const v1::Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status PutMetricsLocked(const std::string& job_id, const v1::EpochMetrics& metrics)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::StatusOr<bool> VersionExistsLocked(const std::string& model_name, int version)
+  // OK if `version` of `model_name` is stored, else NotFound.
+  absl::Status RequireVersionLocked(const std::string& model_name, int version)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The aliases that point at `version` of `model_name`, sorted; empty if none
+  // (whether or not the version exists).
+  absl::StatusOr<std::vector<std::string>> AliasesOfLocked(const std::string& model_name,
+                                                           int version)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<v1::Model> GetModelLocked(const std::string& model_name)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
