@@ -25,12 +25,14 @@
 #include "server/model_registry.h"
 #include "server/proto_convert.h"
 #include "server/sqlite_model_store.h"
+#include "tests/server/forwarding_model_store.h"
 #include "tests/server/server_test_util.h"
 #include "tests/testing/status_matchers.h"
 
 namespace bnserve {
 namespace {
 
+using ::bnserve::testing::ForwardingModelStore;
 using ::bnserve::testing::StatusIs;
 using ::bnserve::testing::SyntheticData;
 using ::bnserve::testing::TempPath;
@@ -46,9 +48,10 @@ NetworkConfig SmallConfig() {
 
 // A store that forwards to SQLite, except that GetVersion with tensors waits
 // while blocking is on (and counts the waiting callers).
-class BlockingStore : public ModelStore {
+class BlockingStore : public ForwardingModelStore {
  public:
-  explicit BlockingStore(std::unique_ptr<SqliteModelStore> store) : store_(std::move(store)) {}
+  explicit BlockingStore(std::unique_ptr<SqliteModelStore> store)
+      : ForwardingModelStore(store.get()), sqlite_(std::move(store)) {}
 
   void Block() {
     std::lock_guard<std::mutex> lock(mu_);
@@ -73,48 +76,11 @@ class BlockingStore : public ModelStore {
       cv_.wait(lock, [&] { return !blocking_; });
       --waiting_;
     }
-    return store_->GetVersion(model_name, version, include_tensors);
-  }
-  absl::StatusOr<int> AddVersion(const v1::ModelVersion& version,
-                                 const v1::Job* finished_job) override {
-    return store_->AddVersion(version, finished_job);
-  }
-  absl::StatusOr<int> LatestVersion(const std::string& model_name) override {
-    return store_->LatestVersion(model_name);
-  }
-  absl::StatusOr<int> ResolveAlias(const std::string& model_name,
-                                   const std::string& alias) override {
-    return store_->ResolveAlias(model_name, alias);
-  }
-  absl::StatusOr<std::vector<v1::Model>> ListModels() override { return store_->ListModels(); }
-  absl::StatusOr<v1::Model> GetModel(const std::string& model_name) override {
-    return store_->GetModel(model_name);
-  }
-  absl::Status DeleteVersion(const std::string& model_name, int version) override {
-    return store_->DeleteVersion(model_name, version);
-  }
-  absl::Status SetAlias(const std::string& model_name, const std::string& alias,
-                        int version) override {
-    return store_->SetAlias(model_name, alias, version);
-  }
-  absl::Status DeleteAlias(const std::string& model_name, const std::string& alias) override {
-    return store_->DeleteAlias(model_name, alias);
-  }
-  std::optional<uint64_t> CatalogGeneration() const override {
-    return store_->CatalogGeneration();
-  }
-  absl::Status PutJob(const v1::Job& job) override { return store_->PutJob(job); }
-  absl::Status AppendEpochMetrics(const std::string& job_id,
-                                  const v1::EpochMetrics& metrics) override {
-    return store_->AppendEpochMetrics(job_id, metrics);
-  }
-  absl::StatusOr<std::vector<v1::Job>> ListJobs() override { return store_->ListJobs(); }
-  absl::StatusOr<int> FailUnfinishedJobs(const std::string& reason) override {
-    return store_->FailUnfinishedJobs(reason);
+    return ForwardingModelStore::GetVersion(model_name, version, include_tensors);
   }
 
  private:
-  std::unique_ptr<SqliteModelStore> store_;
+  const std::unique_ptr<SqliteModelStore> sqlite_;  // the wrapped store
   std::mutex mu_;
   std::condition_variable cv_;
   bool blocking_ = false;

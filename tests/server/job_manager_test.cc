@@ -14,12 +14,14 @@
 #include "server/data_resolver.h"
 #include "server/model_registry.h"
 #include "server/sqlite_model_store.h"
+#include "tests/server/forwarding_model_store.h"
 #include "tests/server/server_test_util.h"
 #include "tests/testing/status_matchers.h"
 
 namespace bnserve {
 namespace {
 
+using ::bnserve::testing::ForwardingModelStore;
 using ::bnserve::testing::SmallTrainRequest;
 using ::bnserve::testing::StatusIs;
 using ::bnserve::testing::TempPath;
@@ -282,9 +284,9 @@ TEST_F(JobManagerTest, JobsSurviveRestartAndInterruptedOnesComeBackFailed) {
 }
 
 // A ModelStore that forwards to another and holds AddVersion until released.
-class BlockingAddVersionStore : public ModelStore {
+class BlockingAddVersionStore : public ForwardingModelStore {
  public:
-  explicit BlockingAddVersionStore(ModelStore* store) : store_(store) {}
+  using ForwardingModelStore::ForwardingModelStore;
 
   absl::Notification entered;  // AddVersion was called
   absl::Notification release;  // lets AddVersion proceed
@@ -293,45 +295,8 @@ class BlockingAddVersionStore : public ModelStore {
                                  const v1::Job* finished_job) override {
     entered.Notify();
     release.WaitForNotification();
-    return store_->AddVersion(version, finished_job);
+    return ForwardingModelStore::AddVersion(version, finished_job);
   }
-  absl::StatusOr<v1::ModelVersion> GetVersion(const std::string& model_name, int version,
-                                              bool include_tensors) override {
-    return store_->GetVersion(model_name, version, include_tensors);
-  }
-  absl::StatusOr<int> LatestVersion(const std::string& model_name) override {
-    return store_->LatestVersion(model_name);
-  }
-  absl::StatusOr<int> ResolveAlias(const std::string& model_name,
-                                   const std::string& alias) override {
-    return store_->ResolveAlias(model_name, alias);
-  }
-  absl::StatusOr<std::vector<v1::Model>> ListModels() override { return store_->ListModels(); }
-  absl::StatusOr<v1::Model> GetModel(const std::string& model_name) override {
-    return store_->GetModel(model_name);
-  }
-  absl::Status DeleteVersion(const std::string& model_name, int version) override {
-    return store_->DeleteVersion(model_name, version);
-  }
-  absl::Status SetAlias(const std::string& model_name, const std::string& alias,
-                        int version) override {
-    return store_->SetAlias(model_name, alias, version);
-  }
-  absl::Status DeleteAlias(const std::string& model_name, const std::string& alias) override {
-    return store_->DeleteAlias(model_name, alias);
-  }
-  absl::Status PutJob(const v1::Job& job) override { return store_->PutJob(job); }
-  absl::Status AppendEpochMetrics(const std::string& job_id,
-                                  const v1::EpochMetrics& metrics) override {
-    return store_->AppendEpochMetrics(job_id, metrics);
-  }
-  absl::StatusOr<std::vector<v1::Job>> ListJobs() override { return store_->ListJobs(); }
-  absl::StatusOr<int> FailUnfinishedJobs(const std::string& reason) override {
-    return store_->FailUnfinishedJobs(reason);
-  }
-
- private:
-  ModelStore* const store_;
 };
 
 // Storing a finished job's model (every tensor written to the database) does
