@@ -15,12 +15,14 @@
 #include "gtest/gtest.h"
 #include "server/proto_convert.h"
 #include "server/sqlite_model_store.h"
+#include "tests/server/forwarding_model_store.h"
 #include "tests/server/server_test_util.h"
 #include "tests/testing/status_matchers.h"
 
 namespace bnserve {
 namespace {
 
+using ::bnserve::testing::ForwardingModelStore;
 using ::bnserve::testing::IsOk;
 using ::bnserve::testing::IsOkAndHolds;
 using ::bnserve::testing::StatusIs;
@@ -173,63 +175,38 @@ TEST_F(ModelRegistryTest, RegisterRejectsAHugeConfigWithoutAllocatingIt) {
 
 // A ModelStore that forwards to a SqliteModelStore and counts the reads that
 // resolution used to make on every call.
-class CountingStore : public ModelStore {
+class CountingStore : public ForwardingModelStore {
  public:
   // Without `forward_generation` the store keeps no catalog generation, as
   // a ModelStore that does not override CatalogGeneration.
   explicit CountingStore(ModelStore* inner, bool forward_generation = true)
-      : inner_(inner), forward_generation_(forward_generation) {}
+      : ForwardingModelStore(inner), forward_generation_(forward_generation) {}
   int catalog_reads() const { return catalog_reads_.load(); }
 
-  absl::StatusOr<int> AddVersion(const v1::ModelVersion& version,
-                                 const v1::Job* finished_job) override {
-    return inner_->AddVersion(version, finished_job);
-  }
   absl::StatusOr<v1::ModelVersion> GetVersion(const std::string& model_name, int version,
                                               bool include_tensors) override {
     if (!include_tensors) ++catalog_reads_;
-    return inner_->GetVersion(model_name, version, include_tensors);
+    return ForwardingModelStore::GetVersion(model_name, version, include_tensors);
   }
   absl::StatusOr<int> LatestVersion(const std::string& model_name) override {
     ++catalog_reads_;
-    return inner_->LatestVersion(model_name);
+    return ForwardingModelStore::LatestVersion(model_name);
   }
   absl::StatusOr<int> ResolveAlias(const std::string& model_name,
                                    const std::string& alias) override {
     ++catalog_reads_;
-    return inner_->ResolveAlias(model_name, alias);
+    return ForwardingModelStore::ResolveAlias(model_name, alias);
   }
-  absl::StatusOr<std::vector<v1::Model>> ListModels() override { return inner_->ListModels(); }
   absl::StatusOr<v1::Model> GetModel(const std::string& model_name) override {
     ++catalog_reads_;
-    return inner_->GetModel(model_name);
-  }
-  absl::Status DeleteVersion(const std::string& model_name, int version) override {
-    return inner_->DeleteVersion(model_name, version);
-  }
-  absl::Status SetAlias(const std::string& model_name, const std::string& alias,
-                        int version) override {
-    return inner_->SetAlias(model_name, alias, version);
-  }
-  absl::Status DeleteAlias(const std::string& model_name, const std::string& alias) override {
-    return inner_->DeleteAlias(model_name, alias);
+    return ForwardingModelStore::GetModel(model_name);
   }
   std::optional<uint64_t> CatalogGeneration() const override {
     if (!forward_generation_) return std::nullopt;
-    return inner_->CatalogGeneration();
-  }
-  absl::Status PutJob(const v1::Job& job) override { return inner_->PutJob(job); }
-  absl::Status AppendEpochMetrics(const std::string& job_id,
-                                  const v1::EpochMetrics& metrics) override {
-    return inner_->AppendEpochMetrics(job_id, metrics);
-  }
-  absl::StatusOr<std::vector<v1::Job>> ListJobs() override { return inner_->ListJobs(); }
-  absl::StatusOr<int> FailUnfinishedJobs(const std::string& reason) override {
-    return inner_->FailUnfinishedJobs(reason);
+    return ForwardingModelStore::CatalogGeneration();
   }
 
  private:
-  ModelStore* inner_;
   const bool forward_generation_;
   std::atomic<int> catalog_reads_{0};
 };
