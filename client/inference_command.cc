@@ -71,6 +71,28 @@ struct DataFlags {
   std::string bn_mode = "inference";
 };
 
+// Where predict and evaluate read their data: predict on the client, evaluate
+// on the server. Only the help texts differ.
+enum class DataLocation { kLocal, kServer };
+
+// The model selection, data and BN-mode flags predict and evaluate share.
+void AddModelAndDataFlags(ArgParser* parser, DataLocation location, std::string* model,
+                          ModelSelectorFlags* selector, DataFlags* data_flags) {
+  const bool local = location == DataLocation::kLocal;
+  parser->AddString("model", model, "model name (required)");
+  AddModelSelectorFlags(parser, selector);
+  parser->AddString("dataset", &data_flags->dataset,
+                    local ? "built-in data set read locally" : "built-in data set on the server");
+  parser->AddString("split", &data_flags->split, "train | test (default test)");
+  parser->AddString("idx-images", &data_flags->idx_images,
+                    local ? "local IDX images file" : "IDX images on the server");
+  parser->AddString("idx-labels", &data_flags->idx_labels,
+                    local ? "local IDX labels file (optional)" : "IDX labels on the server");
+  parser->AddInt("limit", &data_flags->limit,
+                 local ? "rows to send (default 100; 0: all)" : "first N samples (default all)");
+  parser->AddString("bn-mode", &data_flags->bn_mode, "inference | batch (default inference)");
+}
+
 }  // namespace
 
 int RunPredict(const CommandArgs& args, GlobalOptions globals) {
@@ -83,14 +105,7 @@ int RunPredict(const CommandArgs& args, GlobalOptions globals) {
   data_flags.limit = 100;
   std::string data_dir = DefaultDataDir();
   int show = 10;
-  parser.AddString("model", &model, "model name (required)");
-  AddModelSelectorFlags(&parser, &selector);
-  parser.AddString("dataset", &data_flags.dataset, "built-in data set read locally");
-  parser.AddString("split", &data_flags.split, "train | test (default test)");
-  parser.AddString("idx-images", &data_flags.idx_images, "local IDX images file");
-  parser.AddString("idx-labels", &data_flags.idx_labels, "local IDX labels file (optional)");
-  parser.AddInt("limit", &data_flags.limit, "rows to send (default 100; 0: all)");
-  parser.AddString("bn-mode", &data_flags.bn_mode, "inference | batch (default inference)");
+  AddModelAndDataFlags(&parser, DataLocation::kLocal, &model, &selector, &data_flags);
   parser.AddString("data-dir", &data_dir, "local data directory (default $BNSERVE_DATA_DIR or var/data)");
   parser.AddInt("show", &show, "rows to print (default 10)");
   std::vector<std::string> positional;
@@ -167,14 +182,7 @@ int RunEvaluate(const CommandArgs& args, GlobalOptions globals) {
   ModelSelectorFlags selector;
   DataFlags data_flags;
   data_flags.dataset = "mnist-digits";
-  parser.AddString("model", &model, "model name (required)");
-  AddModelSelectorFlags(&parser, &selector);
-  parser.AddString("dataset", &data_flags.dataset, "built-in data set on the server");
-  parser.AddString("split", &data_flags.split, "train | test (default test)");
-  parser.AddString("idx-images", &data_flags.idx_images, "IDX images on the server");
-  parser.AddString("idx-labels", &data_flags.idx_labels, "IDX labels on the server");
-  parser.AddInt("limit", &data_flags.limit, "first N samples (default all)");
-  parser.AddString("bn-mode", &data_flags.bn_mode, "inference | batch (default inference)");
+  AddModelAndDataFlags(&parser, DataLocation::kServer, &model, &selector, &data_flags);
   std::vector<std::string> positional;
   if (auto exit = ParseCommand(&parser, args, &globals, &positional, 0, 0)) return *exit;
   absl::StatusOr<v1::ModelRef> ref = BuildModelRef(model, selector);
