@@ -5,7 +5,6 @@
 //   build/bench/bnserve_bench --benchmark_min_time=2
 #include <cstdint>
 #include <memory>
-#include <random>
 
 #include "benchmark/benchmark.h"
 #include "core/bn_mode.h"
@@ -13,6 +12,7 @@
 #include "core/network.h"
 #include "core/network_config.h"
 #include "core/optimizer.h"
+#include "tests/testing/random_data.h"
 
 namespace bnserve {
 namespace {
@@ -24,20 +24,8 @@ NetworkConfig SeedConfig(bool batchnorm) {
   return config;
 }
 
-Matrix RandomInput(int rows, int cols, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::uniform_real_distribution<float> uniform(0.0f, 1.0f);
-  Matrix x(rows, cols);
-  for (Eigen::Index i = 0; i < x.size(); ++i) x.data()[i] = uniform(rng);
-  return x;
-}
-
-Labels RandomLabels(int rows, int classes, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  Labels labels(rows);
-  for (int i = 0; i < rows; ++i) labels(i) = static_cast<int>(rng() % classes);
-  return labels;
-}
+using ::bnserve::testing::RandomInput;
+using ::bnserve::testing::RandomLabels;
 
 // One iteration: forward, backward, SGD update (lr 0.01) of every parameter.
 void TrainIteration(benchmark::State& state, bool batchnorm) {

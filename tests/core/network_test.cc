@@ -16,6 +16,7 @@
 #include "core/network_config.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/random_data.h"
 #include "tests/testing/status_matchers.h"
 
 // Counts heap allocations of this test binary: malloc is interposed here and
@@ -45,20 +46,8 @@ NetworkConfig SmallConfig() {
   return config;
 }
 
-Matrix RandomInput(int rows, int cols, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::uniform_real_distribution<float> uniform(0.0f, 1.0f);
-  Matrix x(rows, cols);
-  for (Eigen::Index i = 0; i < x.size(); ++i) x.data()[i] = uniform(rng);
-  return x;
-}
-
-Labels RandomLabels(int rows, int classes, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  Labels labels(rows);
-  for (int i = 0; i < rows; ++i) labels(i) = static_cast<int>(rng() % classes);
-  return labels;
-}
+using ::bnserve::testing::RandomInput;
+using ::bnserve::testing::RandomLabels;
 
 // Trains a few steps with plain SGD so that every tensor, including the
 // running statistics, is away from its initial value.
