@@ -6,6 +6,7 @@
 #include <map>
 #include <string>
 
+#include "absl/numeric/int128.h"
 #include "absl/strings/str_cat.h"
 #include "core/status_macros.h"
 
@@ -206,6 +207,20 @@ absl::StatusOr<Split> SplitFromProto(v1::Split split) {
   }
 }
 
+namespace {
+
+// The decimal digits of `value`.
+std::string DecimalString(absl::uint128 value) {
+  std::string digits;
+  do {
+    digits.insert(digits.begin(), static_cast<char>('0' + absl::Uint128Low64(value % 10)));
+    value /= 10;
+  } while (value != 0);
+  return digits;
+}
+
+}  // namespace
+
 absl::StatusOr<ConstMatrixMapT<float>> MapTensor(const v1::Tensor& tensor) {
   if (tensor.shape_size() != 2) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -217,10 +232,13 @@ absl::StatusOr<ConstMatrixMapT<float>> MapTensor(const v1::Tensor& tensor) {
     return absl::InvalidArgumentError(absl::StrCat(
         "tensor shape [", rows, ", ", cols, "] must have positive dimensions (empty batch?)"));
   }
-  if (rows > (int64_t{1} << 31) || cols > (int64_t{1} << 31) ||
-      rows * cols != static_cast<int64_t>(tensor.values_size())) {
+  // Two positive int64 dimensions multiply exactly in 128 bits (rows * cols
+  // in int64 could overflow: undefined, and a wrong or negative message).
+  const absl::uint128 needed = absl::uint128(static_cast<uint64_t>(rows)) *
+                               absl::uint128(static_cast<uint64_t>(cols));
+  if (needed != absl::uint128(static_cast<uint64_t>(tensor.values_size()))) {
     return absl::InvalidArgumentError(
-        absl::StrCat("tensor shape [", rows, ", ", cols, "] needs ", rows * cols,
+        absl::StrCat("tensor shape [", rows, ", ", cols, "] needs ", DecimalString(needed),
                      " values but ", tensor.values_size(), " were given"));
   }
   return ConstMatrixMapT<float>(tensor.values().data(), rows, cols);

@@ -1,6 +1,7 @@
 #include "server/proto_convert.h"
 
 #include <cmath>
+#include <cstdint>
 #include <limits>
 #include <map>
 #include <string>
@@ -106,6 +107,30 @@ TEST(ProtoConvertTest, TensorsMapWithoutCopyAndRoundTrip) {
   EXPECT_EQ(back.at("W1"), tensors.at("W1"));
   *named.Add() = named.Get(0);
   EXPECT_THAT(TensorsFromProto(named), StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+// A shape whose element count does not fit in int64 is refused with the
+// exact count (rows * cols in int64 overflowed: undefined, and the message
+// said "needs -9223372036854775808 values").
+TEST(ProtoConvertTest, ShapesBeyondInt64AreRefusedWithTheirExactElementCount) {
+  struct Case {
+    int64_t rows, cols;
+    const char* product;
+  };
+  for (const Case& c : {Case{int64_t{1} << 40, int64_t{1} << 40, "1208925819614629174706176"},
+                        Case{INT64_MAX, 2, "18446744073709551614"},
+                        Case{INT64_MAX, INT64_MAX, "85070591730234615847396907784232501249"},
+                        Case{int64_t{1} << 32, int64_t{1} << 31, "9223372036854775808"}}) {
+    v1::Tensor tensor;
+    tensor.add_shape(c.rows);
+    tensor.add_shape(c.cols);
+    tensor.add_values(1.0f);
+    const absl::Status status = MapTensor(tensor).status();
+    EXPECT_THAT(status, StatusIs(absl::StatusCode::kInvalidArgument));
+    EXPECT_THAT(std::string(status.message()),
+                ::testing::HasSubstr(absl::StrCat("needs ", c.product, " values")));
+    EXPECT_THAT(std::string(status.message()), ::testing::Not(::testing::HasSubstr("-")));
+  }
 }
 
 TEST(ProtoConvertTest, CheckFiniteFindsEveryNonFiniteValueEvenInAStridedView) {
