@@ -13,15 +13,12 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "core/evaluation.h"
 #include "core/logging.h"
 #include "core/status_macros.h"
 
 namespace bnserve {
 namespace {
-
-// Accuracy is evaluated in slices of this many rows, so that evaluating a
-// large training set does not hold every layer's activations at once.
-constexpr int kEvaluationRows = 8192;
 
 // A uniform draw from [0, bound) that depends only on the generator's output
 // (std::uniform_int_distribution and std::shuffle differ between standard
@@ -41,44 +38,6 @@ void Shuffle(std::vector<int>* order, std::mt19937_64* rng) {
     const size_t j = static_cast<size_t>(UniformBelow(i, rng));
     std::swap((*order)[i - 1], (*order)[j]);
   }
-}
-
-// InvalidArgument unless `data` fits `network`: features, label count, labels.
-absl::Status CheckData(const Dataset& data, const NetworkConfig& network, const char* role) {
-  const std::string name = data.name.empty() ? role : absl::StrCat(role, " ", data.name);
-  if (data.feature_size() != network.input_size) {
-    return absl::InvalidArgumentError(absl::StrCat(name, " has ", data.feature_size(),
-                                                   " features, the network expects ",
-                                                   network.input_size));
-  }
-  if (data.labels.size() != data.size()) {
-    return absl::InvalidArgumentError(absl::StrCat(name, " has ", data.size(), " rows but ",
-                                                   data.labels.size(), " labels"));
-  }
-  for (Eigen::Index i = 0; i < data.labels.size(); ++i) {
-    if (data.labels(i) < 0 || data.labels(i) >= network.output_size) {
-      return absl::InvalidArgumentError(absl::StrCat(name, ": label ", data.labels(i),
-                                                     " of row ", i, " is outside [0, ",
-                                                     network.output_size, ")"));
-    }
-  }
-  return absl::OkStatus();
-}
-
-// Accuracy over all of `data`, BatchNorm in inference mode, in slices.
-absl::StatusOr<double> EvaluateAccuracy(const Network<float>& network, const Dataset& data) {
-  const int n = data.size();
-  if (n <= kEvaluationRows) return network.Accuracy(data.features, data.labels, BnMode::kInference);
-  double correct = 0;
-  for (int start = 0; start < n; start += kEvaluationRows) {
-    const int rows = std::min(kEvaluationRows, n - start);
-    const Labels labels = data.labels.segment(start, rows);
-    ASSIGN_OR_RETURN(double accuracy,
-                     network.Accuracy(data.features.middleRows(start, rows), labels,
-                                      BnMode::kInference));
-    correct += accuracy * rows;
-  }
-  return correct / n;
 }
 
 bool NeedsBatchOfTwo(const NetworkConfig& network) {
@@ -110,17 +69,13 @@ absl::Status ValidateTrainerOptions(const TrainerOptions& options,
 
 int64_t EstimateTrainingBytes(const NetworkConfig& network, int batch_size) {
   int64_t hidden_sum = 0;
-  int64_t widest = network.output_size;
-  for (int size : network.hidden_sizes) {
-    hidden_sum += size;
-    widest = std::max<int64_t>(widest, size);
-  }
+  for (int size : network.hidden_sizes) hidden_sum += size;
   // Per batch row: its features; per hidden unit the Affine, BatchNorm,
   // activation and dropout outputs, BatchNorm's normalized input, the dropout
   // mask and two gradients; per class the scores, probabilities and gradient.
   const int64_t per_row = network.input_size + 8 * hidden_sum + 3 * int64_t{network.output_size};
-  // Evaluation (Network::Predict) holds three matrices of its widest layer.
-  const int64_t evaluation = int64_t{kEvaluationRows} * 3 * widest;
+  // The per-epoch accuracy runs one forward pass over a slice.
+  const int64_t evaluation = int64_t{kEvaluationSliceRows} * ForwardFloatsPerRow(network);
   const int64_t floats = 4 * NetworkParameterCount(network) +
                          int64_t{std::max(batch_size, 0)} * per_row + evaluation;
   return floats * static_cast<int64_t>(sizeof(float));
@@ -137,8 +92,10 @@ absl::StatusOr<std::vector<EpochMetrics>> Train(
   if (train.size() == 0) {
     return absl::InvalidArgumentError(absl::StrCat("training set ", train.name, " is empty"));
   }
-  RETURN_IF_ERROR(CheckData(train, config, "training set"));
-  if (validation.size() > 0) RETURN_IF_ERROR(CheckData(validation, config, "validation set"));
+  RETURN_IF_ERROR(CheckDatasetFits(train, config, "training set"));
+  if (validation.size() > 0) {
+    RETURN_IF_ERROR(CheckDatasetFits(validation, config, "validation set"));
+  }
   // A permutation cannot fill a batch larger than the training set: use it all.
   const int batch_size = std::min(options.batch_size, train.size());
   if (batch_size < 2 && NeedsBatchOfTwo(config)) {

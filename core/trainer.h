@@ -48,8 +48,8 @@ absl::Status ValidateTrainerOptions(const TrainerOptions& options,
 // with batches of `batch_size` rows (the data set itself not included): the
 // parameters with their gradients and up to two optimizer states, the
 // training pass's buffers for one batch, and the buffers of one evaluation
-// slice. A server checks it before accepting a job, since a request's sizes
-// alone can ask for more memory than the machine has.
+// slice (kEvaluationSliceRows). A server checks it before accepting a job,
+// since a request's sizes alone can ask for more memory than the machine has.
 int64_t EstimateTrainingBytes(const NetworkConfig& network, int batch_size);
 
 // Trains `network` in place. Returns every epoch's metrics, or Cancelled if

@@ -8,10 +8,9 @@
 // thread of its own and finishes the reactor from there. At most
 // max_concurrent_evaluations Evaluates run at once (more are
 // ResourceExhausted), and the destructor waits for the running ones.
-// Evaluate in INFERENCE mode runs the network over slices of
-// evaluation_slice_rows rows (rows are independent, so the result is that of
-// one pass); in BATCH_STATISTICS mode the statistics are those of the whole
-// data set, so it runs in one pass, and a pass whose estimated buffers exceed
+// The evaluation itself is core's EvaluateNetwork (core/evaluation.h): in
+// INFERENCE mode over slices of evaluation_slice_rows rows, in
+// BATCH_STATISTICS mode in one pass; a pass whose estimated buffers exceed
 // max_evaluation_bytes is ResourceExhausted.
 //
 // Thread-safety: thread-safe.
@@ -23,6 +22,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "bnserve/v1/inference_service.grpc.pb.h"
+#include "core/evaluation.h"
 #include "server/data_resolver.h"
 #include "server/model_registry.h"
 
@@ -36,7 +36,7 @@ struct InferenceServiceOptions {
   // Largest estimated working memory of one Evaluate forward pass, in bytes.
   int64_t max_evaluation_bytes = int64_t{4096} << 20;
   // Rows per forward pass of an INFERENCE-mode Evaluate.
-  int evaluation_slice_rows = 8192;
+  int evaluation_slice_rows = kEvaluationSliceRows;
 };
 
 class InferenceServiceImpl final : public v1::InferenceService::CallbackService {
@@ -51,10 +51,6 @@ class InferenceServiceImpl final : public v1::InferenceService::CallbackService 
 
   InferenceServiceImpl(const InferenceServiceImpl&) = delete;
   InferenceServiceImpl& operator=(const InferenceServiceImpl&) = delete;
-
-  // An upper bound, in bytes, of the buffers of one forward pass of `rows`
-  // rows through `network` (the input itself not included).
-  static int64_t EstimateForwardBytes(const NetworkConfig& network, int64_t rows);
 
   grpc::ServerUnaryReactor* Predict(grpc::CallbackServerContext* context,
                                     const v1::PredictRequest* request,

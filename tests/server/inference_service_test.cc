@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "bnserve/v1/inference_service.grpc.pb.h"
+#include "core/evaluation.h"
 #include "core/network.h"
 #include "gmock/gmock.h"
 #include "grpcpp/server.h"
@@ -148,7 +149,7 @@ TEST_F(InferenceServiceTest, SlicedEvaluationEqualsOnePassOverAllRows) {
 TEST_F(InferenceServiceTest, BatchStatisticsOverTheMemoryLimitIsResourceExhausted) {
   InferenceServiceOptions options;
   options.evaluation_slice_rows = 8;
-  options.max_evaluation_bytes = InferenceServiceImpl::EstimateForwardBytes(SmallConfig(), 10);
+  options.max_evaluation_bytes = EstimateForwardBytes(SmallConfig(), 10);
   InferenceServiceImpl service(registry_.get(), data_.get(), options);
   v1::EvaluateResponse response;
   // One batch of 50 rows holds all of them at once: over the limit.
@@ -162,10 +163,10 @@ TEST_F(InferenceServiceTest, BatchStatisticsOverTheMemoryLimitIsResourceExhauste
   // The estimate grows with the rows and the widest layer.
   NetworkConfig wide = SmallConfig();
   wide.hidden_sizes = {16, 4096};
-  EXPECT_GT(InferenceServiceImpl::EstimateForwardBytes(wide, 10),
-            InferenceServiceImpl::EstimateForwardBytes(SmallConfig(), 10));
-  EXPECT_EQ(InferenceServiceImpl::EstimateForwardBytes(wide, 60000),
-            6000 * InferenceServiceImpl::EstimateForwardBytes(wide, 10));
+  EXPECT_GT(EstimateForwardBytes(wide, 10),
+            EstimateForwardBytes(SmallConfig(), 10));
+  EXPECT_EQ(EstimateForwardBytes(wide, 60000),
+            6000 * EstimateForwardBytes(wide, 10));
 }
 
 TEST_F(InferenceServiceTest, ConcurrentEvaluationsAreBoundedAndFreedWhenDone) {
