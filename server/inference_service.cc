@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/evaluation.h"
 #include "core/status_macros.h"
+#include "server/grpc_status_util.h"
 #include "server/proto_convert.h"
 
 namespace bnserve {

@@ -5,7 +5,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "server/proto_convert.h"
+#include "server/grpc_status_util.h"
 
 namespace bnserve {
 
@@ -22,10 +22,8 @@ grpc::ServerUnaryReactor* ModelRegistryServiceImpl::ListModels(
 grpc::ServerUnaryReactor* ModelRegistryServiceImpl::GetModel(
     grpc::CallbackServerContext* context, const v1::GetModelRequest* request,
     v1::ModelVersion* response) {
-  absl::StatusOr<v1::ModelVersion> version =
-      registry_->Get(request->model(), request->include_parameters());
-  if (version.ok()) *response = *std::move(version);
-  return FinishUnary(context, version.status());
+  return FinishUnary(context, registry_->Get(request->model(), request->include_parameters()),
+                     response);
 }
 
 grpc::ServerUnaryReactor* ModelRegistryServiceImpl::DeleteModelVersion(
@@ -38,10 +36,9 @@ grpc::ServerUnaryReactor* ModelRegistryServiceImpl::DeleteModelVersion(
 grpc::ServerUnaryReactor* ModelRegistryServiceImpl::SetAlias(
     grpc::CallbackServerContext* context, const v1::SetAliasRequest* request,
     v1::Model* response) {
-  absl::StatusOr<v1::Model> model =
-      registry_->SetAlias(request->model_name(), request->alias(), request->version());
-  if (model.ok()) *response = *std::move(model);
-  return FinishUnary(context, model.status());
+  return FinishUnary(
+      context, registry_->SetAlias(request->model_name(), request->alias(), request->version()),
+      response);
 }
 
 grpc::ServerUnaryReactor* ModelRegistryServiceImpl::DeleteAlias(
@@ -53,9 +50,7 @@ grpc::ServerUnaryReactor* ModelRegistryServiceImpl::DeleteAlias(
 grpc::ServerUnaryReactor* ModelRegistryServiceImpl::ExportModel(
     grpc::CallbackServerContext* context, const v1::ExportModelRequest* request,
     v1::ModelVersion* response) {
-  absl::StatusOr<v1::ModelVersion> version = registry_->Get(request->model(), true);
-  if (version.ok()) *response = *std::move(version);
-  return FinishUnary(context, version.status());
+  return FinishUnary(context, registry_->Get(request->model(), true), response);
 }
 
 grpc::ServerUnaryReactor* ModelRegistryServiceImpl::ImportModel(

@@ -1,5 +1,5 @@
-// Conversions between the bnserve.v1 protobuf messages and the core types,
-// and the one place where an absl::Status becomes a grpc::Status.
+// Conversions between the bnserve.v1 protobuf messages and the core types.
+// No gRPC here: statuses become grpc::Status in server/grpc_status_util.h.
 //
 // Proto defaults are applied here, once: an unset field of NetworkConfig or
 // OptimizerConfig takes the documented default (the book's values). Tensors
@@ -23,20 +23,8 @@
 #include "core/optimizer.h"
 #include "core/trainer.h"
 #include "google/protobuf/timestamp.pb.h"
-#include "grpcpp/server_context.h"
-#include "grpcpp/support/server_callback.h"
-#include "grpcpp/support/status.h"
 
 namespace bnserve {
-
-// The gRPC status with the same code (Abseil and gRPC codes are equal number
-// for number) and message.
-grpc::Status ToGrpcStatus(const absl::Status& status);
-
-// Finishes a unary callback RPC with `status` (converted by ToGrpcStatus) on
-// the context's default reactor, and returns that reactor.
-grpc::ServerUnaryReactor* FinishUnary(grpc::CallbackServerContext* context,
-                                      const absl::Status& status);
 
 // The core config with every default applied: output_size 0 -> 10, activation
 // UNSPECIFIED -> relu, weight_init UNSPECIFIED -> He, use_batchnorm unset ->

@@ -8,7 +8,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
-#include "server/proto_convert.h"
+#include "server/grpc_status_util.h"
 
 namespace bnserve {
 namespace {
@@ -106,33 +106,25 @@ class WatchJobReactor final : public grpc::ServerWriteReactor<v1::JobEvent> {
 grpc::ServerUnaryReactor* TrainingServiceImpl::Train(grpc::CallbackServerContext* context,
                                                      const v1::TrainRequest* request,
                                                      v1::Job* response) {
-  absl::StatusOr<v1::Job> job = jobs_->Submit(*request);
-  if (job.ok()) *response = *std::move(job);
-  return FinishUnary(context, job.status());
+  return FinishUnary(context, jobs_->Submit(*request), response);
 }
 
 grpc::ServerUnaryReactor* TrainingServiceImpl::GetJob(grpc::CallbackServerContext* context,
                                                       const v1::GetJobRequest* request,
                                                       v1::Job* response) {
-  absl::StatusOr<v1::Job> job = jobs_->Get(request->job_id());
-  if (job.ok()) *response = *std::move(job);
-  return FinishUnary(context, job.status());
+  return FinishUnary(context, jobs_->Get(request->job_id()), response);
 }
 
 grpc::ServerUnaryReactor* TrainingServiceImpl::ListJobs(grpc::CallbackServerContext* context,
                                                         const v1::ListJobsRequest* request,
                                                         v1::ListJobsResponse* response) {
-  absl::StatusOr<v1::ListJobsResponse> jobs = jobs_->List(*request);
-  if (jobs.ok()) *response = *std::move(jobs);
-  return FinishUnary(context, jobs.status());
+  return FinishUnary(context, jobs_->List(*request), response);
 }
 
 grpc::ServerUnaryReactor* TrainingServiceImpl::CancelJob(grpc::CallbackServerContext* context,
                                                          const v1::CancelJobRequest* request,
                                                          v1::Job* response) {
-  absl::StatusOr<v1::Job> job = jobs_->Cancel(request->job_id());
-  if (job.ok()) *response = *std::move(job);
-  return FinishUnary(context, job.status());
+  return FinishUnary(context, jobs_->Cancel(request->job_id()), response);
 }
 
 grpc::ServerWriteReactor<v1::JobEvent>* TrainingServiceImpl::WatchJob(

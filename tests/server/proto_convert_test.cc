@@ -165,17 +165,6 @@ TEST(ProtoConvertTest, CheckFiniteFindsEveryNonFiniteValueEvenInAStridedView) {
   }
 }
 
-TEST(ProtoConvertTest, StatusCodesMapNumberForNumber) {
-  for (int code = 0; code <= 16; ++code) {
-    const absl::Status status(static_cast<absl::StatusCode>(code), code == 0 ? "" : "why");
-    const grpc::Status converted = ToGrpcStatus(status);
-    EXPECT_EQ(static_cast<int>(converted.error_code()), code);
-    if (code != 0) {
-      EXPECT_EQ(converted.error_message(), "why");
-    }
-  }
-}
-
 TEST(ProtoConvertTest, TimestampsRoundTripToTheMicrosecond) {
   const absl::Time t = absl::FromUnixMicros(1700000000123456);
   EXPECT_EQ(TimeFromProto(TimeToProto(t)), t);
