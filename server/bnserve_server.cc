@@ -38,14 +38,14 @@ absl::StatusOr<std::unique_ptr<BnserveServer>> BnserveServer::Start(
     const BnserveServerOptions& options) {
   std::unique_ptr<BnserveServer> server(new BnserveServer(options));
   ASSIGN_OR_RETURN(server->store_, SqliteModelStore::Open(options.registry_path));
-  server->registry_ = std::make_unique<ModelRegistry>(server->store_.get(), options.model_cache);
+  server->catalog_ = std::make_unique<ModelCatalog>(server->store_.get(), options.model_cache);
   server->data_ = std::make_unique<DataResolver>(options.data_dir);
   JobManagerOptions job_options;
   job_options.workers = options.workers;
   job_options.max_queue = options.max_queue;
   job_options.max_epochs = options.max_epochs;
   job_options.max_job_bytes = int64_t{options.max_job_memory_mb} << 20;
-  server->jobs_ = std::make_unique<JobManager>(server->store_.get(), server->registry_.get(),
+  server->jobs_ = std::make_unique<JobManager>(server->store_.get(), server->catalog_.get(),
                                                server->data_.get(), job_options);
   RETURN_IF_ERROR(server->jobs_->Start());
   server->training_service_ = std::make_unique<TrainingServiceImpl>(server->jobs_.get());
@@ -54,8 +54,8 @@ absl::StatusOr<std::unique_ptr<BnserveServer>> BnserveServer::Start(
   // An Evaluate forward pass gets the memory budget of a training job.
   inference_options.max_evaluation_bytes = int64_t{options.max_job_memory_mb} << 20;
   server->inference_service_ = std::make_unique<InferenceServiceImpl>(
-      server->registry_.get(), server->data_.get(), inference_options);
-  server->registry_service_ = std::make_unique<ModelRegistryServiceImpl>(server->registry_.get());
+      server->catalog_.get(), server->data_.get(), inference_options);
+  server->registry_service_ = std::make_unique<ModelRegistryServiceImpl>(server->catalog_.get());
   server->diagnostics_service_ = std::make_unique<DiagnosticsService>();
 
   grpc::EnableDefaultHealthCheckService(true);

@@ -1,5 +1,5 @@
 // BnserveServer: the assembled bnserve process — SQLite store, model
-// registry, data resolver, job manager, the three gRPC services (plus the
+// catalog, data resolver, job manager, the three gRPC services (plus the
 // stateless Diagnostics echo of the load tool), the standard health service
 // and reflection — built, started and shut down as one.
 //
@@ -31,7 +31,7 @@
 #include "server/diagnostics_service.h"
 #include "server/inference_service.h"
 #include "server/job_manager.h"
-#include "server/model_registry.h"
+#include "server/model_catalog.h"
 #include "server/model_registry_service.h"
 #include "server/sqlite_model_store.h"
 #include "server/training_service.h"
@@ -83,7 +83,7 @@ class BnserveServer {
   void Shutdown(absl::Duration deadline = absl::Seconds(5));
 
   JobManager* jobs() { return jobs_.get(); }
-  ModelRegistry* registry() { return registry_.get(); }
+  ModelCatalog* catalog() { return catalog_.get(); }
 
  private:
   explicit BnserveServer(const BnserveServerOptions& options);
@@ -91,7 +91,7 @@ class BnserveServer {
   const BnserveServerOptions options_;
   // Declared in construction order; destroyed in reverse.
   std::unique_ptr<SqliteModelStore> store_;
-  std::unique_ptr<ModelRegistry> registry_;
+  std::unique_ptr<ModelCatalog> catalog_;
   std::unique_ptr<DataResolver> data_;
   std::unique_ptr<JobManager> jobs_;
   std::unique_ptr<TrainingServiceImpl> training_service_;

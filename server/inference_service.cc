@@ -33,7 +33,7 @@ absl::Status InferenceServiceImpl::DoPredict(const v1::PredictRequest& request,
   if (request.inputs().shape_size() == 2) RETURN_IF_ERROR(CheckRows(request.inputs().shape(0)));
   ASSIGN_OR_RETURN(ConstMatrixMapT<float> inputs, MapTensor(request.inputs()));
   RETURN_IF_ERROR(CheckFinite(inputs, "inputs"));
-  ASSIGN_OR_RETURN(LoadedModel model, registry_->Load(request.model()));
+  ASSIGN_OR_RETURN(LoadedModel model, catalog_->Load(request.model()));
   ASSIGN_OR_RETURN(Matrix probabilities, model.network->PredictProbabilities(inputs, mode));
   MatrixToTensor(probabilities, response->mutable_probabilities());
   response->mutable_predicted_classes()->Reserve(static_cast<int>(probabilities.rows()));
@@ -54,7 +54,7 @@ absl::Status InferenceServiceImpl::DoEvaluate(const v1::EvaluateRequest& request
       request.data().inline_data().features().shape_size() == 2) {
     RETURN_IF_ERROR(CheckRows(request.data().inline_data().features().shape(0)));
   }
-  ASSIGN_OR_RETURN(LoadedModel model, registry_->Load(request.model()));
+  ASSIGN_OR_RETURN(LoadedModel model, catalog_->Load(request.model()));
   const int num_classes = model.network->config().output_size;
   ASSIGN_OR_RETURN(std::shared_ptr<const Dataset> data, data_->Resolve(request.data(), num_classes));
   EvaluationOptions options;

@@ -1,6 +1,6 @@
 // InferenceServiceImpl: the bnserve.v1.InferenceService on the gRPC callback
 // API. Predict and Evaluate validate the request, fetch the (cached) network
-// from the ModelRegistry and run its const prediction, so they run
+// from the ModelCatalog and run its const prediction, so they run
 // concurrently with each other and with training, and never change a stored
 // network (BATCH_STATISTICS uses the request batch's statistics only).
 // Predict runs on the gRPC callback thread (a forward pass of at most
@@ -24,7 +24,7 @@
 #include "bnserve/v1/inference_service.grpc.pb.h"
 #include "core/evaluation.h"
 #include "server/data_resolver.h"
-#include "server/model_registry.h"
+#include "server/model_catalog.h"
 
 namespace bnserve {
 
@@ -42,9 +42,9 @@ struct InferenceServiceOptions {
 class InferenceServiceImpl final : public v1::InferenceService::CallbackService {
  public:
   // The pointers must outlive the service.
-  InferenceServiceImpl(ModelRegistry* registry, DataResolver* data,
+  InferenceServiceImpl(ModelCatalog* catalog, DataResolver* data,
                        const InferenceServiceOptions& options)
-      : registry_(registry), data_(data), options_(options) {}
+      : catalog_(catalog), data_(data), options_(options) {}
 
   // Waits until every running Evaluate thread has finished.
   ~InferenceServiceImpl() override;
@@ -67,7 +67,7 @@ class InferenceServiceImpl final : public v1::InferenceService::CallbackService 
   // ResourceExhausted for more rows than max_batch_.
   absl::Status CheckRows(int64_t rows) const;
 
-  ModelRegistry* const registry_;
+  ModelCatalog* const catalog_;
   DataResolver* const data_;
   const InferenceServiceOptions options_;
   absl::Mutex mu_;

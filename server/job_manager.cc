@@ -69,9 +69,9 @@ v1::TrainRequest WithoutInlineValues(v1::TrainRequest* request) {
 
 }  // namespace
 
-JobManager::JobManager(ModelStore* store, ModelRegistry* registry, DataResolver* data,
+JobManager::JobManager(ModelStore* store, ModelCatalog* catalog, DataResolver* data,
                        JobManagerOptions options)
-    : store_(store), registry_(registry), data_(data), options_(options) {}
+    : store_(store), catalog_(catalog), data_(data), options_(options) {}
 
 JobManager::~JobManager() { Shutdown(); }
 
@@ -112,7 +112,7 @@ absl::Status JobManager::Start() {
 }
 
 absl::StatusOr<v1::Job> JobManager::Submit(const v1::TrainRequest& request) {
-  RETURN_IF_ERROR(ModelRegistry::ValidateModelName(request.model_name()));
+  RETURN_IF_ERROR(ModelCatalog::ValidateModelName(request.model_name()));
   if (!request.has_train_data()) {
     return absl::InvalidArgumentError("train_data is required");
   }
@@ -415,7 +415,7 @@ void JobManager::Succeed(JobRecord* record, v1::ModelVersion version) {
   // the database, which for a large model takes long enough to stall every
   // GetJob / ListJobs / WatchJob handler waiting on the lock. Only this
   // worker changes a RUNNING job (Cancel and Shutdown merely set its flag).
-  absl::StatusOr<v1::ModelVersion> registered = registry_->Register(version, &finished);
+  absl::StatusOr<v1::ModelVersion> registered = catalog_->Register(version, &finished);
   absl::MutexLock lock(&mu_);
   if (!registered.ok()) {
     BNSERVE_LOG(ERROR) << record->job.job_id() << ": registering the model failed: "

@@ -1,7 +1,7 @@
 // JobManager: training jobs — a bounded queue, a fixed pool of worker
 // threads, per-job event logs for watchers, persistence of every change.
 //
-//   JobManager jobs(&store, &registry, &data, options);
+//   JobManager jobs(&store, &catalog, &data, options);
 //   RETURN_IF_ERROR(jobs.Start());          // restores jobs, starts workers
 //   ASSIGN_OR_RETURN(v1::Job job, jobs.Submit(request));   // QUEUED at once
 //   jobs.Shutdown("server shutting down");  // cancels, joins the workers
@@ -41,7 +41,7 @@
 #include "bnserve/v1/training_service.pb.h"
 #include "core/network_config.h"
 #include "server/data_resolver.h"
-#include "server/model_registry.h"
+#include "server/model_catalog.h"
 #include "server/model_store.h"
 
 namespace bnserve {
@@ -64,7 +64,7 @@ class JobManager {
   using WatchId = uint64_t;
 
   // The pointers must outlive the manager.
-  JobManager(ModelStore* store, ModelRegistry* registry, DataResolver* data,
+  JobManager(ModelStore* store, ModelCatalog* catalog, DataResolver* data,
              JobManagerOptions options);
   // Shutdown("server shutting down") if not done yet.
   ~JobManager();
@@ -139,7 +139,7 @@ class JobManager {
   void Succeed(JobRecord* record, v1::ModelVersion version);
 
   ModelStore* const store_;
-  ModelRegistry* const registry_;
+  ModelCatalog* const catalog_;
   DataResolver* const data_;
   const JobManagerOptions options_;
 

@@ -1,5 +1,5 @@
 // ModelRegistryServiceImpl: the bnserve.v1.ModelRegistry service on the gRPC
-// callback API, a thin layer over the ModelRegistry class (which owns the
+// callback API, a thin layer over the ModelCatalog (which owns the
 // rules: name and alias syntax, immutable versions, alias protection).
 //
 // Thread-safety: thread-safe.
@@ -7,14 +7,14 @@
 #define BNSERVE_SERVER_MODEL_REGISTRY_SERVICE_H_
 
 #include "bnserve/v1/model_registry.grpc.pb.h"
-#include "server/model_registry.h"
+#include "server/model_catalog.h"
 
 namespace bnserve {
 
 class ModelRegistryServiceImpl final : public v1::ModelRegistry::CallbackService {
  public:
-  // `registry` must outlive the service.
-  explicit ModelRegistryServiceImpl(ModelRegistry* registry) : registry_(registry) {}
+  // `catalog` must outlive the service.
+  explicit ModelRegistryServiceImpl(ModelCatalog* catalog) : registry_(catalog) {}
 
   grpc::ServerUnaryReactor* ListModels(grpc::CallbackServerContext* context,
                                        const v1::ListModelsRequest* request,
@@ -39,7 +39,7 @@ class ModelRegistryServiceImpl final : public v1::ModelRegistry::CallbackService
                                         v1::ModelVersion* response) override;
 
  private:
-  ModelRegistry* const registry_;
+  ModelCatalog* const registry_;  // the catalog this service fronts
 };
 
 }  // namespace bnserve

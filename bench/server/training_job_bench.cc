@@ -47,7 +47,7 @@
 #include "core/trainer.h"
 #include "server/data_resolver.h"
 #include "server/job_manager.h"
-#include "server/model_registry.h"
+#include "server/model_catalog.h"
 #include "server/proto_convert.h"
 #include "server/sqlite_model_store.h"
 
@@ -103,8 +103,8 @@ class JobStack {
     std::filesystem::remove_all(stack->dir_);
     ASSIGN_OR_RETURN(stack->store_,
                      SqliteModelStore::Open((stack->dir_ / "registry.db").string()));
-    stack->registry_ = std::make_unique<ModelRegistry>(stack->store_.get());
-    stack->jobs_ = std::make_unique<JobManager>(stack->store_.get(), stack->registry_.get(),
+    stack->catalog_ = std::make_unique<ModelCatalog>(stack->store_.get());
+    stack->jobs_ = std::make_unique<JobManager>(stack->store_.get(), stack->catalog_.get(),
                                                 &stack->data_, JobManagerOptions());
     RETURN_IF_ERROR(stack->jobs_->Start());
     return stack;
@@ -112,7 +112,7 @@ class JobStack {
   ~JobStack() {
     if (jobs_ != nullptr) jobs_->Shutdown();
     jobs_.reset();
-    registry_.reset();
+    catalog_.reset();
     store_.reset();
     std::error_code ignored;
     std::filesystem::remove_all(dir_, ignored);
@@ -182,7 +182,7 @@ class JobStack {
   const std::filesystem::path dir_;
   DataResolver data_;
   std::unique_ptr<SqliteModelStore> store_;
-  std::unique_ptr<ModelRegistry> registry_;
+  std::unique_ptr<ModelCatalog> catalog_;
   std::unique_ptr<JobManager> jobs_;
 };
 
@@ -315,7 +315,7 @@ void BM_RegisterSeedVersion(benchmark::State& state) {
     state.SkipWithError("setup failed");
     return;
   }
-  ModelRegistry registry(store->get());
+  ModelCatalog catalog(store->get());
   int64_t job_number = 0;
   for (auto _ : state) {
     v1::ModelVersion version;
@@ -326,7 +326,7 @@ void BM_RegisterSeedVersion(benchmark::State& state) {
       v1::Job finished;
       finished.set_job_id(absl::StrCat("job-", ++job_number));
       finished.set_state(v1::SUCCEEDED);
-      absl::StatusOr<v1::ModelVersion> registered = registry.Register(version, &finished);
+      absl::StatusOr<v1::ModelVersion> registered = catalog.Register(version, &finished);
       if (!registered.ok()) {
         state.SkipWithError(registered.status().ToString().c_str());
         break;

@@ -23,7 +23,7 @@
 #include "grpcpp/server_builder.h"
 #include "gtest/gtest.h"
 #include "server/data_resolver.h"
-#include "server/model_registry.h"
+#include "server/model_catalog.h"
 #include "server/proto_convert.h"
 #include "server/sqlite_model_store.h"
 #include "tests/server/forwarding_model_store.h"
@@ -100,7 +100,7 @@ class InferenceServiceTest : public ::testing::Test {
     *version.mutable_network() = NetworkConfigToProto(SmallConfig());
     TensorsToProto(network_->ExportTensors(), version.mutable_tensors());
     ASSERT_OK(store_->AddVersion(version, nullptr).status());
-    registry_ = std::make_unique<ModelRegistry>(store_.get());
+    catalog_ = std::make_unique<ModelCatalog>(store_.get());
     data_ = std::make_unique<DataResolver>("var/data");
   }
 
@@ -114,14 +114,14 @@ class InferenceServiceTest : public ::testing::Test {
 
   std::unique_ptr<BlockingStore> store_;
   std::optional<Network<float>> network_;
-  std::unique_ptr<ModelRegistry> registry_;
+  std::unique_ptr<ModelCatalog> catalog_;
   std::unique_ptr<DataResolver> data_;
 };
 
 TEST_F(InferenceServiceTest, SlicedEvaluationEqualsOnePassOverAllRows) {
   InferenceServiceOptions options;
   options.evaluation_slice_rows = 7;  // 50 rows: seven slices and one of 1 row
-  InferenceServiceImpl service(registry_.get(), data_.get(), options);
+  InferenceServiceImpl service(catalog_.get(), data_.get(), options);
   const v1::EvaluateRequest request = Request(50, v1::INFERENCE);
   v1::EvaluateResponse response;
   ASSERT_OK(service.DoEvaluate(request, &response));
@@ -150,7 +150,7 @@ TEST_F(InferenceServiceTest, BatchStatisticsOverTheMemoryLimitIsResourceExhauste
   InferenceServiceOptions options;
   options.evaluation_slice_rows = 8;
   options.max_evaluation_bytes = EstimateForwardBytes(SmallConfig(), 10);
-  InferenceServiceImpl service(registry_.get(), data_.get(), options);
+  InferenceServiceImpl service(catalog_.get(), data_.get(), options);
   v1::EvaluateResponse response;
   // One batch of 50 rows holds all of them at once: over the limit.
   const absl::Status status = service.DoEvaluate(Request(50, v1::BATCH_STATISTICS), &response);
@@ -172,7 +172,7 @@ TEST_F(InferenceServiceTest, BatchStatisticsOverTheMemoryLimitIsResourceExhauste
 TEST_F(InferenceServiceTest, ConcurrentEvaluationsAreBoundedAndFreedWhenDone) {
   InferenceServiceOptions options;
   options.max_concurrent_evaluations = 2;
-  auto service = std::make_unique<InferenceServiceImpl>(registry_.get(), data_.get(), options);
+  auto service = std::make_unique<InferenceServiceImpl>(catalog_.get(), data_.get(), options);
   grpc::ServerBuilder builder;
   builder.RegisterService(service.get());
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();

@@ -12,7 +12,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/data_resolver.h"
-#include "server/model_registry.h"
+#include "server/model_catalog.h"
 #include "server/sqlite_model_store.h"
 #include "tests/server/forwarding_model_store.h"
 #include "tests/server/server_test_util.h"
@@ -26,7 +26,7 @@ using ::bnserve::testing::SmallTrainRequest;
 using ::bnserve::testing::StatusIs;
 using ::bnserve::testing::TempPath;
 
-// A store, registry, resolver and job manager on a fresh database.
+// A store, catalog, resolver and job manager on a fresh database.
 class JobManagerTest : public ::testing::Test {
  protected:
   void SetUp() override { path_ = TempPath("jobs.db"); }
@@ -35,16 +35,16 @@ class JobManagerTest : public ::testing::Test {
     auto store = SqliteModelStore::Open(path_);
     ASSERT_OK(store.status());
     store_ = *std::move(store);
-    registry_ = std::make_unique<ModelRegistry>(store_.get());
+    catalog_ = std::make_unique<ModelCatalog>(store_.get());
     data_ = std::make_unique<DataResolver>("var/data");
-    jobs_ = std::make_unique<JobManager>(store_.get(), registry_.get(), data_.get(), options);
+    jobs_ = std::make_unique<JobManager>(store_.get(), catalog_.get(), data_.get(), options);
     ASSERT_OK(jobs_->Start());
   }
 
   void StopManager() {
     jobs_.reset();
     data_.reset();
-    registry_.reset();
+    catalog_.reset();
     store_.reset();
   }
 
@@ -66,7 +66,7 @@ class JobManagerTest : public ::testing::Test {
 
   std::string path_;
   std::unique_ptr<SqliteModelStore> store_;
-  std::unique_ptr<ModelRegistry> registry_;
+  std::unique_ptr<ModelCatalog> catalog_;
   std::unique_ptr<DataResolver> data_;
   std::unique_ptr<JobManager> jobs_;
 };
@@ -92,13 +92,13 @@ TEST_F(JobManagerTest, JobRunsToSuccessAndRegistersItsVersion) {
 
   v1::ModelRef ref;
   ref.set_name("synthetic");
-  ASSERT_OK_AND_ASSIGN(v1::ModelVersion version, registry_->Get(ref, true));
+  ASSERT_OK_AND_ASSIGN(v1::ModelVersion version, catalog_->Get(ref, true));
   EXPECT_EQ(version.version(), 1);
   EXPECT_EQ(version.job_id(), done.job_id());
   EXPECT_EQ(version.network().input_size(), 12);  // taken from the data
   EXPECT_EQ(version.final_metrics().epoch(), 2);
   EXPECT_GT(version.tensors_size(), 0);
-  ASSERT_OK_AND_ASSIGN(LoadedModel loaded, registry_->Load(ref));
+  ASSERT_OK_AND_ASSIGN(LoadedModel loaded, catalog_->Load(ref));
   EXPECT_EQ(loaded.network->config().output_size, 3);
 
   // The job and its metrics are in the store as well.
@@ -118,9 +118,9 @@ TEST_F(JobManagerTest, SameSeedGivesBitIdenticalVersions) {
   v1::ModelRef ref;
   ref.set_name("same");
   ref.set_version(1);
-  ASSERT_OK_AND_ASSIGN(v1::ModelVersion first, registry_->Get(ref, true));
+  ASSERT_OK_AND_ASSIGN(v1::ModelVersion first, catalog_->Get(ref, true));
   ref.set_version(2);
-  ASSERT_OK_AND_ASSIGN(v1::ModelVersion second, registry_->Get(ref, true));
+  ASSERT_OK_AND_ASSIGN(v1::ModelVersion second, catalog_->Get(ref, true));
   ASSERT_EQ(first.tensors_size(), second.tensors_size());
   for (int i = 0; i < first.tensors_size(); ++i) {
     EXPECT_EQ(first.tensors(i).SerializeAsString(), second.tensors(i).SerializeAsString())
@@ -159,7 +159,7 @@ TEST_F(JobManagerTest, CancellingARunningJobStopsItPromptly) {
   EXPECT_EQ(done.model_version(), 0);
   v1::ModelRef ref;
   ref.set_name("long");
-  EXPECT_THAT(registry_->Get(ref, false), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(catalog_->Get(ref, false), StatusIs(absl::StatusCode::kNotFound));
   EXPECT_THAT(jobs_->Cancel(job.job_id()), StatusIs(absl::StatusCode::kFailedPrecondition));
 }
 
@@ -304,9 +304,9 @@ class BlockingAddVersionStore : public ForwardingModelStore {
 TEST_F(JobManagerTest, StoringTheModelDoesNotBlockQueries) {
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<SqliteModelStore> sqlite, SqliteModelStore::Open(path_));
   BlockingAddVersionStore store(sqlite.get());
-  ModelRegistry registry(&store);
+  ModelCatalog catalog(&store);
   DataResolver data("var/data");
-  JobManager jobs(&store, &registry, &data, JobManagerOptions());
+  JobManager jobs(&store, &catalog, &data, JobManagerOptions());
   ASSERT_OK(jobs.Start());
   ASSERT_OK_AND_ASSIGN(v1::Job queued, jobs.Submit(SmallTrainRequest("blocking", 1)));
   ASSERT_TRUE(store.entered.WaitForNotificationWithTimeout(absl::Seconds(20)));

@@ -1,4 +1,4 @@
-#include "server/model_registry.h"
+#include "server/model_catalog.h"
 
 #include <atomic>
 #include <limits>
@@ -48,58 +48,58 @@ v1::ModelRef Ref(const std::string& name) {
   return ref;
 }
 
-class ModelRegistryTest : public ::testing::Test {
+class ModelCatalogTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    ASSERT_OK_AND_ASSIGN(store_, SqliteModelStore::Open(TempPath("registry.db")));
-    registry_ = std::make_unique<ModelRegistry>(store_.get(), /*cache_capacity=*/2);
+    ASSERT_OK_AND_ASSIGN(store_, SqliteModelStore::Open(TempPath("catalog.db")));
+    catalog_ = std::make_unique<ModelCatalog>(store_.get(), /*cache_capacity=*/2);
   }
   std::unique_ptr<SqliteModelStore> store_;
-  std::unique_ptr<ModelRegistry> registry_;
+  std::unique_ptr<ModelCatalog> catalog_;
 };
 
-TEST_F(ModelRegistryTest, ResolvesVersionAliasAndLatest) {
-  ASSERT_OK(registry_->Register(FreshVersion("m", 1), nullptr).status());
-  ASSERT_OK(registry_->Register(FreshVersion("m", 2), nullptr).status());
-  EXPECT_THAT(registry_->Resolve(Ref("m")), IsOkAndHolds(2));
+TEST_F(ModelCatalogTest, ResolvesVersionAliasAndLatest) {
+  ASSERT_OK(catalog_->Register(FreshVersion("m", 1), nullptr).status());
+  ASSERT_OK(catalog_->Register(FreshVersion("m", 2), nullptr).status());
+  EXPECT_THAT(catalog_->Resolve(Ref("m")), IsOkAndHolds(2));
   v1::ModelRef ref = Ref("m");
   ref.set_version(1);
-  EXPECT_THAT(registry_->Resolve(ref), IsOkAndHolds(1));
+  EXPECT_THAT(catalog_->Resolve(ref), IsOkAndHolds(1));
   ref.set_version(0);
-  EXPECT_THAT(registry_->Resolve(ref), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(catalog_->Resolve(ref), StatusIs(absl::StatusCode::kInvalidArgument));
   ref.set_version(3);
-  EXPECT_THAT(registry_->Resolve(ref), StatusIs(absl::StatusCode::kNotFound));
-  ASSERT_OK(registry_->SetAlias("m", "stable", 1).status());
+  EXPECT_THAT(catalog_->Resolve(ref), StatusIs(absl::StatusCode::kNotFound));
+  ASSERT_OK(catalog_->SetAlias("m", "stable", 1).status());
   ref.set_alias("stable");
-  EXPECT_THAT(registry_->Resolve(ref), IsOkAndHolds(1));
-  EXPECT_THAT(registry_->SetAlias("m", "7up", 1), StatusIs(absl::StatusCode::kInvalidArgument));
-  EXPECT_THAT(registry_->Resolve(Ref("bad name!")), StatusIs(absl::StatusCode::kInvalidArgument));
-  EXPECT_THAT(registry_->Resolve(Ref("other")), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(catalog_->Resolve(ref), IsOkAndHolds(1));
+  EXPECT_THAT(catalog_->SetAlias("m", "7up", 1), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(catalog_->Resolve(Ref("bad name!")), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(catalog_->Resolve(Ref("other")), StatusIs(absl::StatusCode::kNotFound));
 }
 
-TEST_F(ModelRegistryTest, CachesLoadedNetworksAndForgetsDeletedOnes) {
-  ASSERT_OK(registry_->Register(FreshVersion("m", 1), nullptr).status());
-  ASSERT_OK_AND_ASSIGN(LoadedModel first, registry_->Load(Ref("m")));
-  ASSERT_OK_AND_ASSIGN(LoadedModel second, registry_->Load(Ref("m")));
+TEST_F(ModelCatalogTest, CachesLoadedNetworksAndForgetsDeletedOnes) {
+  ASSERT_OK(catalog_->Register(FreshVersion("m", 1), nullptr).status());
+  ASSERT_OK_AND_ASSIGN(LoadedModel first, catalog_->Load(Ref("m")));
+  ASSERT_OK_AND_ASSIGN(LoadedModel second, catalog_->Load(Ref("m")));
   EXPECT_EQ(first.network.get(), second.network.get());  // from the cache
-  ASSERT_OK(registry_->DeleteVersion("m", 1));
-  EXPECT_THAT(registry_->Load(Ref("m")), StatusIs(absl::StatusCode::kNotFound));
+  ASSERT_OK(catalog_->DeleteVersion("m", 1));
+  EXPECT_THAT(catalog_->Load(Ref("m")), StatusIs(absl::StatusCode::kNotFound));
   v1::ModelRef ref = Ref("m");
   ref.set_version(1);
-  EXPECT_THAT(registry_->Load(ref), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(catalog_->Load(ref), StatusIs(absl::StatusCode::kNotFound));
   // The network a request still holds stays usable.
   Matrix x = Matrix::Ones(2, 4);
   EXPECT_OK(first.network->Predict(x, BnMode::kInference).status());
 }
 
-TEST_F(ModelRegistryTest, EvictsTheLeastRecentlyUsedBeyondCapacity) {
+TEST_F(ModelCatalogTest, EvictsTheLeastRecentlyUsedBeyondCapacity) {
   for (uint64_t s = 1; s <= 3; ++s) {
-    ASSERT_OK(registry_->Register(FreshVersion("m", s), nullptr).status());
+    ASSERT_OK(catalog_->Register(FreshVersion("m", s), nullptr).status());
   }
   auto load = [&](int version) {
     v1::ModelRef ref = Ref("m");
     ref.set_version(version);
-    absl::StatusOr<LoadedModel> loaded = registry_->Load(ref);
+    absl::StatusOr<LoadedModel> loaded = catalog_->Load(ref);
     EXPECT_TRUE(loaded.ok());
     return loaded->network;
   };
@@ -111,20 +111,20 @@ TEST_F(ModelRegistryTest, EvictsTheLeastRecentlyUsedBeyondCapacity) {
   EXPECT_NE(load(2), v2_net);  // reloaded from the store
 }
 
-TEST_F(ModelRegistryTest, RegisterRejectsTensorsThatDoNotMatchTheConfig) {
+TEST_F(ModelCatalogTest, RegisterRejectsTensorsThatDoNotMatchTheConfig) {
   v1::ModelVersion version = FreshVersion("m", 1);
   version.mutable_tensors()->RemoveLast();
-  EXPECT_THAT(registry_->Register(version, nullptr), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(catalog_->Register(version, nullptr), StatusIs(absl::StatusCode::kInvalidArgument));
   version = FreshVersion("m", 1);
   version.mutable_network()->set_input_size(5);
-  EXPECT_THAT(registry_->Register(version, nullptr), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(catalog_->Register(version, nullptr), StatusIs(absl::StatusCode::kInvalidArgument));
   version = FreshVersion("m", 1);
   version.mutable_network()->set_input_size(0);
-  EXPECT_THAT(registry_->Register(version, nullptr), StatusIs(absl::StatusCode::kInvalidArgument));
-  EXPECT_THAT(registry_->Resolve(Ref("m")), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(catalog_->Register(version, nullptr), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(catalog_->Resolve(Ref("m")), StatusIs(absl::StatusCode::kNotFound));
 }
 
-TEST_F(ModelRegistryTest, RegisterRejectsNonFiniteTensorsAndNegativeRunningVariance) {
+TEST_F(ModelCatalogTest, RegisterRejectsNonFiniteTensorsAndNegativeRunningVariance) {
   const v1::ModelVersion good = FreshVersion("m", 1);
   bool saw_running_var = false;
   for (int t = 0; t < good.tensors_size(); ++t) {
@@ -140,37 +140,37 @@ TEST_F(ModelRegistryTest, RegisterRejectsNonFiniteTensorsAndNegativeRunningVaria
       v1::ModelVersion version = good;
       v1::Tensor* tensor = version.mutable_tensors(t)->mutable_tensor();
       tensor->set_values(tensor->values_size() - 1, value);
-      const absl::Status status = registry_->Register(version, nullptr).status();
+      const absl::Status status = catalog_->Register(version, nullptr).status();
       EXPECT_THAT(status, StatusIs(absl::StatusCode::kInvalidArgument)) << name << " = " << value;
       EXPECT_THAT(std::string(status.message()), ::testing::HasSubstr(name));
     }
   }
   EXPECT_TRUE(saw_running_var);
-  EXPECT_THAT(registry_->Resolve(Ref("m")), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(catalog_->Resolve(Ref("m")), StatusIs(absl::StatusCode::kNotFound));
   // A zero running variance is a valid (constant) feature.
   v1::ModelVersion zero_var = good;
   for (v1::NamedTensor& named : *zero_var.mutable_tensors()) {
     if (named.name().rfind("running_var", 0) == 0) named.mutable_tensor()->set_values(0, 0.0f);
   }
-  EXPECT_THAT(registry_->Register(zero_var, nullptr).status(), IsOk());
-  EXPECT_THAT(registry_->Resolve(Ref("m")), IsOkAndHolds(1));
+  EXPECT_THAT(catalog_->Register(zero_var, nullptr).status(), IsOk());
+  EXPECT_THAT(catalog_->Resolve(Ref("m")), IsOkAndHolds(1));
 }
 
 // An imported version whose config asks for a huge network (with the small
 // tensors of another) used to allocate the config's tensors before comparing
 // them: about 4 TB here, which ends the process. It is InvalidArgument.
-TEST_F(ModelRegistryTest, RegisterRejectsAHugeConfigWithoutAllocatingIt) {
+TEST_F(ModelCatalogTest, RegisterRejectsAHugeConfigWithoutAllocatingIt) {
   v1::ModelVersion version = FreshVersion("m", 1);
   version.mutable_network()->set_hidden_sizes(0, 1 << 30);
-  absl::Status status = registry_->Register(version, nullptr).status();
+  absl::Status status = catalog_->Register(version, nullptr).status();
   EXPECT_THAT(status, StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_THAT(std::string(status.message()), ::testing::HasSubstr("hidden_sizes"));
   version = FreshVersion("m", 1);
   version.mutable_network()->set_input_size(1 << 30);
-  status = registry_->Register(version, nullptr).status();
+  status = catalog_->Register(version, nullptr).status();
   EXPECT_THAT(status, StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_THAT(std::string(status.message()), ::testing::HasSubstr("input_size"));
-  EXPECT_THAT(registry_->Resolve(Ref("m")), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(catalog_->Resolve(Ref("m")), StatusIs(absl::StatusCode::kNotFound));
 }
 
 // A ModelStore that forwards to a SqliteModelStore and counts the reads that
@@ -223,105 +223,105 @@ v1::ModelRef VersionRef(const std::string& name, int version) {
   return ref;
 }
 
-TEST_F(ModelRegistryTest, ResolutionReadsTheStoreOnlyAfterACatalogWrite) {
+TEST_F(ModelCatalogTest, ResolutionReadsTheStoreOnlyAfterACatalogWrite) {
   CountingStore counting(store_.get());
-  ModelRegistry registry(&counting);
-  ASSERT_OK(registry.Register(FreshVersion("m", 1), nullptr).status());
-  ASSERT_OK(registry.SetAlias("m", "stable", 1).status());
-  ASSERT_THAT(registry.Resolve(Ref("m")), IsOkAndHolds(1));
+  ModelCatalog catalog(&counting);
+  ASSERT_OK(catalog.Register(FreshVersion("m", 1), nullptr).status());
+  ASSERT_OK(catalog.SetAlias("m", "stable", 1).status());
+  ASSERT_THAT(catalog.Resolve(Ref("m")), IsOkAndHolds(1));
   const int after_first = counting.catalog_reads();
   for (int i = 0; i < 100; ++i) {
-    ASSERT_THAT(registry.Resolve(Ref("m")), IsOkAndHolds(1));
-    ASSERT_THAT(registry.Resolve(AliasRef("m", "stable")), IsOkAndHolds(1));
-    ASSERT_THAT(registry.Resolve(VersionRef("m", 1)), IsOkAndHolds(1));
-    ASSERT_OK(registry.Load(Ref("m")).status());
+    ASSERT_THAT(catalog.Resolve(Ref("m")), IsOkAndHolds(1));
+    ASSERT_THAT(catalog.Resolve(AliasRef("m", "stable")), IsOkAndHolds(1));
+    ASSERT_THAT(catalog.Resolve(VersionRef("m", 1)), IsOkAndHolds(1));
+    ASSERT_OK(catalog.Load(Ref("m")).status());
   }
   EXPECT_EQ(counting.catalog_reads(), after_first);
   // Jobs and metrics are not catalog writes.
   v1::Job job;
   job.set_job_id("job-1");
   ASSERT_OK(counting.PutJob(job));
-  ASSERT_THAT(registry.Resolve(Ref("m")), IsOkAndHolds(1));
+  ASSERT_THAT(catalog.Resolve(Ref("m")), IsOkAndHolds(1));
   EXPECT_EQ(counting.catalog_reads(), after_first);
   // A version write is: the next resolution reads the model once.
-  ASSERT_OK(registry.Register(FreshVersion("m", 2), nullptr).status());
-  ASSERT_THAT(registry.Resolve(Ref("m")), IsOkAndHolds(2));
+  ASSERT_OK(catalog.Register(FreshVersion("m", 2), nullptr).status());
+  ASSERT_THAT(catalog.Resolve(Ref("m")), IsOkAndHolds(2));
   const int after_write = counting.catalog_reads();
   EXPECT_GT(after_write, after_first);
-  ASSERT_THAT(registry.Resolve(Ref("m")), IsOkAndHolds(2));
+  ASSERT_THAT(catalog.Resolve(Ref("m")), IsOkAndHolds(2));
   EXPECT_EQ(counting.catalog_reads(), after_write);
 }
 
-TEST_F(ModelRegistryTest, AStoreWithoutAGenerationIsAskedEveryTime) {
+TEST_F(ModelCatalogTest, AStoreWithoutAGenerationIsAskedEveryTime) {
   CountingStore counting(store_.get(), /*forward_generation=*/false);
-  ModelRegistry registry(&counting);
-  ASSERT_OK(registry.Register(FreshVersion("m", 1), nullptr).status());
-  ASSERT_THAT(registry.Resolve(Ref("m")), IsOkAndHolds(1));
+  ModelCatalog catalog(&counting);
+  ASSERT_OK(catalog.Register(FreshVersion("m", 1), nullptr).status());
+  ASSERT_THAT(catalog.Resolve(Ref("m")), IsOkAndHolds(1));
   const int after_first = counting.catalog_reads();
-  ASSERT_THAT(registry.Resolve(Ref("m")), IsOkAndHolds(1));
+  ASSERT_THAT(catalog.Resolve(Ref("m")), IsOkAndHolds(1));
   EXPECT_GT(counting.catalog_reads(), after_first);
   ASSERT_OK(store_->AddVersion(FreshVersion("m", 2), nullptr).status());
-  EXPECT_THAT(registry.Resolve(Ref("m")), IsOkAndHolds(2));
+  EXPECT_THAT(catalog.Resolve(Ref("m")), IsOkAndHolds(2));
 }
 
-TEST_F(ModelRegistryTest, EveryCatalogWriteIsSeenByTheNextResolution) {
-  ASSERT_OK(registry_->Register(FreshVersion("m", 1), nullptr).status());
-  ASSERT_OK(registry_->Register(FreshVersion("m", 2), nullptr).status());
-  ASSERT_OK(registry_->SetAlias("m", "prod", 1).status());
-  ASSERT_OK_AND_ASSIGN(LoadedModel prod, registry_->Load(AliasRef("m", "prod")));
+TEST_F(ModelCatalogTest, EveryCatalogWriteIsSeenByTheNextResolution) {
+  ASSERT_OK(catalog_->Register(FreshVersion("m", 1), nullptr).status());
+  ASSERT_OK(catalog_->Register(FreshVersion("m", 2), nullptr).status());
+  ASSERT_OK(catalog_->SetAlias("m", "prod", 1).status());
+  ASSERT_OK_AND_ASSIGN(LoadedModel prod, catalog_->Load(AliasRef("m", "prod")));
   EXPECT_EQ(prod.version, 1);
   // Alias moved: the next load uses the new version's network.
-  ASSERT_OK(registry_->SetAlias("m", "prod", 2).status());
-  ASSERT_OK_AND_ASSIGN(LoadedModel moved, registry_->Load(AliasRef("m", "prod")));
+  ASSERT_OK(catalog_->SetAlias("m", "prod", 2).status());
+  ASSERT_OK_AND_ASSIGN(LoadedModel moved, catalog_->Load(AliasRef("m", "prod")));
   EXPECT_EQ(moved.version, 2);
-  ASSERT_OK_AND_ASSIGN(LoadedModel latest, registry_->Load(Ref("m")));
+  ASSERT_OK_AND_ASSIGN(LoadedModel latest, catalog_->Load(Ref("m")));
   EXPECT_EQ(moved.network.get(), latest.network.get());
   EXPECT_NE(moved.network.get(), prod.network.get());
   // Alias deleted.
-  ASSERT_OK(registry_->DeleteAlias("m", "prod"));
-  EXPECT_THAT(registry_->Resolve(AliasRef("m", "prod")), StatusIs(absl::StatusCode::kNotFound));
+  ASSERT_OK(catalog_->DeleteAlias("m", "prod"));
+  EXPECT_THAT(catalog_->Resolve(AliasRef("m", "prod")), StatusIs(absl::StatusCode::kNotFound));
   // Latest deleted: latest falls back to the one before; the deleted one is gone.
-  ASSERT_OK(registry_->DeleteVersion("m", 2));
-  EXPECT_THAT(registry_->Resolve(Ref("m")), IsOkAndHolds(1));
-  EXPECT_THAT(registry_->Load(VersionRef("m", 2)), StatusIs(absl::StatusCode::kNotFound));
+  ASSERT_OK(catalog_->DeleteVersion("m", 2));
+  EXPECT_THAT(catalog_->Resolve(Ref("m")), IsOkAndHolds(1));
+  EXPECT_THAT(catalog_->Load(VersionRef("m", 2)), StatusIs(absl::StatusCode::kNotFound));
   // A new version after a delete takes a new number and becomes the latest.
-  ASSERT_OK(registry_->Register(FreshVersion("m", 3), nullptr).status());
-  EXPECT_THAT(registry_->Resolve(Ref("m")), IsOkAndHolds(3));
+  ASSERT_OK(catalog_->Register(FreshVersion("m", 3), nullptr).status());
+  EXPECT_THAT(catalog_->Resolve(Ref("m")), IsOkAndHolds(3));
   // Every version deleted: the model is unknown.
-  ASSERT_OK(registry_->DeleteVersion("m", 1));
-  ASSERT_OK(registry_->DeleteVersion("m", 3));
-  EXPECT_THAT(registry_->Load(Ref("m")), StatusIs(absl::StatusCode::kNotFound));
-  EXPECT_THAT(registry_->Resolve(VersionRef("m", 1)), StatusIs(absl::StatusCode::kNotFound));
+  ASSERT_OK(catalog_->DeleteVersion("m", 1));
+  ASSERT_OK(catalog_->DeleteVersion("m", 3));
+  EXPECT_THAT(catalog_->Load(Ref("m")), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(catalog_->Resolve(VersionRef("m", 1)), StatusIs(absl::StatusCode::kNotFound));
 }
 
-TEST_F(ModelRegistryTest, WritesThatBypassTheRegistryAreSeenToo) {
+TEST_F(ModelCatalogTest, WritesThatBypassTheRegistryAreSeenToo) {
   // The job manager records a finished job with its version through the
-  // registry, but anything holding the store may write to it: resolution
-  // follows the store's catalog generation, not the registry's own writes.
-  ASSERT_OK(registry_->Register(FreshVersion("m", 1), nullptr).status());
-  ASSERT_THAT(registry_->Resolve(Ref("m")), IsOkAndHolds(1));
+  // catalog, but anything holding the store may write to it: resolution
+  // follows the store's catalog generation, not the catalog's own writes.
+  ASSERT_OK(catalog_->Register(FreshVersion("m", 1), nullptr).status());
+  ASSERT_THAT(catalog_->Resolve(Ref("m")), IsOkAndHolds(1));
   v1::Job finished;
   finished.set_job_id("job-7");
   finished.set_state(v1::SUCCEEDED);
   ASSERT_OK_AND_ASSIGN(int number, store_->AddVersion(FreshVersion("m", 2), &finished));
-  EXPECT_THAT(registry_->Resolve(Ref("m")), IsOkAndHolds(number));
+  EXPECT_THAT(catalog_->Resolve(Ref("m")), IsOkAndHolds(number));
   ASSERT_OK(store_->SetAlias("m", "prod", 1));
-  EXPECT_THAT(registry_->Resolve(AliasRef("m", "prod")), IsOkAndHolds(1));
+  EXPECT_THAT(catalog_->Resolve(AliasRef("m", "prod")), IsOkAndHolds(1));
   ASSERT_OK(store_->DeleteAlias("m", "prod"));
-  EXPECT_THAT(registry_->Resolve(AliasRef("m", "prod")), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(catalog_->Resolve(AliasRef("m", "prod")), StatusIs(absl::StatusCode::kNotFound));
   ASSERT_OK(store_->DeleteVersion("m", 1));
-  EXPECT_THAT(registry_->Load(VersionRef("m", 1)), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(catalog_->Load(VersionRef("m", 1)), StatusIs(absl::StatusCode::kNotFound));
 }
 
-TEST_F(ModelRegistryTest, ConcurrentResolutionNeverGoesBackInTime) {
+TEST_F(ModelCatalogTest, ConcurrentResolutionNeverGoesBackInTime) {
   // The writer moves an alias forward through versions 1..kVersions and then
   // publishes the version; a reader that saw version k published must resolve
   // the alias (and the latest version) to k or later, never to a stale value.
   constexpr int kVersions = 12;
   for (int v = 1; v <= kVersions; ++v) {
-    ASSERT_OK(registry_->Register(FreshVersion("m", v), nullptr).status());
+    ASSERT_OK(catalog_->Register(FreshVersion("m", v), nullptr).status());
   }
-  ASSERT_OK(registry_->SetAlias("m", "prod", 1).status());
+  ASSERT_OK(catalog_->SetAlias("m", "prod", 1).status());
   std::atomic<int> published{1};
   std::atomic<bool> done{false};
   std::atomic<int> stale{0};
@@ -331,8 +331,8 @@ TEST_F(ModelRegistryTest, ConcurrentResolutionNeverGoesBackInTime) {
     readers.emplace_back([&] {
       while (!done.load()) {
         const int seen = published.load();
-        absl::StatusOr<int> alias = registry_->Resolve(AliasRef("m", "prod"));
-        absl::StatusOr<LoadedModel> loaded = registry_->Load(AliasRef("m", "prod"));
+        absl::StatusOr<int> alias = catalog_->Resolve(AliasRef("m", "prod"));
+        absl::StatusOr<LoadedModel> loaded = catalog_->Load(AliasRef("m", "prod"));
         if (!alias.ok() || !loaded.ok()) {
           ++failed;
           continue;
@@ -342,7 +342,7 @@ TEST_F(ModelRegistryTest, ConcurrentResolutionNeverGoesBackInTime) {
     });
   }
   for (int v = 2; v <= kVersions; ++v) {
-    ASSERT_OK(registry_->SetAlias("m", "prod", v).status());
+    ASSERT_OK(catalog_->SetAlias("m", "prod", v).status());
     published.store(v);
     absl::SleepFor(absl::Milliseconds(2));
   }
@@ -350,7 +350,7 @@ TEST_F(ModelRegistryTest, ConcurrentResolutionNeverGoesBackInTime) {
   for (std::thread& reader : readers) reader.join();
   EXPECT_EQ(stale.load(), 0);
   EXPECT_EQ(failed.load(), 0);
-  EXPECT_THAT(registry_->Resolve(AliasRef("m", "prod")), IsOkAndHolds(kVersions));
+  EXPECT_THAT(catalog_->Resolve(AliasRef("m", "prod")), IsOkAndHolds(kVersions));
 }
 
 }  // namespace

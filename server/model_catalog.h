@@ -1,16 +1,18 @@
-// ModelRegistry: named models and their versions on top of a ModelStore, with
-// a small cache of loaded networks so that Predict and Evaluate need not
-// rebuild a network from the database on every call.
+// ModelCatalog: the domain side of the model registry — named models and
+// their versions on top of a ModelStore, with a small cache of loaded
+// networks so that Predict and Evaluate need not rebuild a network from the
+// database on every call. (The bnserve.v1.ModelRegistry gRPC service,
+// ModelRegistryServiceImpl, is a thin layer over it.)
 //
-//   ModelRegistry registry(&store, /*cache_capacity=*/8);
-//   ASSIGN_OR_RETURN(LoadedModel model, registry.Load(ref));
+//   ModelCatalog catalog(&store, /*cache_capacity=*/8);
+//   ASSIGN_OR_RETURN(LoadedModel model, catalog.Load(ref));
 //   ASSIGN_OR_RETURN(Matrix p, model.network->PredictProbabilities(x, mode));
 //
 // A ModelRef names a model and selects a version number, an alias, or (when
-// neither is set) the latest version. Resolution runs in memory: the registry
+// neither is set) the latest version. Resolution runs in memory: the catalog
 // keeps each model's versions and aliases as last read from the store and
 // rereads them only after the store's catalog generation has moved (any
-// version or alias written through the store, by this registry or by anyone
+// version or alias written through the store, by this catalog or by anyone
 // else holding the store), so a Predict does not touch the database. The
 // network cache keeps the most recently used versions (least recently used
 // evicted first); deleting a version drops it.
@@ -19,8 +21,8 @@
 // request uses it even if it is evicted.
 //
 // Thread-safety: thread-safe.
-#ifndef BNSERVE_SERVER_MODEL_REGISTRY_H_
-#define BNSERVE_SERVER_MODEL_REGISTRY_H_
+#ifndef BNSERVE_SERVER_MODEL_CATALOG_H_
+#define BNSERVE_SERVER_MODEL_CATALOG_H_
 
 #include <cstdint>
 #include <memory>
@@ -47,13 +49,13 @@ struct LoadedModel {
   std::shared_ptr<const Network<float>> network;
 };
 
-class ModelRegistry {
+class ModelCatalog {
  public:
-  // `store` must outlive the registry.
-  explicit ModelRegistry(ModelStore* store, int cache_capacity = 8);
+  // `store` must outlive the catalog.
+  explicit ModelCatalog(ModelStore* store, int cache_capacity = 8);
 
-  ModelRegistry(const ModelRegistry&) = delete;
-  ModelRegistry& operator=(const ModelRegistry&) = delete;
+  ModelCatalog(const ModelCatalog&) = delete;
+  ModelCatalog& operator=(const ModelCatalog&) = delete;
 
   // InvalidArgument unless `name` matches [A-Za-z0-9._-]{1,64}.
   static absl::Status ValidateModelName(const std::string& name);
@@ -120,4 +122,4 @@ class ModelRegistry {
 
 }  // namespace bnserve
 
-#endif  // BNSERVE_SERVER_MODEL_REGISTRY_H_
+#endif  // BNSERVE_SERVER_MODEL_CATALOG_H_

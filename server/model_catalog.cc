@@ -1,4 +1,4 @@
-#include "server/model_registry.h"
+#include "server/model_catalog.h"
 
 #include <algorithm>
 #include <cmath>
@@ -51,10 +51,10 @@ absl::Status CheckTensorValues(const v1::ModelVersion& version) {
 
 }  // namespace
 
-ModelRegistry::ModelRegistry(ModelStore* store, int cache_capacity)
+ModelCatalog::ModelCatalog(ModelStore* store, int cache_capacity)
     : store_(store), cache_capacity_(cache_capacity < 1 ? 1 : cache_capacity) {}
 
-absl::Status ModelRegistry::ValidateModelName(const std::string& name) {
+absl::Status ModelCatalog::ValidateModelName(const std::string& name) {
   bool ok = !name.empty() && name.size() <= 64;
   for (char c : name) ok = ok && IsNameChar(c);
   if (!ok) {
@@ -64,7 +64,7 @@ absl::Status ModelRegistry::ValidateModelName(const std::string& name) {
   return absl::OkStatus();
 }
 
-absl::Status ModelRegistry::ValidateAlias(const std::string& alias) {
+absl::Status ModelCatalog::ValidateAlias(const std::string& alias) {
   bool ok = !alias.empty() && alias.size() <= 64 && absl::ascii_isalpha(alias[0]);
   for (char c : alias) ok = ok && IsNameChar(c);
   if (!ok) {
@@ -74,11 +74,11 @@ absl::Status ModelRegistry::ValidateAlias(const std::string& alias) {
   return absl::OkStatus();
 }
 
-std::string ModelRegistry::Key(const std::string& model_name, int version) {
+std::string ModelCatalog::Key(const std::string& model_name, int version) {
   return absl::StrCat(model_name, "@", version);
 }
 
-absl::StatusOr<int> ModelRegistry::Select(const v1::ModelRef& ref, const v1::Model& model) {
+absl::StatusOr<int> ModelCatalog::Select(const v1::ModelRef& ref, const v1::Model& model) {
   switch (ref.selector_case()) {
     case v1::ModelRef::kVersion: {
       // versions are ascending.
@@ -103,7 +103,7 @@ absl::StatusOr<int> ModelRegistry::Select(const v1::ModelRef& ref, const v1::Mod
   return model.latest_version();
 }
 
-absl::StatusOr<int> ModelRegistry::Resolve(const v1::ModelRef& ref) {
+absl::StatusOr<int> ModelCatalog::Resolve(const v1::ModelRef& ref) {
   RETURN_IF_ERROR(ValidateModelName(ref.name()));
   if (ref.selector_case() == v1::ModelRef::kVersion && ref.version() <= 0) {
     return absl::InvalidArgumentError(
@@ -141,7 +141,7 @@ absl::StatusOr<int> ModelRegistry::Resolve(const v1::ModelRef& ref) {
   return version;
 }
 
-absl::StatusOr<LoadedModel> ModelRegistry::Load(const v1::ModelRef& ref) {
+absl::StatusOr<LoadedModel> ModelCatalog::Load(const v1::ModelRef& ref) {
   ASSIGN_OR_RETURN(int version, Resolve(ref));
   LoadedModel loaded{ref.name(), version, nullptr};
   const std::string key = Key(ref.name(), version);
@@ -178,13 +178,13 @@ absl::StatusOr<LoadedModel> ModelRegistry::Load(const v1::ModelRef& ref) {
   return loaded;
 }
 
-absl::StatusOr<v1::ModelVersion> ModelRegistry::Get(const v1::ModelRef& ref,
+absl::StatusOr<v1::ModelVersion> ModelCatalog::Get(const v1::ModelRef& ref,
                                                     bool include_tensors) {
   ASSIGN_OR_RETURN(int version, Resolve(ref));
   return store_->GetVersion(ref.name(), version, include_tensors);
 }
 
-absl::StatusOr<v1::ModelVersion> ModelRegistry::Register(const v1::ModelVersion& version,
+absl::StatusOr<v1::ModelVersion> ModelCatalog::Register(const v1::ModelVersion& version,
                                                          const v1::Job* finished_job) {
   RETURN_IF_ERROR(ValidateModelName(version.model_name()));
   RETURN_IF_ERROR(BuildNetwork(version).status());
@@ -193,11 +193,11 @@ absl::StatusOr<v1::ModelVersion> ModelRegistry::Register(const v1::ModelVersion&
   return store_->GetVersion(version.model_name(), number, false);
 }
 
-absl::StatusOr<std::vector<v1::Model>> ModelRegistry::ListModels() {
+absl::StatusOr<std::vector<v1::Model>> ModelCatalog::ListModels() {
   return store_->ListModels();
 }
 
-absl::Status ModelRegistry::DeleteVersion(const std::string& model_name, int version) {
+absl::Status ModelCatalog::DeleteVersion(const std::string& model_name, int version) {
   RETURN_IF_ERROR(ValidateModelName(model_name));
   RETURN_IF_ERROR(store_->DeleteVersion(model_name, version));
   // After the store: a load that read the version before the delete either
@@ -208,7 +208,7 @@ absl::Status ModelRegistry::DeleteVersion(const std::string& model_name, int ver
   return absl::OkStatus();
 }
 
-absl::StatusOr<v1::Model> ModelRegistry::SetAlias(const std::string& model_name,
+absl::StatusOr<v1::Model> ModelCatalog::SetAlias(const std::string& model_name,
                                                   const std::string& alias, int version) {
   RETURN_IF_ERROR(ValidateModelName(model_name));
   RETURN_IF_ERROR(ValidateAlias(alias));
@@ -216,7 +216,7 @@ absl::StatusOr<v1::Model> ModelRegistry::SetAlias(const std::string& model_name,
   return store_->GetModel(model_name);
 }
 
-absl::Status ModelRegistry::DeleteAlias(const std::string& model_name,
+absl::Status ModelCatalog::DeleteAlias(const std::string& model_name,
                                         const std::string& alias) {
   RETURN_IF_ERROR(ValidateModelName(model_name));
   return store_->DeleteAlias(model_name, alias);
