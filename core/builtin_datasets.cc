@@ -13,15 +13,26 @@
 namespace bnserve {
 namespace {
 
-constexpr const char* kBuiltinNames[] = {"mnist-digits", "fashion-mnist"};
+struct BuiltinDataset {
+  const char* name;
+  int train_size;
+  int test_size;
+};
+
+constexpr BuiltinDataset kBuiltins[] = {
+    {"mnist-digits", 8000, 2000},
+    {"fashion-mnist", 60000, 10000},
+};
 constexpr int kNumClasses = 10;
 
-bool IsBuiltinName(absl::string_view name) {
-  for (const char* builtin : kBuiltinNames) {
-    if (name == builtin) return true;
+const BuiltinDataset* FindBuiltin(absl::string_view name) {
+  for (const BuiltinDataset& builtin : kBuiltins) {
+    if (name == builtin.name) return &builtin;
   }
-  return false;
+  return nullptr;
 }
+
+bool IsBuiltinName(absl::string_view name) { return FindBuiltin(name) != nullptr; }
 
 }  // namespace
 
@@ -33,7 +44,15 @@ absl::StatusOr<Split> ParseSplit(absl::string_view name) {
 }
 
 std::vector<std::string> BuiltinDatasetNames() {
-  return std::vector<std::string>(std::begin(kBuiltinNames), std::end(kBuiltinNames));
+  std::vector<std::string> names;
+  for (const BuiltinDataset& builtin : kBuiltins) names.push_back(builtin.name);
+  return names;
+}
+
+std::optional<int> BuiltinSplitSize(absl::string_view name, Split split) {
+  const BuiltinDataset* builtin = FindBuiltin(name);
+  if (builtin == nullptr) return std::nullopt;
+  return split == Split::kTrain ? builtin->train_size : builtin->test_size;
 }
 
 std::string DefaultDataDir() {

@@ -9,6 +9,7 @@
 #ifndef BNSERVE_CORE_BUILTIN_DATASETS_H_
 #define BNSERVE_CORE_BUILTIN_DATASETS_H_
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -24,6 +25,12 @@ enum class Split { kTrain, kTest };
 absl::StatusOr<Split> ParseSplit(absl::string_view name);
 
 std::vector<std::string> BuiltinDatasetNames();
+
+// The number of samples scripts/setup.sh prepares in a split (mnist-digits
+// 8,000 / 2,000, fashion-mnist 60,000 / 10,000), known without reading the
+// files; nullopt for an unknown name. A bound for planning (e.g. a job's
+// memory): what counts is what the files hold.
+std::optional<int> BuiltinSplitSize(absl::string_view name, Split split);
 
 // The default data directory: $BNSERVE_DATA_DIR if set, else "var/data".
 std::string DefaultDataDir();

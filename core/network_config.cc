@@ -152,4 +152,11 @@ absl::Status ValidateNetworkConfig(const NetworkConfig& config) {
   return absl::OkStatus();
 }
 
+absl::Status ValidateNetworkConfigWithOpenInput(const NetworkConfig& config) {
+  if (config.input_size != 0) return ValidateNetworkConfig(config);
+  NetworkConfig one_feature = config;
+  one_feature.input_size = 1;
+  return ValidateNetworkConfig(one_feature);
+}
+
 }  // namespace bnserve

@@ -74,6 +74,12 @@ int64_t NetworkParameterCount(const NetworkConfig& config);
 // kMaxInputSize, kMaxLayerSize, kMaxNetworkParameters).
 absl::Status ValidateNetworkConfig(const NetworkConfig& config);
 
+// As ValidateNetworkConfig, except that an input_size of 0 means "still
+// open" (to be taken from the data once they are read) and passes: the other
+// fields are checked, and the parameter limit with the input counted as one
+// feature (a lower bound). Call ValidateNetworkConfig once the size is known.
+absl::Status ValidateNetworkConfigWithOpenInput(const NetworkConfig& config);
+
 }  // namespace bnserve
 
 #endif  // BNSERVE_CORE_NETWORK_CONFIG_H_

@@ -60,11 +60,11 @@ absl::Status ValidateTrainerOptions(const TrainerOptions& options,
     return absl::InvalidArgumentError(
         "batch_size must be at least 2 with BatchNorm (batch statistics of one sample)");
   }
-  if (network.input_size < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("network input_size must be positive, got ", network.input_size));
-  }
   return ValidateOptimizerConfig(options.optimizer);
+}
+
+int EffectiveBatchSize(int batch_size, int64_t train_rows) {
+  return static_cast<int>(std::min<int64_t>(batch_size, train_rows));
 }
 
 int64_t EstimateTrainingBytes(const NetworkConfig& network, int batch_size) {
@@ -96,8 +96,7 @@ absl::StatusOr<std::vector<EpochMetrics>> Train(
   if (validation.size() > 0) {
     RETURN_IF_ERROR(CheckDatasetFits(validation, config, "validation set"));
   }
-  // A permutation cannot fill a batch larger than the training set: use it all.
-  const int batch_size = std::min(options.batch_size, train.size());
+  const int batch_size = EffectiveBatchSize(options.batch_size, train.size());
   if (batch_size < 2 && NeedsBatchOfTwo(config)) {
     return absl::InvalidArgumentError(
         "training with BatchNorm needs at least 2 training samples");

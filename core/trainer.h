@@ -24,9 +24,13 @@
 
 namespace bnserve {
 
+// The defaults of an unset (0) epochs or batch_size in a request.
+inline constexpr int kDefaultEpochs = 20;
+inline constexpr int kDefaultBatchSize = 100;
+
 struct TrainerOptions {
-  int epochs = 20;
-  int batch_size = 100;
+  int epochs = kDefaultEpochs;
+  int batch_size = kDefaultBatchSize;
   uint64_t seed = 0;  // batch order and dropout masks
   OptimizerConfig optimizer;
 };
@@ -40,16 +44,23 @@ struct EpochMetrics {
 };
 
 // InvalidArgument for epochs < 1, batch_size < 1, batch_size == 1 with BN,
-// feature count mismatch, or an invalid optimizer config.
+// or an invalid optimizer config. Only the options are checked against
+// `network` (whose input_size may still be open, 0): the network's own
+// config is ValidateNetworkConfig's.
 absl::Status ValidateTrainerOptions(const TrainerOptions& options,
                                     const NetworkConfig& network);
+
+// The rows of each batch Train really uses: batch_size, or the whole
+// training set when it is smaller (a permutation cannot fill a larger batch).
+int EffectiveBatchSize(int batch_size, int64_t train_rows);
 
 // An upper bound, in bytes, of the working memory Train needs for `network`
 // with batches of `batch_size` rows (the data set itself not included): the
 // parameters with their gradients and up to two optimizer states, the
 // training pass's buffers for one batch, and the buffers of one evaluation
 // slice (kEvaluationSliceRows). A server checks it before accepting a job,
-// since a request's sizes alone can ask for more memory than the machine has.
+// since a request's sizes alone can ask for more memory than the machine
+// has; pass the EffectiveBatchSize when the training set's size is known.
 int64_t EstimateTrainingBytes(const NetworkConfig& network, int batch_size);
 
 // Trains `network` in place. Returns every epoch's metrics, or Cancelled if

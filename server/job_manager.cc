@@ -21,8 +21,6 @@
 namespace bnserve {
 namespace {
 
-constexpr int kDefaultEpochs = 20;
-constexpr int kDefaultBatchSize = 100;
 constexpr int kDefaultPageSize = 50;
 constexpr int kMaxPageSize = 1000;
 constexpr char kRestartReason[] = "interrupted by restart";

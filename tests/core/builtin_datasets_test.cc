@@ -1,5 +1,6 @@
 #include "core/builtin_datasets.h"
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -70,6 +71,18 @@ TEST(BuiltinDatasetsTest, LimitTakesTheFirstRows) {
   ASSERT_OK_AND_ASSIGN(Dataset big, LoadBuiltinDataset(DefaultDataDir(), "mnist-digits",
                                                        Split::kTest, 1000000));
   EXPECT_EQ(big.size(), 2000);
+}
+
+// The table of split sizes (known without reading a file) says what the
+// prepared files hold.
+TEST(BuiltinDatasetsTest, SplitSizesAreThoseOfThePreparedFiles) {
+  for (const std::string& name : BuiltinDatasetNames()) {
+    for (Split split : {Split::kTrain, Split::kTest}) {
+      ASSERT_OK_AND_ASSIGN(Dataset data, LoadBuiltinDataset(DefaultDataDir(), name, split));
+      EXPECT_EQ(BuiltinSplitSize(name, split), data.size()) << data.name;
+    }
+  }
+  EXPECT_EQ(BuiltinSplitSize("cifar-10", Split::kTrain), std::nullopt);
 }
 
 TEST(BuiltinDatasetsTest, UnknownNameIsNotFound) {
