@@ -189,6 +189,20 @@ absl::StatusOr<v1::ModelVersion> ModelCatalog::Register(const v1::ModelVersion& 
   RETURN_IF_ERROR(ValidateModelName(version.model_name()));
   RETURN_IF_ERROR(BuildNetwork(version).status());
   RETURN_IF_ERROR(CheckTensorValues(version));
+  return Store(version, finished_job);
+}
+
+absl::StatusOr<v1::ModelVersion> ModelCatalog::RegisterNetwork(const Network<float>& network,
+                                                               v1::ModelVersion metadata,
+                                                               const v1::Job* finished_job) {
+  RETURN_IF_ERROR(ValidateModelName(metadata.model_name()));
+  *metadata.mutable_network() = NetworkConfigToProto(network.config());
+  TensorsToProto(network.ExportTensors(), metadata.mutable_tensors());
+  return Store(metadata, finished_job);
+}
+
+absl::StatusOr<v1::ModelVersion> ModelCatalog::Store(const v1::ModelVersion& version,
+                                                     const v1::Job* finished_job) {
   ASSIGN_OR_RETURN(int number, store_->AddVersion(version, finished_job));
   return store_->GetVersion(version.model_name(), number, false);
 }

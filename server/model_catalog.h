@@ -73,14 +73,23 @@ class ModelCatalog {
   // The version's metadata, and its tensors when `include_tensors`.
   absl::StatusOr<v1::ModelVersion> Get(const v1::ModelRef& ref, bool include_tensors);
 
-  // Stores `version` as the next version of version.model_name (see
-  // ModelStore::AddVersion; `finished_job` may be null) after checking that
-  // its tensors build a network of its config, every value is finite and
-  // every running_var is >= 0 (InvalidArgument naming the tensor otherwise;
-  // nothing is stored).
+  // The untrusted path (ImportModel): stores `version` as the next version
+  // of version.model_name (see ModelStore::AddVersion; `finished_job` may be
+  // null) after checking that its tensors build a network of its config,
+  // every value is finite and every running_var is >= 0 (InvalidArgument
+  // naming the tensor otherwise; nothing is stored).
   // Returns the stored version's metadata, without tensors.
   absl::StatusOr<v1::ModelVersion> Register(const v1::ModelVersion& version,
                                             const v1::Job* finished_job);
+
+  // A network this server trained: stores it as the next version of
+  // metadata.model_name with `metadata` (job id, metrics, training request;
+  // its network and tensors are taken from `network`), and `finished_job`
+  // as Register does. The network is valid by construction: nothing is
+  // parsed or rebuilt. InvalidArgument for a bad model name; store errors.
+  absl::StatusOr<v1::ModelVersion> RegisterNetwork(const Network<float>& network,
+                                                   v1::ModelVersion metadata,
+                                                   const v1::Job* finished_job);
 
   absl::StatusOr<std::vector<v1::Model>> ListModels();
 
@@ -100,6 +109,10 @@ class ModelCatalog {
   };
 
   static std::string Key(const std::string& model_name, int version);
+
+  // Stores a checked version and returns its metadata (Register's tail).
+  absl::StatusOr<v1::ModelVersion> Store(const v1::ModelVersion& version,
+                                         const v1::Job* finished_job);
 
   // The version `ref` selects in `model` (the model's versions and aliases).
   // NotFound for an unknown version or alias.

@@ -111,6 +111,39 @@ TEST_F(ModelCatalogTest, EvictsTheLeastRecentlyUsedBeyondCapacity) {
   EXPECT_NE(load(2), v2_net);  // reloaded from the store
 }
 
+// A network this server trained is stored as it is: its config and every
+// tensor, with the metadata and the finished job, and it loads back equal.
+TEST_F(ModelCatalogTest, RegisterNetworkStoresATrainedNetworkAsItIs) {
+  NetworkConfig config;
+  config.input_size = 4;
+  config.hidden_sizes = {3};
+  config.output_size = 2;
+  ASSERT_OK_AND_ASSIGN(Network<float> network, Network<float>::Create(config, 5));
+  v1::ModelVersion metadata;
+  metadata.set_model_name("trained");
+  metadata.set_job_id("job-000007");
+  metadata.mutable_final_metrics()->set_epoch(3);
+  v1::Job finished;
+  finished.set_job_id("job-000007");
+  finished.set_state(v1::SUCCEEDED);
+  ASSERT_OK_AND_ASSIGN(v1::ModelVersion stored,
+                       catalog_->RegisterNetwork(network, metadata, &finished));
+  EXPECT_EQ(stored.version(), 1);
+  EXPECT_EQ(stored.job_id(), "job-000007");
+  EXPECT_EQ(stored.final_metrics().epoch(), 3);
+  EXPECT_EQ(stored.network().input_size(), 4);
+  EXPECT_EQ(stored.tensors_size(), 0);  // metadata only
+  ASSERT_OK_AND_ASSIGN(std::vector<v1::Job> jobs, store_->ListJobs());
+  ASSERT_EQ(jobs.size(), 1u);
+  EXPECT_EQ(jobs[0].model_version(), 1);
+  ASSERT_OK_AND_ASSIGN(LoadedModel loaded, catalog_->Load(Ref("trained")));
+  EXPECT_EQ(loaded.network->ExportTensors(), network.ExportTensors());
+
+  metadata.set_model_name("no spaces");
+  EXPECT_THAT(catalog_->RegisterNetwork(network, metadata, nullptr),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
 TEST_F(ModelCatalogTest, RegisterRejectsTensorsThatDoNotMatchTheConfig) {
   v1::ModelVersion version = FreshVersion("m", 1);
   version.mutable_tensors()->RemoveLast();
