@@ -104,23 +104,49 @@ absl::StatusOr<Dataset> DataResolver::FromInline(const v1::InlineData& data,
   return dataset;
 }
 
-absl::Status DataResolver::Check(const v1::DataSpec& spec, int num_classes) const {
+absl::StatusOr<DataSource> DataResolver::Prepare(const v1::DataSpec& spec,
+                                                 int num_classes) const {
+  DataSource source;
   switch (spec.source_case()) {
     case v1::DataSpec::kBuiltin: {
       RETURN_IF_ERROR(CheckBuiltinName(spec.builtin().name()));
-      RETURN_IF_ERROR(SplitFromProto(spec.builtin().split()).status());
-      return CheckLimit(spec.builtin().limit());
+      ASSIGN_OR_RETURN(Split split, SplitFromProto(spec.builtin().split()));
+      const int limit = spec.builtin().limit();
+      RETURN_IF_ERROR(CheckLimit(limit));
+      source.spec = spec;
+      source.max_rows = BuiltinSplitSize(spec.builtin().name(), split);
+      if (limit > 0 && (!source.max_rows.has_value() || limit < *source.max_rows)) {
+        source.max_rows = limit;
+      }
+      return source;
     }
     case v1::DataSpec::kIdx:
       RETURN_IF_ERROR(ResolvePath(spec.idx().images_path()).status());
       RETURN_IF_ERROR(ResolvePath(spec.idx().labels_path()).status());
-      return CheckLimit(spec.idx().limit());
-    case v1::DataSpec::kInlineData:
-      return FromInline(spec.inline_data(), num_classes).status();
+      RETURN_IF_ERROR(CheckLimit(spec.idx().limit()));
+      source.spec = spec;
+      if (spec.idx().limit() > 0) source.max_rows = spec.idx().limit();
+      return source;
+    case v1::DataSpec::kInlineData: {
+      ASSIGN_OR_RETURN(Dataset data, FromInline(spec.inline_data(), num_classes));
+      source.max_rows = data.size();
+      source.inline_data = std::make_shared<const Dataset>(std::move(data));
+      return source;
+    }
     case v1::DataSpec::SOURCE_NOT_SET:
       break;
   }
   return absl::InvalidArgumentError("data: set one of builtin, idx or inline_data");
+}
+
+absl::Status DataResolver::Check(const v1::DataSpec& spec, int num_classes) const {
+  return Prepare(spec, num_classes).status();
+}
+
+absl::StatusOr<std::shared_ptr<const Dataset>> DataResolver::Resolve(const DataSource& source,
+                                                                     int num_classes) {
+  if (source.inline_data != nullptr) return source.inline_data;
+  return Resolve(source.spec, num_classes);
 }
 
 absl::StatusOr<std::shared_ptr<const Dataset>> DataResolver::LoadBuiltin(

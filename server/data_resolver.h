@@ -16,12 +16,18 @@
 //                finite values and one label per row.
 // Every label must be in [0, num_classes).
 //
+// A training job checks its specs once at Submit (Prepare: no file is read;
+// inline data are parsed then and kept as a Dataset) and loads them on its
+// worker (Resolve of the DataSource).
+//
 // Thread-safety: thread-safe. Concurrent requests for the same uncached split
 // load it once; the others wait for it.
 #ifndef BNSERVE_SERVER_DATA_RESOLVER_H_
 #define BNSERVE_SERVER_DATA_RESOLVER_H_
 
+#include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/base/thread_annotations.h"
@@ -33,6 +39,19 @@
 #include "core/dataset.h"
 
 namespace bnserve {
+
+// A DataSpec checked without reading any file (DataResolver::Prepare): what
+// a job will load, and what is known of its size already.
+struct DataSource {
+  // builtin or idx: what Resolve loads. Unset for inline data.
+  v1::DataSpec spec;
+  // Inline data, parsed and checked once.
+  std::shared_ptr<const Dataset> inline_data;
+  // An upper bound of the rows, when it is known without reading a file:
+  // the inline rows; a built-in split's size (BuiltinSplitSize), or its limit
+  // if smaller; an IDX limit. nullopt otherwise.
+  std::optional<int64_t> max_rows;
+};
 
 class DataResolver {
  public:
@@ -52,7 +71,16 @@ class DataResolver {
   // Only the cheap checks of Resolve, without reading any file: the spec is
   // set, a built-in name is known, IDX paths stay inside the data directory,
   // inline data are well formed. Used to reject a bad request at once.
+  // Returns the checked source (errors as Check).
+  absl::StatusOr<DataSource> Prepare(const v1::DataSpec& spec, int num_classes) const;
+
+  // Prepare(spec, num_classes).status().
   absl::Status Check(const v1::DataSpec& spec, int num_classes) const;
+
+  // The data set of a prepared source: its inline data, or what Resolve
+  // loads for its spec (errors as Resolve).
+  absl::StatusOr<std::shared_ptr<const Dataset>> Resolve(const DataSource& source,
+                                                         int num_classes);
 
   // The absolute path of `path` inside the data directory. InvalidArgument
   // if it is empty or escapes the directory, lexically or through symlinks.

@@ -16,6 +16,8 @@
 #include "core/network.h"
 #include "core/status_macros.h"
 #include "core/trainer.h"
+#include "google/protobuf/field_mask.pb.h"
+#include "google/protobuf/util/field_mask_util.h"
 #include "server/proto_convert.h"
 
 namespace bnserve {
@@ -39,37 +41,48 @@ int64_t JobSeq(const std::string& job_id) {
   return seq;
 }
 
-// The request as kept with the job: inline data reduced to their shapes.
-// Inline values may be megabytes: they are swapped out of `request` while it
-// is copied and swapped back, so that `request` ends as it was, uncopied.
-v1::TrainRequest WithoutInlineValues(v1::TrainRequest* request) {
-  std::vector<std::pair<google::protobuf::RepeatedField<float>,
-                        google::protobuf::RepeatedField<int32_t>>> held;
-  std::vector<v1::InlineData*> inline_data;
-  if (request->train_data().has_inline_data()) {
-    inline_data.push_back(request->mutable_train_data()->mutable_inline_data());
+// `spec` as kept with a job: inline data reduced to their shape.
+v1::DataSpec SpecWithoutInlineValues(const v1::DataSpec& spec) {
+  if (!spec.has_inline_data()) return spec;
+  v1::DataSpec kept;
+  *kept.mutable_inline_data()->mutable_features()->mutable_shape() =
+      spec.inline_data().features().shape();
+  return kept;
+}
+
+// The request as kept with the job: every field, but inline data reduced to
+// their shapes (their values may be megabytes: they are never copied).
+v1::TrainRequest RecordedRequest(const v1::TrainRequest& request) {
+  const google::protobuf::Descriptor* descriptor = request.GetDescriptor();
+  google::protobuf::FieldMask all_but_data;
+  for (int i = 0; i < descriptor->field_count(); ++i) {
+    const int number = descriptor->field(i)->number();
+    if (number != v1::TrainRequest::kTrainDataFieldNumber &&
+        number != v1::TrainRequest::kValidationDataFieldNumber) {
+      all_but_data.add_paths(descriptor->field(i)->name());
+    }
   }
-  if (request->validation_data().has_inline_data()) {
-    inline_data.push_back(request->mutable_validation_data()->mutable_inline_data());
+  v1::TrainRequest recorded;
+  google::protobuf::util::FieldMaskUtil::MergeMessageTo(
+      request, all_but_data, google::protobuf::util::FieldMaskUtil::MergeOptions(), &recorded);
+  if (request.has_train_data()) {
+    *recorded.mutable_train_data() = SpecWithoutInlineValues(request.train_data());
   }
-  for (v1::InlineData* data : inline_data) {
-    held.emplace_back();
-    held.back().first.Swap(data->mutable_features()->mutable_values());
-    held.back().second.Swap(data->mutable_labels());
+  if (request.has_validation_data()) {
+    *recorded.mutable_validation_data() = SpecWithoutInlineValues(request.validation_data());
   }
-  v1::TrainRequest stripped = *request;
-  for (size_t i = 0; i < inline_data.size(); ++i) {
-    held[i].first.Swap(inline_data[i]->mutable_features()->mutable_values());
-    held[i].second.Swap(inline_data[i]->mutable_labels());
-  }
-  return stripped;
+  return recorded;
 }
 
 }  // namespace
 
 JobManager::JobManager(ModelStore* store, ModelCatalog* catalog, DataResolver* data,
                        JobManagerOptions options)
-    : store_(store), catalog_(catalog), data_(data), options_(options) {}
+    : store_(store),
+      catalog_(catalog),
+      data_(data),
+      options_(options),
+      limits_{options.max_epochs, options.max_job_bytes} {}
 
 JobManager::~JobManager() { Shutdown(); }
 
@@ -110,49 +123,7 @@ absl::Status JobManager::Start() {
 }
 
 absl::StatusOr<v1::Job> JobManager::Submit(const v1::TrainRequest& request) {
-  RETURN_IF_ERROR(ModelCatalog::ValidateModelName(request.model_name()));
-  if (!request.has_train_data()) {
-    return absl::InvalidArgumentError("train_data is required");
-  }
-  int default_input_size = 1;  // a placeholder: the real one comes with the data
-  if (request.train_data().has_inline_data() &&
-      request.train_data().inline_data().features().shape_size() == 2) {
-    default_input_size =
-        static_cast<int>(request.train_data().inline_data().features().shape(1));
-  }
-  ASSIGN_OR_RETURN(NetworkConfig network,
-                   NetworkConfigFromProto(request.network(), default_input_size));
-  RETURN_IF_ERROR(OptimizerConfigFromProto(request.optimizer()).status());
-  if (request.epochs() < 0 || request.epochs() > options_.max_epochs) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "epochs must be in [1, ", options_.max_epochs, "] (0: ", kDefaultEpochs, "), got ",
-        request.epochs()));
-  }
-  if (request.batch_size() < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("batch_size must be positive (0: ", kDefaultBatchSize, "), got ",
-                     request.batch_size()));
-  }
-  if (request.batch_size() == 1 && network.use_batchnorm) {
-    return absl::InvalidArgumentError(
-        "batch_size must be at least 2 with BatchNorm (batch statistics of one sample)");
-  }
-  RETURN_IF_ERROR(CheckJobMemory(
-      network, request.batch_size() == 0 ? kDefaultBatchSize : request.batch_size()));
-  RETURN_IF_ERROR(data_->Check(request.train_data(), network.output_size));
-  if (request.has_validation_data()) {
-    absl::Status status = data_->Check(request.validation_data(), network.output_size);
-    if (!status.ok()) {
-      return absl::Status(status.code(), absl::StrCat("validation_data: ", status.message()));
-    }
-  }
-  for (const v1::DataSpec* spec : {&request.train_data(), &request.validation_data()}) {
-    if (spec->has_inline_data() && spec->inline_data().features().shape(1) != network.input_size) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "network.input_size is ", network.input_size, " but the inline data have ",
-          spec->inline_data().features().shape(1), " features"));
-    }
-  }
+  ASSIGN_OR_RETURN(TrainingPlan plan, PlanTraining(request, limits_, *data_));
 
   absl::MutexLock lock(&mu_);
   if (stopping_ || !started_) return absl::UnavailableError("the server is shutting down");
@@ -162,13 +133,13 @@ absl::StatusOr<v1::Job> JobManager::Submit(const v1::TrainRequest& request) {
   }
   auto record = std::make_shared<JobRecord>();
   record->seq = next_seq_;
-  record->request = request;
   v1::Job& job = record->job;
   job.set_job_id(JobId(record->seq));
-  job.set_model_name(request.model_name());
+  job.set_model_name(plan.model_name);
   job.set_state(v1::QUEUED);
-  *job.mutable_request() = WithoutInlineValues(&record->request);
-  job.set_total_epochs(request.epochs() == 0 ? kDefaultEpochs : request.epochs());
+  *job.mutable_request() = RecordedRequest(request);
+  job.set_total_epochs(plan.trainer.epochs);
+  record->plan = std::make_unique<const TrainingPlan>(std::move(plan));
   *job.mutable_created_at() = TimeToProto(absl::Now());
   RETURN_IF_ERROR(store_->PutJob(job));
   ++next_seq_;
@@ -306,48 +277,31 @@ void JobManager::WorkerLoop() {
 }
 
 void JobManager::RunJob(const std::shared_ptr<JobRecord>& record) {
-  // Only this worker touches `request` until the job finishes.
-  const v1::TrainRequest& request = record->request;
-  const int num_classes = request.network().output_size() != 0 ? request.network().output_size() : 10;
+  // Only this worker reads the plan until the job finishes.
+  const TrainingPlan& plan = *record->plan;
+  const int num_classes = plan.network.output_size;
   absl::StatusOr<std::shared_ptr<const Dataset>> train =
-      data_->Resolve(request.train_data(), num_classes);
+      data_->Resolve(plan.train_data, num_classes);
   if (!train.ok()) {
     return Finish(record.get(), v1::FAILED,
                   absl::StrCat("train_data: ", train.status().message()));
   }
   std::shared_ptr<const Dataset> validation = std::make_shared<const Dataset>();
-  if (request.has_validation_data()) {
+  if (plan.validation_data.has_value()) {
     absl::StatusOr<std::shared_ptr<const Dataset>> loaded =
-        data_->Resolve(request.validation_data(), num_classes);
+        data_->Resolve(*plan.validation_data, num_classes);
     if (!loaded.ok()) {
       return Finish(record.get(), v1::FAILED,
                     absl::StrCat("validation_data: ", loaded.status().message()));
     }
     validation = *std::move(loaded);
   }
-  absl::StatusOr<NetworkConfig> config =
-      NetworkConfigFromProto(request.network(), (*train)->feature_size());
-  if (!config.ok()) return Finish(record.get(), v1::FAILED, config.status().ToString());
-  for (const Dataset* data : {train->get(), validation.get()}) {
-    if (data->size() > 0 && data->feature_size() != config->input_size) {
-      return Finish(record.get(), v1::FAILED,
-                    absl::StrCat("network.input_size is ", config->input_size, " but ",
-                                 data->name, " has ", data->feature_size(), " features"));
-    }
+  // The input size (if it was open) and the memory at the data's real size.
+  absl::StatusOr<NetworkConfig> config = NetworkForData(plan, **train, *validation, limits_);
+  if (!config.ok()) {
+    return Finish(record.get(), v1::FAILED, std::string(config.status().message()));
   }
-  TrainerOptions options;
-  options.batch_size = request.batch_size() == 0 ? kDefaultBatchSize : request.batch_size();
-  // Submit checked with a placeholder input size when the data had not been
-  // read; now the network's real shape is known.
-  if (absl::Status memory = CheckJobMemory(*config, options.batch_size); !memory.ok()) {
-    return Finish(record.get(), v1::FAILED, std::string(memory.message()));
-  }
-  options.epochs = request.epochs() == 0 ? kDefaultEpochs : request.epochs();
-  options.seed = request.seed();
-  absl::StatusOr<OptimizerConfig> optimizer = OptimizerConfigFromProto(request.optimizer());
-  if (!optimizer.ok()) return Finish(record.get(), v1::FAILED, optimizer.status().ToString());
-  options.optimizer = *optimizer;
-  absl::StatusOr<Network<float>> network = Network<float>::Create(*config, request.seed());
+  absl::StatusOr<Network<float>> network = Network<float>::Create(*config, plan.trainer.seed);
   if (!network.ok()) {
     return Finish(record.get(), v1::FAILED, std::string(network.status().message()));
   }
@@ -366,7 +320,7 @@ void JobManager::RunJob(const std::shared_ptr<JobRecord>& record) {
   };
   auto cancelled = [&record]() { return record->cancel_requested.load(); };
   absl::StatusOr<std::vector<EpochMetrics>> trained =
-      Train(&*network, **train, *validation, options, on_epoch, cancelled);
+      Train(&*network, **train, *validation, plan.trainer, on_epoch, cancelled);
   if (!trained.ok()) {
     if (trained.status().code() == absl::StatusCode::kCancelled) {
       std::string reason;
@@ -379,41 +333,30 @@ void JobManager::RunJob(const std::shared_ptr<JobRecord>& record) {
     return Finish(record.get(), v1::FAILED, std::string(trained.status().message()));
   }
 
-  v1::ModelVersion version;
-  version.set_model_name(request.model_name());
-  *version.mutable_network() = NetworkConfigToProto(*config);
-  version.set_job_id(record->job.job_id());
-  if (!trained->empty()) *version.mutable_final_metrics() = EpochMetricsToProto(trained->back());
-  TensorsToProto(network->ExportTensors(), version.mutable_tensors());
-  Succeed(record.get(), std::move(version));
+  v1::ModelVersion metadata;
+  metadata.set_model_name(plan.model_name);
+  metadata.set_job_id(record->job.job_id());
+  if (!trained->empty()) *metadata.mutable_final_metrics() = EpochMetricsToProto(trained->back());
+  Succeed(record.get(), *network, std::move(metadata));
 }
 
-absl::Status JobManager::CheckJobMemory(const NetworkConfig& network, int batch_size) const {
-  const int64_t bytes = EstimateTrainingBytes(network, batch_size);
-  if (bytes <= options_.max_job_bytes) return absl::OkStatus();
-  constexpr int64_t kMiB = int64_t{1} << 20;
-  return absl::ResourceExhaustedError(absl::StrCat(
-      "the job would need about ", bytes / kMiB, " MiB of memory (a network of ",
-      NetworkParameterCount(network), " parameters, batch_size ", batch_size,
-      "), more than the server's limit of ", options_.max_job_bytes / kMiB,
-      " MiB; use a smaller batch_size or network"));
-}
-
-void JobManager::Succeed(JobRecord* record, v1::ModelVersion version) {
+void JobManager::Succeed(JobRecord* record, const Network<float>& network,
+                         v1::ModelVersion metadata) {
   v1::Job finished;
   {
     absl::MutexLock lock(&mu_);
     finished = record->job;
   }
-  *version.mutable_training() = finished.request();
+  *metadata.mutable_training() = finished.request();
   finished.set_state(v1::SUCCEEDED);
   finished.clear_reason();
   *finished.mutable_finished_at() = TimeToProto(absl::Now());
-  // Outside mu_: registering rebuilds the network and writes every tensor to
-  // the database, which for a large model takes long enough to stall every
-  // GetJob / ListJobs / WatchJob handler waiting on the lock. Only this
-  // worker changes a RUNNING job (Cancel and Shutdown merely set its flag).
-  absl::StatusOr<v1::ModelVersion> registered = catalog_->Register(version, &finished);
+  // Outside mu_: registering writes every tensor to the database, which for
+  // a large model takes long enough to stall every GetJob / ListJobs /
+  // WatchJob handler waiting on the lock. Only this worker changes a RUNNING
+  // job (Cancel and Shutdown merely set its flag).
+  absl::StatusOr<v1::ModelVersion> registered =
+      catalog_->RegisterNetwork(network, std::move(metadata), &finished);
   absl::MutexLock lock(&mu_);
   if (!registered.ok()) {
     BNSERVE_LOG(ERROR) << record->job.job_id() << ": registering the model failed: "
@@ -424,7 +367,7 @@ void JobManager::Succeed(JobRecord* record, v1::ModelVersion version) {
   }
   finished.set_model_version(registered->version());
   record->job = std::move(finished);
-  record->request.Clear();
+  record->plan.reset();
   BNSERVE_LOG(INFO) << record->job.job_id() << " succeeded: " << record->job.model_name()
                     << " version " << record->job.model_version();
   v1::JobEvent event;
@@ -443,7 +386,7 @@ void JobManager::FinishLocked(JobRecord* record, v1::JobState state,
   record->job.set_state(state);
   record->job.set_reason(reason);
   *record->job.mutable_finished_at() = TimeToProto(absl::Now());
-  record->request.Clear();
+  record->plan.reset();
   PersistLocked(*record);
   BNSERVE_LOG(INFO) << record->job.job_id() << " " << v1::JobState_Name(state) << ": "
                     << reason;

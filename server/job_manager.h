@@ -7,11 +7,15 @@
 //   jobs.Shutdown("server shutting down");  // cancels, joins the workers
 //
 // A job goes QUEUED -> RUNNING -> SUCCEEDED | FAILED | CANCELLED (a queued
-// job may go straight to CANCELLED). Training runs only on the worker
-// threads, never on the caller's. Each finished epoch is appended to the job,
-// stored, and delivered to watchers; a successful job registers its network
-// as the next version of its model in the same transaction that stores the
-// job's final state. Cancellation sets a flag that the Trainer checks before
+// job may go straight to CANCELLED). Submit turns the request into a
+// TrainingPlan (server/training_plan.h: parsed, defaulted and validated once,
+// no file read) and the job keeps it; the worker resolves the data, completes
+// the network with the data's input size and trains. Training runs only on
+// the worker threads, never on the caller's. Each finished epoch is appended
+// to the job, stored, and delivered to watchers; a successful job registers
+// its trained network (ModelCatalog::RegisterNetwork: no re-parsing) as the
+// next version of its model in the same transaction that stores the job's
+// final state. Cancellation sets a flag that the Trainer checks before
 // every iteration, so a running job stops within one iteration.
 //
 // Every job keeps its event log (QUEUED, RUNNING, each epoch, the final job);
@@ -39,10 +43,11 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "bnserve/v1/training_service.pb.h"
-#include "core/network_config.h"
+#include "core/network.h"
 #include "server/data_resolver.h"
 #include "server/model_catalog.h"
 #include "server/model_store.h"
+#include "server/training_plan.h"
 
 namespace bnserve {
 
@@ -51,10 +56,11 @@ struct JobManagerOptions {
   int workers = 1;
   // Queued (not yet running) jobs beyond which Submit is ResourceExhausted.
   int max_queue = 64;
-  // Largest allowed TrainRequest.epochs.
+  // Largest allowed TrainRequest.epochs (JobLimits::max_epochs).
   int max_epochs = 200;
-  // Largest working memory of one job (EstimateTrainingBytes of its network
-  // and batch size) beyond which Submit is ResourceExhausted.
+  // Largest working memory of one job (JobLimits::max_job_bytes: the
+  // EstimateTrainingBytes of its network and effective batch) beyond which
+  // Submit is ResourceExhausted, or the job fails when its data show it.
   int64_t max_job_bytes = int64_t{4} << 30;
 };
 
@@ -76,12 +82,12 @@ class JobManager {
   // by restart"), loads every stored job, and starts the workers. Call once.
   absl::Status Start();
 
-  // Validates `request` and queues a job. InvalidArgument for a bad name,
-  // config, hyperparameter or data spec; ResourceExhausted when the queue is
-  // full or the job would need more than max_job_bytes; Unavailable after
-  // Shutdown. Data-dependent problems found when the
-  // data are loaded (e.g. a feature count that does not match input_size)
-  // fail the job instead.
+  // Plans `request` (PlanTraining) and queues a job. InvalidArgument for a
+  // bad name, config, hyperparameter or data spec; ResourceExhausted when the
+  // queue is full or the job would need more than max_job_bytes as far as
+  // its sizes are known; Unavailable after Shutdown. Data-dependent problems
+  // found when the data are loaded (e.g. a feature count that does not match
+  // input_size, or the memory at the data's real size) fail the job instead.
   absl::StatusOr<v1::Job> Submit(const v1::TrainRequest& request);
 
   // NotFound for an unknown id.
@@ -114,17 +120,15 @@ class JobManager {
   struct JobRecord {
     int64_t seq = 0;
     v1::Job job;  // the current state, epochs included
-    // The full request, inline data included, until the job finishes.
-    v1::TrainRequest request;
+    // The job's plan, inline data included, until the job finishes. Only
+    // the job's worker reads it once the job runs.
+    std::unique_ptr<const TrainingPlan> plan;
     std::vector<v1::JobEvent> events;
     std::map<WatchId, WatchCallback> watchers;
     std::atomic<bool> cancel_requested{false};
     std::string cancel_reason;
   };
 
-  // ResourceExhausted if training `network` in batches of `batch_size` would
-  // need more than options_.max_job_bytes.
-  absl::Status CheckJobMemory(const NetworkConfig& network, int batch_size) const;
   void WorkerLoop();
   void RunJob(const std::shared_ptr<JobRecord>& record);
   // Appends an event to the log and hands it to every watcher.
@@ -135,13 +139,15 @@ class JobManager {
   void FinishLocked(JobRecord* record, v1::JobState state, const std::string& reason)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Finish(JobRecord* record, v1::JobState state, const std::string& reason);
-  // A successful job: registers the version and the final job state.
-  void Succeed(JobRecord* record, v1::ModelVersion version);
+  // A successful job: registers its trained network with `metadata` (job id,
+  // final metrics) and the final job state.
+  void Succeed(JobRecord* record, const Network<float>& network, v1::ModelVersion metadata);
 
   ModelStore* const store_;
   ModelCatalog* const catalog_;
   DataResolver* const data_;
   const JobManagerOptions options_;
+  const JobLimits limits_;
 
   absl::Mutex mu_;
   bool started_ ABSL_GUARDED_BY(mu_) = false;

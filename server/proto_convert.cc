@@ -62,7 +62,7 @@ absl::StatusOr<NetworkConfig> NetworkConfigFromProto(const v1::NetworkConfig& pr
   config.weight_decay_lambda = proto.weight_decay_lambda();
   config.bn_momentum = proto.has_bn_momentum() ? proto.bn_momentum() : 0.9;
   config.bn_eps = proto.has_bn_eps() ? proto.bn_eps() : 1e-6;
-  RETURN_IF_ERROR(ValidateNetworkConfig(config));
+  RETURN_IF_ERROR(ValidateNetworkConfigWithOpenInput(config));
   return config;
 }
 

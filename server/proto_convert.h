@@ -29,8 +29,10 @@ namespace bnserve {
 // The core config with every default applied: output_size 0 -> 10, activation
 // UNSPECIFIED -> relu, weight_init UNSPECIFIED -> He, use_batchnorm unset ->
 // true, bn_momentum unset -> 0.9, bn_eps unset -> 1e-6. input_size 0 takes
-// `default_input_size`. InvalidArgument for an unknown enum value, no hidden
-// layer, or anything ValidateNetworkConfig rejects.
+// `default_input_size`; with a default of 0 it stays 0, open until the data
+// are read (ValidateNetworkConfigWithOpenInput). InvalidArgument for an
+// unknown enum value, no hidden layer, or anything ValidateNetworkConfig
+// rejects.
 absl::StatusOr<NetworkConfig> NetworkConfigFromProto(const v1::NetworkConfig& proto,
                                                      int default_input_size);
 

@@ -355,6 +355,53 @@ TEST_F(JobManagerTest, JobsBeyondTheMemoryLimitAreResourceExhausted) {
   EXPECT_EQ(WaitFor(queued.job_id(), v1::SUCCEEDED).state(), v1::SUCCEEDED);
 }
 
+// The proto's promise: a batch larger than the training set makes the whole
+// set one batch. Memory is checked for the batch the trainer really uses: at
+// Submit when the data's size is known without reading them (inline rows, a
+// built-in split's size or its limit), and again with the data loaded. (A
+// batch_size of 1,000,000 on 1,000 images was refused for memory it never
+// uses.)
+TEST_F(JobManagerTest, ABatchLargerThanTheTrainingSetCountsAsTheWholeSet) {
+  JobManagerOptions options;
+  options.max_job_bytes = int64_t{64} << 20;
+  StartManager(options);
+  // Inline: 1,000 rows of 12 features. A million-row batch would need ~1 GB.
+  v1::TrainRequest inline_request = SmallTrainRequest("inline-whole-set", 1, 1000);
+  inline_request.set_batch_size(1000000);
+  ASSERT_OK_AND_ASSIGN(v1::Job inline_job, jobs_->Submit(inline_request));
+  EXPECT_EQ(WaitFor(inline_job.job_id(), v1::SUCCEEDED).state(), v1::SUCCEEDED);
+
+  // Built-in: the split's size (8,000) and a limit (1,000) bound the batch.
+  v1::TrainRequest builtin = SmallTrainRequest("builtin-whole-set", 1);
+  builtin.mutable_network()->set_output_size(10);
+  builtin.clear_validation_data();
+  builtin.mutable_train_data()->mutable_builtin()->set_name("mnist-digits");
+  builtin.set_batch_size(1000000);  // ~3.8 GB as a real batch of 784 features
+  ASSERT_OK_AND_ASSIGN(v1::Job whole_split, jobs_->Submit(builtin));
+  builtin.mutable_train_data()->mutable_builtin()->set_limit(1000);
+  ASSERT_OK_AND_ASSIGN(v1::Job limited, jobs_->Submit(builtin));
+  EXPECT_EQ(WaitFor(whole_split.job_id(), v1::SUCCEEDED).state(), v1::SUCCEEDED);
+  EXPECT_EQ(WaitFor(limited.job_id(), v1::SUCCEEDED).state(), v1::SUCCEEDED);
+
+  // The whole set itself too large: still refused at Submit.
+  v1::TrainRequest wide = inline_request;
+  wide.mutable_network()->set_hidden_sizes(0, 8000);
+  const absl::Status status = jobs_->Submit(wide).status();
+  EXPECT_THAT(status, StatusIs(absl::StatusCode::kResourceExhausted));
+  EXPECT_THAT(std::string(status.message()), ::testing::HasSubstr("batch_size 1000000"));
+
+  // Known only once the data are read (the input size comes from the files):
+  // about 62 MiB without the 784 inputs, 71 MiB with them. The job fails
+  // when it starts, before allocating.
+  v1::TrainRequest open_input = builtin;
+  open_input.mutable_network()->clear_hidden_sizes();
+  open_input.mutable_network()->add_hidden_sizes(500);
+  ASSERT_OK_AND_ASSIGN(v1::Job too_big, jobs_->Submit(open_input));
+  const v1::Job failed = WaitFor(too_big.job_id(), v1::FAILED);
+  EXPECT_EQ(failed.state(), v1::FAILED);
+  EXPECT_THAT(failed.reason(), ::testing::HasSubstr("MiB"));
+}
+
 TEST_F(JobManagerTest, BadRequestsAreRejectedWithInvalidArgument) {
   StartManager();
   auto expect_invalid = [&](v1::TrainRequest request, const char* what) {
