@@ -20,76 +20,6 @@
 
 namespace bnserve {
 
-// A prepared statement in use: binds parameters, steps, reads columns, and
-// resets itself (keeping the compiled statement cached) on destruction.
-class SqliteModelStore::Statement {
- public:
-  Statement(SqliteModelStore* store, sqlite3_stmt* stmt) : store_(store), stmt_(stmt) {}
-  ~Statement() {
-    sqlite3_reset(stmt_);
-    sqlite3_clear_bindings(stmt_);
-  }
-  Statement(const Statement&) = delete;
-  Statement& operator=(const Statement&) = delete;
-
-  Statement& Bind(int index, const std::string& text) {
-    sqlite3_bind_text(stmt_, index, text.data(), static_cast<int>(text.size()),
-                      SQLITE_TRANSIENT);
-    return *this;
-  }
-  Statement& Bind(int index, int64_t value) {
-    sqlite3_bind_int64(stmt_, index, value);
-    return *this;
-  }
-  Statement& BindBlob(int index, const void* data, size_t size) {
-    // A zero-length blob must still be a blob, not NULL.
-    static const char kEmpty = 0;
-    sqlite3_bind_blob64(stmt_, index, size == 0 ? &kEmpty : data, size, SQLITE_TRANSIENT);
-    return *this;
-  }
-
-  // True for a row, false when done.
-  absl::StatusOr<bool> Step() ABSL_NO_THREAD_SAFETY_ANALYSIS {
-    const int rc = sqlite3_step(stmt_);
-    if (rc == SQLITE_ROW) return true;
-    if (rc == SQLITE_DONE) return false;
-    return store_->Error(sqlite3_sql(stmt_));
-  }
-  // Runs a statement that returns no rows.
-  absl::Status Run() {
-    ASSIGN_OR_RETURN(bool row, Step());
-    (void)row;
-    return absl::OkStatus();
-  }
-
-  bool IsNull(int column) const { return sqlite3_column_type(stmt_, column) == SQLITE_NULL; }
-  int64_t Int(int column) const { return sqlite3_column_int64(stmt_, column); }
-  std::string Text(int column) const {
-    const unsigned char* text = sqlite3_column_text(stmt_, column);
-    return text == nullptr ? std::string()
-                           : std::string(reinterpret_cast<const char*>(text),
-                                         sqlite3_column_bytes(stmt_, column));
-  }
-  // The blob's bytes (valid until the next Step or destruction).
-  std::pair<const void*, size_t> Blob(int column) const {
-    const void* data = sqlite3_column_blob(stmt_, column);
-    return {data, static_cast<size_t>(sqlite3_column_bytes(stmt_, column))};
-  }
-  template <typename Message>
-  absl::Status Parse(int column, Message* message) const {
-    auto [data, size] = Blob(column);
-    if (!message->ParseFromArray(data, static_cast<int>(size))) {
-      return absl::DataLossError(
-          absl::StrCat("cannot parse a stored ", message->GetTypeName(), " (", size, " bytes)"));
-    }
-    return absl::OkStatus();
-  }
-
- private:
-  SqliteModelStore* store_;
-  sqlite3_stmt* stmt_;
-};
-
 namespace {
 
 constexpr char kSchema[] = R"sql(
@@ -189,9 +119,9 @@ absl::StatusOr<std::unique_ptr<SqliteModelStore>> SqliteModelStore::Open(
   {
     absl::MutexLock lock(&store->mu_);
     sqlite3_busy_timeout(db, 5000);
-    RETURN_IF_ERROR(store->Exec("PRAGMA journal_mode=WAL"));
-    RETURN_IF_ERROR(store->Exec("PRAGMA synchronous=NORMAL"));
-    RETURN_IF_ERROR(store->Exec(kSchema));
+    RETURN_IF_ERROR(SqliteExec(db, "PRAGMA journal_mode=WAL"));
+    RETURN_IF_ERROR(SqliteExec(db, "PRAGMA synchronous=NORMAL"));
+    RETURN_IF_ERROR(SqliteExec(db, kSchema));
   }
   return store;
 }
@@ -208,69 +138,23 @@ SqliteModelStore::~SqliteModelStore() {
   db_ = nullptr;
 }
 
-absl::Status SqliteModelStore::Error(const char* what) {
-  const int code = sqlite3_errcode(db_);
-  std::string message = absl::StrCat("database error in \"", what, "\": ", sqlite3_errmsg(db_));
-  switch (code & 0xff) {
-    case SQLITE_BUSY:
-    case SQLITE_LOCKED:
-      return absl::UnavailableError(message);
-    case SQLITE_FULL:
-      return absl::ResourceExhaustedError(message);
-    case SQLITE_CORRUPT:
-    case SQLITE_NOTADB:
-      return absl::DataLossError(message);
-    default:
-      return absl::InternalError(message);
-  }
-}
-
-absl::Status SqliteModelStore::Exec(const char* sql) {
-  char* error = nullptr;
-  if (sqlite3_exec(db_, sql, nullptr, nullptr, &error) != SQLITE_OK) {
-    std::string message = error != nullptr ? error : "unknown error";
-    sqlite3_free(error);
-    return absl::InternalError(absl::StrCat("database error: ", message));
-  }
-  return absl::OkStatus();
-}
-
-absl::StatusOr<sqlite3_stmt*> SqliteModelStore::Prepare(const char* sql) {
+absl::StatusOr<SqliteStatement> SqliteModelStore::Prepare(const char* sql) {
   auto it = statements_.find(sql);
-  if (it != statements_.end()) return it->second;
+  if (it != statements_.end()) return SqliteStatement(db_, it->second);
   sqlite3_stmt* stmt = nullptr;
   if (sqlite3_prepare_v3(db_, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt, nullptr) !=
       SQLITE_OK) {
-    return Error(sql);
+    return SqliteError(db_, sql);
   }
   statements_.emplace(sql, stmt);
-  return stmt;
-}
-
-absl::Status SqliteModelStore::InTransaction(const std::function<absl::Status()>& body) {
-  RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
-  absl::Status status = body();
-  if (status.ok()) status = Exec("COMMIT");
-  if (!status.ok()) {
-    if (!sqlite3_get_autocommit(db_)) {
-      absl::Status rollback = Exec("ROLLBACK");
-      if (!rollback.ok()) {
-        BNSERVE_LOG(ERROR) << "rollback failed: " << rollback;
-      }
-    }
-  }
-  return status;
+  return SqliteStatement(db_, stmt);
 }
 
 absl::Status SqliteModelStore::CatalogWrite(const std::function<absl::Status()>& body) {
-  absl::Status status = InTransaction(body);
+  absl::Status status = SqliteTransaction(db_, body);
   catalog_generation_.fetch_add(1, std::memory_order_release);
   return status;
 }
-
-#define BNSERVE_STATEMENT_(var, sql) \
-  ASSIGN_OR_RETURN(sqlite3_stmt * var##_raw, Prepare(sql)); \
-  Statement var(this, var##_raw)
 
 absl::StatusOr<int> SqliteModelStore::AddVersion(const v1::ModelVersion& version,
                                                  const v1::Job* finished_job) {
@@ -287,21 +171,23 @@ absl::StatusOr<int> SqliteModelStore::AddVersion(const v1::ModelVersion& version
   int number = 0;
   RETURN_IF_ERROR(CatalogWrite([&]() -> absl::Status {
     {
-      BNSERVE_STATEMENT_(select, "SELECT next_version FROM models WHERE name = ?");
+      ASSIGN_OR_RETURN(SqliteStatement select,
+                       Prepare("SELECT next_version FROM models WHERE name = ?"));
       select.Bind(1, version.model_name());
       ASSIGN_OR_RETURN(bool found, select.Step());
       number = found ? static_cast<int>(select.Int(0)) : 1;
     }
     {
-      BNSERVE_STATEMENT_(upsert, "INSERT OR REPLACE INTO models (name, next_version) VALUES (?, ?)");
+      ASSIGN_OR_RETURN(SqliteStatement upsert,
+                       Prepare("INSERT OR REPLACE INTO models (name, next_version) VALUES (?, ?)"));
       upsert.Bind(1, version.model_name()).Bind(2, int64_t{number} + 1);
       RETURN_IF_ERROR(upsert.Run());
     }
     metadata.set_version(number);
     {
-      BNSERVE_STATEMENT_(insert,
-                         "INSERT INTO versions (model_name, version, job_id, metadata) "
-                         "VALUES (?, ?, ?, ?)");
+      ASSIGN_OR_RETURN(SqliteStatement insert,
+                       Prepare("INSERT INTO versions (model_name, version, job_id, metadata) "
+                               "VALUES (?, ?, ?, ?)"));
       const std::string bytes = Serialize(metadata);
       insert.Bind(1, version.model_name()).Bind(2, int64_t{number}).Bind(3, version.job_id());
       insert.BindBlob(4, bytes.data(), bytes.size());
@@ -309,9 +195,9 @@ absl::StatusOr<int> SqliteModelStore::AddVersion(const v1::ModelVersion& version
     }
     for (int i = 0; i < version.tensors_size(); ++i) {
       const v1::NamedTensor& named = version.tensors(i);
-      BNSERVE_STATEMENT_(insert,
-                         "INSERT INTO tensors (model_name, version, ordinal, name, shape, data) "
-                         "VALUES (?, ?, ?, ?, ?, ?)");
+      ASSIGN_OR_RETURN(SqliteStatement insert,
+                       Prepare("INSERT INTO tensors (model_name, version, ordinal, name, "
+                               "shape, data) VALUES (?, ?, ?, ?, ?, ?)"));
       std::vector<int64_t> shape(named.tensor().shape().begin(), named.tensor().shape().end());
       insert.Bind(1, version.model_name()).Bind(2, int64_t{number}).Bind(3, int64_t{i});
       insert.Bind(4, named.name());
@@ -336,8 +222,8 @@ absl::StatusOr<v1::ModelVersion> SqliteModelStore::GetVersion(const std::string&
   absl::MutexLock lock(&mu_);
   v1::ModelVersion result;
   {
-    BNSERVE_STATEMENT_(select,
-                       "SELECT metadata FROM versions WHERE model_name = ? AND version = ?");
+    ASSIGN_OR_RETURN(SqliteStatement select,
+                     Prepare("SELECT metadata FROM versions WHERE model_name = ? AND version = ?"));
     select.Bind(1, model_name).Bind(2, int64_t{version});
     ASSIGN_OR_RETURN(bool found, select.Step());
     if (!found) return NoSuchVersionError(model_name, version);
@@ -348,13 +234,11 @@ absl::StatusOr<v1::ModelVersion> SqliteModelStore::GetVersion(const std::string&
     for (std::string& alias : aliases) result.add_aliases(std::move(alias));
   }
   if (include_tensors) {
-    BNSERVE_STATEMENT_(select,
-                       "SELECT name, shape, data FROM tensors WHERE model_name = ? AND "
-                       "version = ? ORDER BY ordinal");
+    ASSIGN_OR_RETURN(SqliteStatement select,
+                     Prepare("SELECT name, shape, data FROM tensors WHERE model_name = ? AND "
+                             "version = ? ORDER BY ordinal"));
     select.Bind(1, model_name).Bind(2, int64_t{version});
-    while (true) {
-      ASSIGN_OR_RETURN(bool row, select.Step());
-      if (!row) break;
+    RETURN_IF_ERROR(select.ForEachRow([&]() -> absl::Status {
       v1::NamedTensor* named = result.add_tensors();
       named->set_name(select.Text(0));
       auto [shape_data, shape_bytes] = select.Blob(1);
@@ -375,14 +259,16 @@ absl::StatusOr<v1::ModelVersion> SqliteModelStore::GetVersion(const std::string&
         std::memcpy(named->mutable_tensor()->mutable_values()->mutable_data(), values_data,
                     values_bytes);
       }
-    }
+      return absl::OkStatus();
+    }));
   }
   return result;
 }
 
 absl::StatusOr<int> SqliteModelStore::LatestVersion(const std::string& model_name) {
   absl::MutexLock lock(&mu_);
-  BNSERVE_STATEMENT_(select, "SELECT MAX(version) FROM versions WHERE model_name = ?");
+  ASSIGN_OR_RETURN(SqliteStatement select,
+                   Prepare("SELECT MAX(version) FROM versions WHERE model_name = ?"));
   select.Bind(1, model_name);
   ASSIGN_OR_RETURN(bool found, select.Step());
   if (!found || select.IsNull(0)) {
@@ -394,7 +280,8 @@ absl::StatusOr<int> SqliteModelStore::LatestVersion(const std::string& model_nam
 absl::StatusOr<int> SqliteModelStore::ResolveAlias(const std::string& model_name,
                                                    const std::string& alias) {
   absl::MutexLock lock(&mu_);
-  BNSERVE_STATEMENT_(select, "SELECT version FROM aliases WHERE model_name = ? AND alias = ?");
+  ASSIGN_OR_RETURN(SqliteStatement select,
+                   Prepare("SELECT version FROM aliases WHERE model_name = ? AND alias = ?"));
   select.Bind(1, model_name).Bind(2, alias);
   ASSIGN_OR_RETURN(bool found, select.Step());
   if (!found) {
@@ -408,26 +295,25 @@ absl::StatusOr<v1::Model> SqliteModelStore::GetModelLocked(const std::string& mo
   v1::Model model;
   model.set_name(model_name);
   {
-    BNSERVE_STATEMENT_(select,
-                       "SELECT version FROM versions WHERE model_name = ? ORDER BY version");
+    ASSIGN_OR_RETURN(SqliteStatement select,
+                     Prepare("SELECT version FROM versions WHERE model_name = ? ORDER BY version"));
     select.Bind(1, model_name);
-    while (true) {
-      ASSIGN_OR_RETURN(bool row, select.Step());
-      if (!row) break;
+    RETURN_IF_ERROR(select.ForEachRow([&]() -> absl::Status {
       model.add_versions(static_cast<int>(select.Int(0)));
-    }
+      return absl::OkStatus();
+    }));
   }
   if (model.versions_size() == 0) {
     return absl::NotFoundError(absl::StrCat("model \"", model_name, "\" not found"));
   }
   model.set_latest_version(model.versions(model.versions_size() - 1));
-  BNSERVE_STATEMENT_(select, "SELECT alias, version FROM aliases WHERE model_name = ?");
+  ASSIGN_OR_RETURN(SqliteStatement select,
+                   Prepare("SELECT alias, version FROM aliases WHERE model_name = ?"));
   select.Bind(1, model_name);
-  while (true) {
-    ASSIGN_OR_RETURN(bool row, select.Step());
-    if (!row) break;
+  RETURN_IF_ERROR(select.ForEachRow([&]() -> absl::Status {
     (*model.mutable_aliases())[select.Text(0)] = static_cast<int>(select.Int(1));
-  }
+    return absl::OkStatus();
+  }));
   return model;
 }
 
@@ -440,12 +326,12 @@ absl::StatusOr<std::vector<v1::Model>> SqliteModelStore::ListModels() {
   absl::MutexLock lock(&mu_);
   std::vector<std::string> names;
   {
-    BNSERVE_STATEMENT_(select, "SELECT DISTINCT model_name FROM versions ORDER BY model_name");
-    while (true) {
-      ASSIGN_OR_RETURN(bool row, select.Step());
-      if (!row) break;
+    ASSIGN_OR_RETURN(SqliteStatement select,
+                     Prepare("SELECT DISTINCT model_name FROM versions ORDER BY model_name"));
+    RETURN_IF_ERROR(select.ForEachRow([&]() -> absl::Status {
       names.push_back(select.Text(0));
-    }
+      return absl::OkStatus();
+    }));
   }
   std::vector<v1::Model> models;
   for (const std::string& name : names) {
@@ -457,7 +343,8 @@ absl::StatusOr<std::vector<v1::Model>> SqliteModelStore::ListModels() {
 
 absl::Status SqliteModelStore::RequireVersionLocked(const std::string& model_name,
                                                     int version) {
-  BNSERVE_STATEMENT_(select, "SELECT 1 FROM versions WHERE model_name = ? AND version = ?");
+  ASSIGN_OR_RETURN(SqliteStatement select,
+                   Prepare("SELECT 1 FROM versions WHERE model_name = ? AND version = ?"));
   select.Bind(1, model_name).Bind(2, int64_t{version});
   ASSIGN_OR_RETURN(bool exists, select.Step());
   return exists ? absl::OkStatus() : NoSuchVersionError(model_name, version);
@@ -466,15 +353,14 @@ absl::Status SqliteModelStore::RequireVersionLocked(const std::string& model_nam
 absl::StatusOr<std::vector<std::string>> SqliteModelStore::AliasesOfLocked(
     const std::string& model_name, int version) {
   std::vector<std::string> aliases;
-  BNSERVE_STATEMENT_(select,
-                     "SELECT alias FROM aliases WHERE model_name = ? AND version = ? "
-                     "ORDER BY alias");
+  ASSIGN_OR_RETURN(SqliteStatement select,
+                   Prepare("SELECT alias FROM aliases WHERE model_name = ? AND version = ? "
+                           "ORDER BY alias"));
   select.Bind(1, model_name).Bind(2, int64_t{version});
-  while (true) {
-    ASSIGN_OR_RETURN(bool row, select.Step());
-    if (!row) break;
+  RETURN_IF_ERROR(select.ForEachRow([&]() -> absl::Status {
     aliases.push_back(select.Text(0));
-  }
+    return absl::OkStatus();
+  }));
   return aliases;
 }
 
@@ -490,11 +376,13 @@ absl::Status SqliteModelStore::DeleteVersion(const std::string& model_name, int 
                        "; move or delete them first"));
     }
     {
-      BNSERVE_STATEMENT_(del, "DELETE FROM tensors WHERE model_name = ? AND version = ?");
+      ASSIGN_OR_RETURN(SqliteStatement del,
+                       Prepare("DELETE FROM tensors WHERE model_name = ? AND version = ?"));
       del.Bind(1, model_name).Bind(2, int64_t{version});
       RETURN_IF_ERROR(del.Run());
     }
-    BNSERVE_STATEMENT_(del, "DELETE FROM versions WHERE model_name = ? AND version = ?");
+    ASSIGN_OR_RETURN(SqliteStatement del,
+                     Prepare("DELETE FROM versions WHERE model_name = ? AND version = ?"));
     del.Bind(1, model_name).Bind(2, int64_t{version});
     return del.Run();
   });
@@ -505,9 +393,9 @@ absl::Status SqliteModelStore::SetAlias(const std::string& model_name,
   absl::MutexLock lock(&mu_);
   return CatalogWrite([&]() -> absl::Status {
     RETURN_IF_ERROR(RequireVersionLocked(model_name, version));
-    BNSERVE_STATEMENT_(upsert,
-                       "INSERT OR REPLACE INTO aliases (model_name, alias, version) "
-                       "VALUES (?, ?, ?)");
+    ASSIGN_OR_RETURN(SqliteStatement upsert,
+                     Prepare("INSERT OR REPLACE INTO aliases (model_name, alias, version) "
+                             "VALUES (?, ?, ?)"));
     upsert.Bind(1, model_name).Bind(2, alias).Bind(3, int64_t{version});
     return upsert.Run();
   });
@@ -517,7 +405,8 @@ absl::Status SqliteModelStore::DeleteAlias(const std::string& model_name,
                                            const std::string& alias) {
   absl::MutexLock lock(&mu_);
   return CatalogWrite([&]() -> absl::Status {
-    BNSERVE_STATEMENT_(del, "DELETE FROM aliases WHERE model_name = ? AND alias = ?");
+    ASSIGN_OR_RETURN(SqliteStatement del,
+                     Prepare("DELETE FROM aliases WHERE model_name = ? AND alias = ?"));
     del.Bind(1, model_name).Bind(2, alias);
     RETURN_IF_ERROR(del.Run());
     if (sqlite3_changes(db_) == 0) {
@@ -534,9 +423,9 @@ std::optional<uint64_t> SqliteModelStore::CatalogGeneration() const {
 
 absl::Status SqliteModelStore::PutMetricsLocked(const std::string& job_id,
                                                 const v1::EpochMetrics& metrics) {
-  BNSERVE_STATEMENT_(upsert,
-                     "INSERT OR REPLACE INTO job_metrics (job_id, epoch, metrics) "
-                     "VALUES (?, ?, ?)");
+  ASSIGN_OR_RETURN(SqliteStatement upsert,
+                   Prepare("INSERT OR REPLACE INTO job_metrics (job_id, epoch, metrics) "
+                           "VALUES (?, ?, ?)"));
   const std::string bytes = Serialize(metrics);
   upsert.Bind(1, job_id).Bind(2, int64_t{metrics.epoch()});
   upsert.BindBlob(3, bytes.data(), bytes.size());
@@ -549,8 +438,8 @@ absl::Status SqliteModelStore::PutJobLocked(const v1::Job& job) {
   stored.clear_epochs();
   const std::string bytes = Serialize(stored);
   {
-    BNSERVE_STATEMENT_(upsert,
-                       "INSERT OR REPLACE INTO jobs (job_id, state, job) VALUES (?, ?, ?)");
+    ASSIGN_OR_RETURN(SqliteStatement upsert,
+                     Prepare("INSERT OR REPLACE INTO jobs (job_id, state, job) VALUES (?, ?, ?)"));
     upsert.Bind(1, job.job_id()).Bind(2, int64_t{job.state()});
     upsert.BindBlob(3, bytes.data(), bytes.size());
     RETURN_IF_ERROR(upsert.Run());
@@ -563,7 +452,7 @@ absl::Status SqliteModelStore::PutJobLocked(const v1::Job& job) {
 
 absl::Status SqliteModelStore::PutJob(const v1::Job& job) {
   absl::MutexLock lock(&mu_);
-  return InTransaction([&]() { return PutJobLocked(job); });
+  return SqliteTransaction(db_, [&]() { return PutJobLocked(job); });
 }
 
 absl::Status SqliteModelStore::AppendEpochMetrics(const std::string& job_id,
@@ -574,32 +463,18 @@ absl::Status SqliteModelStore::AppendEpochMetrics(const std::string& job_id,
 
 absl::StatusOr<std::vector<v1::EpochMetrics>> SqliteModelStore::MetricsLocked(
     const std::string& job_id) {
-  std::vector<v1::EpochMetrics> result;
-  BNSERVE_STATEMENT_(select,
-                     "SELECT metrics FROM job_metrics WHERE job_id = ? ORDER BY epoch");
+  ASSIGN_OR_RETURN(SqliteStatement select,
+                   Prepare("SELECT metrics FROM job_metrics WHERE job_id = ? ORDER BY epoch"));
   select.Bind(1, job_id);
-  while (true) {
-    ASSIGN_OR_RETURN(bool row, select.Step());
-    if (!row) break;
-    v1::EpochMetrics metrics;
-    RETURN_IF_ERROR(select.Parse(0, &metrics));
-    result.push_back(std::move(metrics));
-  }
-  return result;
+  return select.ParseEachRow<v1::EpochMetrics>(0);
 }
 
 absl::StatusOr<std::vector<v1::Job>> SqliteModelStore::ListJobs() {
   absl::MutexLock lock(&mu_);
   std::vector<v1::Job> jobs;
   {
-    BNSERVE_STATEMENT_(select, "SELECT job FROM jobs ORDER BY job_id");
-    while (true) {
-      ASSIGN_OR_RETURN(bool row, select.Step());
-      if (!row) break;
-      v1::Job job;
-      RETURN_IF_ERROR(select.Parse(0, &job));
-      jobs.push_back(std::move(job));
-    }
+    ASSIGN_OR_RETURN(SqliteStatement select, Prepare("SELECT job FROM jobs ORDER BY job_id"));
+    ASSIGN_OR_RETURN(jobs, select.ParseEachRow<v1::Job>(0));
   }
   for (v1::Job& job : jobs) {
     ASSIGN_OR_RETURN(std::vector<v1::EpochMetrics> metrics, MetricsLocked(job.job_id()));
@@ -611,18 +486,13 @@ absl::StatusOr<std::vector<v1::Job>> SqliteModelStore::ListJobs() {
 absl::StatusOr<int> SqliteModelStore::FailUnfinishedJobs(const std::string& reason) {
   absl::MutexLock lock(&mu_);
   int marked = 0;
-  RETURN_IF_ERROR(InTransaction([&]() -> absl::Status {
+  RETURN_IF_ERROR(SqliteTransaction(db_, [&]() -> absl::Status {
     std::vector<v1::Job> unfinished;
     {
-      BNSERVE_STATEMENT_(select, "SELECT job FROM jobs WHERE state IN (?, ?)");
+      ASSIGN_OR_RETURN(SqliteStatement select,
+                       Prepare("SELECT job FROM jobs WHERE state IN (?, ?)"));
       select.Bind(1, int64_t{v1::QUEUED}).Bind(2, int64_t{v1::RUNNING});
-      while (true) {
-        ASSIGN_OR_RETURN(bool row, select.Step());
-        if (!row) break;
-        v1::Job job;
-        RETURN_IF_ERROR(select.Parse(0, &job));
-        unfinished.push_back(std::move(job));
-      }
+      ASSIGN_OR_RETURN(unfinished, select.ParseEachRow<v1::Job>(0));
     }
     const google::protobuf::Timestamp now = TimeToProto(absl::Now());
     for (v1::Job& job : unfinished) {
@@ -636,7 +506,5 @@ absl::StatusOr<int> SqliteModelStore::FailUnfinishedJobs(const std::string& reas
   }));
   return marked;
 }
-
-#undef BNSERVE_STATEMENT_
 
 }  // namespace bnserve

@@ -8,7 +8,7 @@
 // raw float bytes, so parameters read back bit-exactly. Every multi-statement
 // change runs in one transaction (rolled back on any error), and input is
 // validated before anything is written. Statements are prepared once and
-// reused.
+// reused (server/sqlite_statement.h wraps the SQLite calls).
 //
 // Thread-safety: thread-safe; one connection serialized by a mutex.
 #ifndef BNSERVE_SERVER_SQLITE_MODEL_STORE_H_
@@ -28,6 +28,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "server/model_store.h"
+#include "server/sqlite_statement.h"
 
 struct sqlite3;
 struct sqlite3_stmt;
@@ -67,18 +68,11 @@ class SqliteModelStore : public ModelStore {
   absl::StatusOr<int> FailUnfinishedJobs(const std::string& reason) override;
 
  private:
-  class Statement;
-
   explicit SqliteModelStore(sqlite3* db);
 
-  // Runs `body` inside BEGIN IMMEDIATE ... COMMIT; rolls back if it fails.
-  absl::Status InTransaction(const std::function<absl::Status()>& body)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status Exec(const char* sql) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The cached prepared statement for `sql`, reset and unbound when the
-  // returned Statement goes out of scope.
-  absl::StatusOr<sqlite3_stmt*> Prepare(const char* sql) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status Error(const char* what) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The cached prepared statement for `sql` (prepared on first use), reset
+  // and unbound when the returned SqliteStatement goes out of scope.
+  absl::StatusOr<SqliteStatement> Prepare(const char* sql) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   absl::Status PutJobLocked(const v1::Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status PutMetricsLocked(const std::string& job_id, const v1::EpochMetrics& metrics)
