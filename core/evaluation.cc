@@ -35,7 +35,8 @@ int64_t EstimateForwardBytes(const NetworkConfig& network, int64_t rows) {
 
 absl::Status CheckDatasetFits(const Dataset& data, const NetworkConfig& network,
                               absl::string_view role) {
-  const std::string name = data.name.empty() ? std::string(role) : absl::StrCat(role, " ", data.name);
+  const std::string name =
+      data.name.empty() ? std::string(role) : absl::StrCat(role, " ", data.name);
   if (data.feature_size() != network.input_size) {
     return absl::InvalidArgumentError(absl::StrCat(name, " has ", data.feature_size(),
                                                    " features, the network expects ",
