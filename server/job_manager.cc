@@ -124,6 +124,7 @@ absl::Status JobManager::Start() {
 
 absl::StatusOr<v1::Job> JobManager::Submit(const v1::TrainRequest& request) {
   ASSIGN_OR_RETURN(TrainingPlan plan, PlanTraining(request, limits_, *data_));
+  v1::TrainRequest recorded = RecordedRequest(request);
 
   absl::MutexLock lock(&mu_);
   if (stopping_ || !started_) return absl::UnavailableError("the server is shutting down");
@@ -137,7 +138,7 @@ absl::StatusOr<v1::Job> JobManager::Submit(const v1::TrainRequest& request) {
   job.set_job_id(JobId(record->seq));
   job.set_model_name(plan.model_name);
   job.set_state(v1::QUEUED);
-  *job.mutable_request() = RecordedRequest(request);
+  *job.mutable_request() = std::move(recorded);
   job.set_total_epochs(plan.trainer.epochs);
   record->plan = std::make_unique<const TrainingPlan>(std::move(plan));
   *job.mutable_created_at() = TimeToProto(absl::Now());
