@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <regex>
@@ -633,6 +634,27 @@ TEST_F(E2eTest, AliasesExportAndImportThroughBnctl) {
   EXPECT_EQ(deleted.exit_code, 0) << Describe(deleted);
   EXPECT_THAT(GetModel(Ref("reg", 1), false), testing::StatusIs(absl::StatusCode::kNotFound));
   EXPECT_OK(GetModel(Ref("reg", 2), false).status());
+}
+
+TEST_F(E2eTest, ImportOfATruncatedOrForeignFileSaysItIsNotAValidExportedModel) {
+  ASSERT_OK_AND_ASSIGN(v1::Job job, TrainSmall("reg"));
+  ASSERT_EQ(job.state(), v1::SUCCEEDED) << job.reason();
+  const std::string file = dir_.path() + "/reg.bnmodel";
+  CommandResult exported = Bnctl({"export", "reg", "--out", file});
+  ASSERT_EQ(exported.exit_code, 0) << Describe(exported);
+  const std::string whole = testing::ReadFileOrEmpty(file);
+  ASSERT_GT(whole.size(), 1000u);
+  const std::string cut = dir_.path() + "/cut.bnmodel";
+  std::ofstream(cut, std::ios::binary) << whole.substr(0, whole.size() * 3 / 5);
+  const std::string foreign = dir_.path() + "/foreign.bnmodel";
+  std::ofstream(foreign, std::ios::binary) << std::string("\x0a\xff\xff\xff\xff\x0f", 6);
+  for (const std::string& bad : {cut, foreign}) {
+    CommandResult imported = Bnctl({"import", bad, "--as", "copy"});
+    EXPECT_EQ(imported.exit_code, 1) << Describe(imported);
+    EXPECT_THAT(imported.err, HasSubstr("INVALID_ARGUMENT: not a valid exported model: " + bad))
+        << Describe(imported);
+  }
+  EXPECT_THAT(GetModel(Ref("copy"), false), testing::StatusIs(absl::StatusCode::kNotFound));
 }
 
 TEST_F(E2eTest, PredictFromSeveralClientsWhileAJobTrains) {
