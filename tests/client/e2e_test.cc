@@ -657,6 +657,39 @@ TEST_F(E2eTest, ImportOfATruncatedOrForeignFileSaysItIsNotAValidExportedModel) {
   EXPECT_THAT(GetModel(Ref("copy"), false), testing::StatusIs(absl::StatusCode::kNotFound));
 }
 
+// The data directory of the checkout bnctl was built in (<checkout>/build/
+// client/bnctl -> <checkout>/var/data), found from any working directory.
+TEST_F(E2eTest, PredictFindsTheCheckoutsDataFromAnotherDirectory) {
+  const std::filesystem::path checkout_data =
+      (std::filesystem::path(BNCTL_BINARY).parent_path() / "../../var/data").lexically_normal();
+  std::error_code error;
+  if (!std::filesystem::equivalent(checkout_data, kDataDir, error)) {
+    GTEST_SKIP() << "bnctl is not built in <checkout>/build: " << BNCTL_BINARY;
+  }
+  ASSERT_OK_AND_ASSIGN(v1::Job job, TrainSmall("digits"));
+  ASSERT_EQ(job.state(), v1::SUCCEEDED) << job.reason();
+  testing::CommandOptions options;
+  options.working_dir = dir_.path();  // no var/data here
+  options.unset_env = {"BNSERVE_DATA_DIR"};
+  const std::vector<std::string> predict = {BNCTL_BINARY, "--server", server_->address(),
+                                            "predict", "--model", "digits", "--dataset",
+                                            "mnist-digits", "--limit", "20"};
+  CommandResult found = RunCommand(predict, options);
+  EXPECT_EQ(found.exit_code, 0) << Describe(found);
+  EXPECT_THAT(found.out, HasSubstr("accuracy")) << Describe(found);
+
+  // A variable pointing at an empty directory is read as given, and named.
+  const std::string empty = dir_.path() + "/empty";
+  std::filesystem::create_directories(empty);
+  options.set_env = {"BNSERVE_DATA_DIR=" + empty};
+  CommandResult missing = RunCommand(predict, options);
+  EXPECT_EQ(missing.exit_code, 1) << Describe(missing);
+  EXPECT_THAT(missing.err, HasSubstr(empty + "/mnist-digits/")) << Describe(missing);
+  EXPECT_THAT(missing.err, HasSubstr("read the data directory " + empty +
+                                     " given by $BNSERVE_DATA_DIR"))
+      << Describe(missing);
+}
+
 TEST_F(E2eTest, PredictFromSeveralClientsWhileAJobTrains) {
   ASSERT_OK_AND_ASSIGN(v1::Job job, TrainSmall("served"));
   ASSERT_EQ(job.state(), v1::SUCCEEDED) << job.reason();

@@ -86,6 +86,15 @@ struct CommandResult {
 CommandResult RunCommand(const std::vector<std::string>& argv,
                          absl::Duration timeout = absl::Seconds(60));
 
+// Where and with what environment RunCommand runs a command.
+struct CommandOptions {
+  std::string working_dir;                // empty: the test's own
+  std::vector<std::string> unset_env;     // variables removed from the environment
+  std::vector<std::string> set_env;       // "NAME=value", added or replaced
+  absl::Duration timeout = absl::Seconds(60);
+};
+CommandResult RunCommand(const std::vector<std::string>& argv, const CommandOptions& options);
+
 std::string ReadFileOrEmpty(const std::string& path);
 
 }  // namespace testing
