@@ -42,7 +42,7 @@ build: configure
 	cmake --build $(BUILD_DIR) -j $(JOBS)
 
 # The service, with its embedded SQLite registry in var/ (Ctrl-C stops it cleanly).
-# At the first start it trains the default model "digits" (about 2 s).
+# At the first start it trains the default model "digits" (2-6 s, see README).
 LISTEN ?= 127.0.0.1:50051
 run: build
 	$(BUILD_DIR)/server/bnserve --listen $(LISTEN) --registry var/bnserve.db --data_dir var/data --default_model digits
