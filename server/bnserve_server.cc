@@ -15,7 +15,7 @@
 #include "grpcpp/server_builder.h"
 #include "grpcpp/support/channel_arguments.h"
 #include "server/default_model.h"
-#include "server/parse_failure_interceptor.h"
+#include "server/grpc_parse_failure_interceptor.h"
 
 namespace bnserve {
 namespace {

@@ -1,4 +1,4 @@
-#include "server/parse_failure_interceptor.h"
+#include "server/grpc_parse_failure_interceptor.h"
 
 #include <string>
 

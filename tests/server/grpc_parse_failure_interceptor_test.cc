@@ -4,7 +4,7 @@
 // such method"), except ImportModel, which parses its own request and answers
 // INVALID_ARGUMENT. Good requests, handler errors, methods that parse their
 // own requests and unknown methods keep their answers.
-#include "server/parse_failure_interceptor.h"
+#include "server/grpc_parse_failure_interceptor.h"
 
 #include <memory>
 #include <string>
