@@ -59,6 +59,7 @@ class ServerProcess {
   // "127.0.0.1:PORT".
   const std::string& address() const { return address_; }
   int port() const { return options_.port; }
+  pid_t pid() const { return pid_; }
 
   // Sends `signal` and waits up to `timeout` for the process to exit; then
   // SIGKILLs it. Returns the raw wait status (use WIFEXITED etc.).
