@@ -4,7 +4,7 @@
 //
 // A training iteration also reports its matrix-product rate against this
 // machine's own single-core sgemm peak, measured in the same run (a
-// 1024x1024x1024 float product, best of several): `gflops` and `of_peak`.
+// 1024x1024x1024 float product, best of ten): `gflops` and `of_peak`.
 // The iteration should stay at or above 0.8 of the peak.
 //
 //   build/bench/bnserve_bench --benchmark_min_time=2
@@ -51,7 +51,7 @@ double TrainIterationFlops(const NetworkConfig& config, int batch) {
   return flops;
 }
 
-// This machine's single-core sgemm rate in FLOP/s: the best of several
+// This machine's single-core sgemm rate in FLOP/s: the best of ten
 // 1024^3 float products through Eigen, measured once per process.
 double SgemmPeakFlops() {
   static const double peak = [] {
@@ -60,7 +60,7 @@ double SgemmPeakFlops() {
     const Matrix b = RandomInput(n, n, 12);
     Matrix c(n, n);
     double best = 1e30;
-    for (int rep = 0; rep < 6; ++rep) {
+    for (int rep = 0; rep < 10; ++rep) {
       const auto start = std::chrono::steady_clock::now();
       c.noalias() = a * b;
       benchmark::DoNotOptimize(c.data());
