@@ -6,7 +6,7 @@ JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 SETUP_STAMP := var/.setup-stamp
 
-.PHONY: all setup configure build run experiment test bench bench-server image clean
+.PHONY: all setup configure build run experiment test bench bench-server image clean FORCE
 
 all: build
 
@@ -16,14 +16,33 @@ $(SETUP_STAMP): scripts/setup.sh scripts/mnist_json_to_idx.js
 
 setup: $(SETUP_STAMP)
 
-configure: $(SETUP_STAMP)
-	cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) $(CMAKE_FLAGS)
+# CMake configures only when the build tree has no CMakeCache.txt yet, when
+# BUILD_TYPE or CMAKE_FLAGS differ from the last configure (kept in
+# CONFIGURE_STAMP) or when setup ran again; a changed CMakeLists.txt is
+# picked up by `cmake --build` itself. (Its "Could NOT find c-ares (missing:
+# c-ares_DIR)" is harmless: the next line finds c-ares another way.)
+CONFIGURE_ARGS := -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) $(CMAKE_FLAGS)
+CONFIGURE_STAMP := $(BUILD_DIR)/.configure-args
+ifeq ($(wildcard $(BUILD_DIR)/CMakeCache.txt),)
+CONFIGURE_FORCE := FORCE
+endif
+ifneq ($(strip $(shell cat $(CONFIGURE_STAMP) 2>/dev/null)),$(strip $(CONFIGURE_ARGS)))
+CONFIGURE_FORCE := FORCE
+endif
+
+$(CONFIGURE_STAMP): $(SETUP_STAMP) $(CONFIGURE_FORCE)
+	cmake -S . -B $(BUILD_DIR) $(CONFIGURE_ARGS)
+	@printf '%s\n' '$(subst ','\'',$(CONFIGURE_ARGS))' > $@
+
+configure: $(CONFIGURE_STAMP)
+
+FORCE:
 
 build: configure
 	cmake --build $(BUILD_DIR) -j $(JOBS)
 
 # The service, with its embedded SQLite registry in var/ (Ctrl-C stops it cleanly).
-# At the first start it trains the default model "digits" (about 2 s).
+# At the first start it trains the default model "digits" (2-6 s, see README).
 LISTEN ?= 127.0.0.1:50051
 run: build
 	$(BUILD_DIR)/server/bnserve --listen $(LISTEN) --registry var/bnserve.db --data_dir var/data --default_model digits

@@ -17,6 +17,7 @@
 #include "absl/synchronization/notification.h"
 #include "bnserve/v1/diagnostics.grpc.pb.h"
 #include "client/commands.h"
+#include "client/data_dir.h"
 #include "client/proto_format.h"
 #include "core/builtin_datasets.h"
 
@@ -136,7 +137,7 @@ int RunBench(const CommandArgs& args, GlobalOptions globals) {
   int calls = 0;
   std::string bn_mode_name = "inference";
   std::string dataset = "mnist-digits";
-  std::string data_dir = DefaultDataDir();
+  std::string data_dir_flag;
   bool floor = true;
   parser.AddString("model", &model, "model to load (required)");
   AddModelSelectorFlags(&parser, &selector);
@@ -147,7 +148,7 @@ int RunBench(const CommandArgs& args, GlobalOptions globals) {
   parser.AddInt("calls", &calls, "calls per client per measurement (default: until --duration)");
   parser.AddString("bn-mode", &bn_mode_name, "inference | batch (default inference)");
   parser.AddString("dataset", &dataset, "local data set for the payload (default mnist-digits)");
-  parser.AddString("data-dir", &data_dir, "local data directory");
+  parser.AddString("data-dir", &data_dir_flag, kDataDirFlagHelp);
   parser.AddBool("floor", &floor, "also measure the Diagnostics/Echo floor (default on)");
   std::vector<std::string> positional;
   if (auto exit = ParseCommand(&parser, args, &globals, &positional, 1, 1)) return *exit;
@@ -173,11 +174,13 @@ int RunBench(const CommandArgs& args, GlobalOptions globals) {
   grpc::Status status = control.registry().GetModel(control.NewContext().get(), get, &version);
   if (!status.ok()) return ReportError(FromGrpcStatus(status));
   const int features = version.network().input_size() > 0 ? version.network().input_size() : 784;
+  const DataDirChoice data_dir = FindDataDir(ThisProcessDataDirSources(data_dir_flag));
   absl::StatusOr<Dataset> data = LoadBuiltinDataset(
-      data_dir, dataset, Split::kTest,
+      data_dir.path, dataset, Split::kTest,
       *std::max_element(batches.begin(), batches.end()));
   if (!data.ok() && !globals.json) {
-    std::cout << "payload: random values (" << data.status().message() << ")\n";
+    std::cout << "payload: random values ("
+              << ExplainDataDir(data.status(), data_dir).message() << ")\n";
   }
 
   const int max_clients = *std::max_element(client_counts.begin(), client_counts.end());

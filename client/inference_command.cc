@@ -7,6 +7,7 @@
 #include "core/builtin_datasets.h"
 #include "core/idx_reader.h"
 #include "client/commands.h"
+#include "client/data_dir.h"
 #include "client/proto_format.h"
 
 namespace bnserve {
@@ -103,10 +104,10 @@ int RunPredict(const CommandArgs& args, GlobalOptions globals) {
   ModelSelectorFlags selector;
   DataFlags data_flags;
   data_flags.limit = 100;
-  std::string data_dir = DefaultDataDir();
+  std::string data_dir_flag;
   int show = 10;
   AddModelAndDataFlags(&parser, DataLocation::kLocal, &model, &selector, &data_flags);
-  parser.AddString("data-dir", &data_dir, "local data directory (default $BNSERVE_DATA_DIR or var/data)");
+  parser.AddString("data-dir", &data_dir_flag, kDataDirFlagHelp);
   parser.AddInt("show", &show, "rows to print (default 10)");
   std::vector<std::string> positional;
   if (auto exit = ParseCommand(&parser, args, &globals, &positional, 0, 0)) return *exit;
@@ -114,10 +115,14 @@ int RunPredict(const CommandArgs& args, GlobalOptions globals) {
   if (!ref.ok()) return ReportUsageError(ref.status(), parser);
   absl::StatusOr<v1::BnMode> bn_mode = ParseBnMode(data_flags.bn_mode);
   if (!bn_mode.ok()) return ReportUsageError(bn_mode.status(), parser);
+  const DataDirChoice data_dir = FindDataDir(ThisProcessDataDirSources(data_dir_flag));
   absl::StatusOr<Dataset> data =
-      ReadLocalData(data_dir, data_flags.dataset, data_flags.split, data_flags.idx_images,
+      ReadLocalData(data_dir.path, data_flags.dataset, data_flags.split, data_flags.idx_images,
                     data_flags.idx_labels, data_flags.limit);
-  if (!data.ok()) return ReportError(data.status());
+  if (!data.ok()) {
+    return ReportError(data_flags.idx_images.empty() ? ExplainDataDir(data.status(), data_dir)
+                                                     : data.status());
+  }
 
   v1::PredictRequest request;
   *request.mutable_model() = *ref;

@@ -57,8 +57,11 @@ int RunImport(const CommandArgs& args, GlobalOptions globals) {
   }
   v1::ImportModelRequest request;
   if (!request.mutable_model()->ParseFromIstream(&file)) {
-    return ReportError(absl::InvalidArgumentError(
-        absl::StrCat(positional[0], " is not an exported ModelVersion")));
+    // The server's words for the same bytes (ImportModel).
+    return ReportError(absl::InvalidArgumentError(absl::StrCat(
+        "not a valid exported model: ", positional[0],
+        " does not parse as a bnserve.v1.ModelVersion (a truncated or damaged `bnctl export` "
+        "file, or not an export at all)")));
   }
   request.set_model_name(as);
   ClientConnection connection(globals);

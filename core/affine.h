@@ -4,8 +4,10 @@
 // The layer owns its parameters and their gradients but does not copy its
 // input: Backward takes the same x that was passed to Forward, so the caller
 // (Network) keeps the activations it already has. Buffers passed as outputs
-// are resized only when their shape changes, so a training loop with a
-// stable batch size does not allocate.
+// are resized only when their shape changes, and the training products
+// (ForwardTrain, Backward) run in packing buffers the layer owns (GemmWorkspace,
+// one per product), so a training loop with a stable batch size does not
+// allocate, whatever the CPU's cache sizes.
 //
 // Thread-safety: const methods may be called concurrently; Backward and the
 // mutable accessors need external synchronization.
@@ -13,6 +15,7 @@
 #define BNSERVE_CORE_AFFINE_H_
 
 #include "core/eigen_types.h"
+#include "core/gemm.h"
 
 namespace bnserve {
 
@@ -34,9 +37,15 @@ class Affine {
   MatrixT<T>& weights_grad() { return weights_grad_; }
   const MatrixT<T>& bias_grad() const { return bias_grad_; }
 
-  // *out = x * W + b (b added to every row).
+  // *out = x * W + b (b added to every row): the inference pass, const and
+  // so safe to run concurrently. Allocation-free apart from resizing *out.
   // REQUIRES: x.cols() == fan_in(); out does not alias x.
   void Forward(const ConstMatrixRef<T>& x, MatrixT<T>* out) const;
+
+  // The same product for the training pass, bit-identical to Forward's, in
+  // the layer's own packing buffers (allocated once per batch shape). Same
+  // REQUIRES as Forward.
+  void ForwardTrain(const ConstMatrixRef<T>& x, MatrixT<T>* out);
 
   // Given the x of the matching Forward and dout = dL/dy, stores
   // dW = x^T * dout and db = column sums of dout, and, when dx is not null,
@@ -52,6 +61,11 @@ class Affine {
   MatrixT<T> bias_;
   MatrixT<T> weights_grad_;
   MatrixT<T> bias_grad_;
+  // Packing buffers of the three training products.
+  GemmWorkspace<T> forward_workspace_;       // x * W (each full depth piece)
+  GemmWorkspace<T> forward_tail_workspace_;  // x * W (a shorter last piece)
+  GemmWorkspace<T> weights_grad_workspace_;  // x^T * dout
+  GemmWorkspace<T> input_grad_workspace_;    // dout * W^T
 };
 
 extern template class Affine<float>;

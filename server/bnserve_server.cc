@@ -3,6 +3,8 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "core/logging.h"
@@ -13,6 +15,7 @@
 #include "grpcpp/server_builder.h"
 #include "grpcpp/support/channel_arguments.h"
 #include "server/default_model.h"
+#include "server/grpc_parse_failure_interceptor.h"
 
 namespace bnserve {
 namespace {
@@ -71,6 +74,10 @@ absl::StatusOr<std::unique_ptr<BnserveServer>> BnserveServer::Start(
   builder.RegisterService(server->inference_service_.get());
   builder.RegisterService(server->registry_service_.get());
   builder.RegisterService(server->diagnostics_service_.get());
+  // INTERNAL, not gRPC's UNIMPLEMENTED, for a request that does not parse.
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  interceptors.push_back(std::make_unique<ParseFailureInterceptorFactory>());
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || (!options.listen.empty() && server->port_ == 0)) {
     server->jobs_->Shutdown();

@@ -2,16 +2,25 @@
 // callback API, a thin layer over the ModelCatalog (which owns the
 // rules: name and alias syntax, immutable versions, alias protection).
 //
+// ImportModel is registered raw (its request and response cross as
+// grpc::ByteBuffer) so that it parses its request itself: its payload is a
+// user's file, and gRPC 1.51 answers a request it cannot parse with
+// UNIMPLEMENTED and no message, where a user needs INVALID_ARGUMENT "not a
+// valid exported model" (the other methods: see ParseFailureInterceptor).
+//
 // Thread-safety: thread-safe.
 #ifndef BNSERVE_SERVER_MODEL_REGISTRY_SERVICE_H_
 #define BNSERVE_SERVER_MODEL_REGISTRY_SERVICE_H_
 
 #include "bnserve/v1/model_registry.grpc.pb.h"
+#include "grpcpp/support/byte_buffer.h"
 #include "server/model_catalog.h"
 
 namespace bnserve {
 
-class ModelRegistryServiceImpl final : public v1::ModelRegistry::CallbackService {
+class ModelRegistryServiceImpl final
+    : public v1::ModelRegistry::WithRawCallbackMethod_ImportModel<
+          v1::ModelRegistry::CallbackService> {
  public:
   // `catalog` must outlive the service.
   explicit ModelRegistryServiceImpl(ModelCatalog* catalog) : registry_(catalog) {}
@@ -34,9 +43,12 @@ class ModelRegistryServiceImpl final : public v1::ModelRegistry::CallbackService
   grpc::ServerUnaryReactor* ExportModel(grpc::CallbackServerContext* context,
                                         const v1::ExportModelRequest* request,
                                         v1::ModelVersion* response) override;
+  // `request`: a serialized ImportModelRequest; `response`: the stored
+  // ModelVersion, serialized. INVALID_ARGUMENT "not a valid exported model:
+  // ..." when the request does not parse; else as the proto says.
   grpc::ServerUnaryReactor* ImportModel(grpc::CallbackServerContext* context,
-                                        const v1::ImportModelRequest* request,
-                                        v1::ModelVersion* response) override;
+                                        const grpc::ByteBuffer* request,
+                                        grpc::ByteBuffer* response) override;
 
  private:
   ModelCatalog* const registry_;  // the catalog this service fronts

@@ -16,6 +16,7 @@
 #include "absl/status/statusor.h"
 #include "core/builtin_datasets.h"
 #include "core/logging.h"
+#include "server/allocator_tuning.h"
 #include "server/bnserve_server.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051", "host:port to serve gRPC on");
@@ -40,6 +41,8 @@ ABSL_FLAG(int, shutdown_grace_seconds, 5, "how long in-flight RPCs may take at s
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("bnserve: trains and serves Batch Normalization networks over gRPC");
   absl::ParseCommandLine(argc, argv);
+  // Before any thread: freed request buffers stay in the heap for the next call.
+  bnserve::KeepFreedMemoryForReuse();
 
   // Block the shutdown signals before any thread exists; every thread
   // inherits the mask and main() takes them with sigwait.

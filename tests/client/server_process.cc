@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -33,14 +34,37 @@ bool WaitFor(pid_t pid, absl::Duration timeout, int* status) {
   }
 }
 
-// Forks and execs argv with stdout/stderr to the given files.
+// This process's environment without the variables named in `unset` and
+// those set in `set` ("NAME=value"), followed by `set`.
+std::vector<std::string> ChildEnvironment(const std::vector<std::string>& unset,
+                                          const std::vector<std::string>& set) {
+  std::vector<std::string> removed = unset;
+  for (const std::string& entry : set) removed.push_back(entry.substr(0, entry.find('=')));
+  std::vector<std::string> env;
+  for (char** entry = environ; *entry != nullptr; ++entry) {
+    const std::string text(*entry);
+    const std::string name = text.substr(0, text.find('='));
+    if (std::find(removed.begin(), removed.end(), name) == removed.end()) env.push_back(text);
+  }
+  env.insert(env.end(), set.begin(), set.end());
+  return env;
+}
+
+// Forks and execs argv with stdout/stderr to the given files, in
+// `working_dir` (unless empty) with `env` (unless null) as its environment.
 pid_t Spawn(const std::vector<std::string>& argv, const std::string& out_path,
-            const std::string& err_path) {
+            const std::string& err_path, const std::string& working_dir = "",
+            const std::vector<std::string>* env = nullptr) {
   // Everything allocated before fork(): the child of a threaded process may
   // only make async-signal-safe calls before exec.
   std::vector<char*> args;
   for (const std::string& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
   args.push_back(nullptr);
+  std::vector<char*> envp;
+  if (env != nullptr) {
+    for (const std::string& entry : *env) envp.push_back(const_cast<char*>(entry.c_str()));
+    envp.push_back(nullptr);
+  }
   const bool same_file = err_path == out_path;
   pid_t pid = fork();
   if (pid != 0) return pid;
@@ -51,7 +75,12 @@ pid_t Spawn(const std::vector<std::string>& argv, const std::string& out_path,
   dup2(in, 0);
   dup2(out, 1);
   dup2(err, 2);
-  execv(args[0], args.data());
+  if (!working_dir.empty() && chdir(working_dir.c_str()) != 0) _exit(126);
+  if (env != nullptr) {
+    execve(args[0], args.data(), envp.data());
+  } else {
+    execv(args[0], args.data());
+  }
   _exit(127);
 }
 
@@ -152,13 +181,20 @@ absl::StatusOr<int> ServerProcess::Stop(int signal, absl::Duration timeout) {
 std::string ServerProcess::Log() const { return ReadFileOrEmpty(options_.log_path); }
 
 CommandResult RunCommand(const std::vector<std::string>& argv, absl::Duration timeout) {
+  CommandOptions options;
+  options.timeout = timeout;
+  return RunCommand(argv, options);
+}
+
+CommandResult RunCommand(const std::vector<std::string>& argv, const CommandOptions& options) {
   TempDir dir;
   const std::string out_path = dir.path() + "/out";
   const std::string err_path = dir.path() + "/err";
   CommandResult result;
-  pid_t pid = Spawn(argv, out_path, err_path);
+  const std::vector<std::string> env = ChildEnvironment(options.unset_env, options.set_env);
+  pid_t pid = Spawn(argv, out_path, err_path, options.working_dir, &env);
   int status = 0;
-  if (!WaitFor(pid, timeout, &status)) {
+  if (!WaitFor(pid, options.timeout, &status)) {
     kill(pid, SIGKILL);
     waitpid(pid, &status, 0);
   }

@@ -59,6 +59,7 @@ class ServerProcess {
   // "127.0.0.1:PORT".
   const std::string& address() const { return address_; }
   int port() const { return options_.port; }
+  pid_t pid() const { return pid_; }
 
   // Sends `signal` and waits up to `timeout` for the process to exit; then
   // SIGKILLs it. Returns the raw wait status (use WIFEXITED etc.).
@@ -85,6 +86,15 @@ struct CommandResult {
 // (then SIGKILLs it).
 CommandResult RunCommand(const std::vector<std::string>& argv,
                          absl::Duration timeout = absl::Seconds(60));
+
+// Where and with what environment RunCommand runs a command.
+struct CommandOptions {
+  std::string working_dir;                // empty: the test's own
+  std::vector<std::string> unset_env;     // variables removed from the environment
+  std::vector<std::string> set_env;       // "NAME=value", added or replaced
+  absl::Duration timeout = absl::Seconds(60);
+};
+CommandResult RunCommand(const std::vector<std::string>& argv, const CommandOptions& options);
 
 std::string ReadFileOrEmpty(const std::string& path);
 

@@ -3,9 +3,10 @@
 // touch the running statistics.
 #include "core/network.h"
 
-#include <atomic>
 #include <cmath>
+#include <cstddef>
 #include <cstring>
+#include <iterator>
 #include <map>
 #include <random>
 #include <string>
@@ -16,24 +17,15 @@
 #include "core/network_config.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/malloc_counter.h"
 #include "tests/testing/random_data.h"
 #include "tests/testing/status_matchers.h"
-
-// Counts heap allocations of this test binary: malloc is interposed here and
-// forwards to glibc's implementation (Eigen allocates through malloc).
-namespace {
-std::atomic<long> g_malloc_calls{0};
-}  // namespace
-extern "C" void* __libc_malloc(size_t size);
-extern "C" void* malloc(size_t size) {
-  g_malloc_calls.fetch_add(1, std::memory_order_relaxed);
-  return __libc_malloc(size);
-}
 
 namespace bnserve {
 namespace {
 
 using ::bnserve::testing::IsOk;
+using ::bnserve::testing::MallocCalls;
 using ::bnserve::testing::StatusIs;
 using ::testing::ElementsAre;
 
@@ -390,34 +382,94 @@ TEST(NetworkTest, TrainingReducesLoss) {
   EXPECT_LT(trained, 0.7f * initial) << "initial " << initial << " trained " << trained;
 }
 
-// Once the batch size is stable, a training iteration reuses its buffers.
+// Cache sizes (L1d, L2, L3 in bytes) of CPUs a machine of this project may
+// run on. Eigen sizes its product blocks from these, so whether a product
+// needs more than the stack allows depends on them; each is forced in turn.
+struct CacheProfile {
+  const char* cpu;
+  std::ptrdiff_t l1, l2, l3;
+};
+constexpr std::ptrdiff_t kKiB = 1024;
+constexpr CacheProfile kCacheProfiles[] = {
+    {"small (16K/128K/2M)", 16 * kKiB, 128 * kKiB, 2048 * kKiB},
+    {"AMD EPYC Zen 2/3 (32K/512K/32M)", 32 * kKiB, 512 * kKiB, 32768 * kKiB},
+    {"AMD EPYC Zen 4 (32K/1M/32M)", 32 * kKiB, 1024 * kKiB, 32768 * kKiB},
+    {"Intel Xeon Skylake-SP (32K/1M/38.5M)", 32 * kKiB, 1024 * kKiB, 39424 * kKiB},
+    {"Intel Xeon Ice Lake (48K/1.25M/48M)", 48 * kKiB, 1280 * kKiB, 49152 * kKiB},
+    {"Intel Xeon Sapphire Rapids (48K/2M/105M)", 48 * kKiB, 2048 * kKiB, 107520 * kKiB},
+    {"L2 64K (32K/64K/8M)", 32 * kKiB, 64 * kKiB, 8192 * kKiB},
+    {"L1 64K (64K/512K/16M)", 64 * kKiB, 512 * kKiB, 16384 * kKiB},
+};
+
+// Restores Eigen's cache sizes (the host's, as Eigen detected them) when it
+// goes out of scope.
+class ScopedEigenCacheSizes {
+ public:
+  ScopedEigenCacheSizes()
+      : l1_(Eigen::l1CacheSize()), l2_(Eigen::l2CacheSize()), l3_(Eigen::l3CacheSize()) {}
+  ~ScopedEigenCacheSizes() { Eigen::setCpuCacheSizes(l1_, l2_, l3_); }
+  void Set(const CacheProfile& profile) {
+    Eigen::setCpuCacheSizes(profile.l1, profile.l2, profile.l3);
+  }
+
+ private:
+  const std::ptrdiff_t l1_, l2_, l3_;
+};
+
+// Once the batch size is stable, a training iteration of the seed network
+// (batch 100, 784-100x5-10) reuses its buffers: no allocation, on the host's
+// caches and on every profile above.
 TEST(NetworkTest, ComputeGradientsDoesNotAllocateOnceWarm) {
   {  // the counter sees Eigen's allocations, so a zero below means something
-    const long start = g_malloc_calls.load();
+    const long start = MallocCalls();
     Matrix probe(64, 64);
     probe.setZero();
-    ASSERT_GT(g_malloc_calls.load(), start);
+    ASSERT_GT(MallocCalls(), start);
   }
-  for (bool bn : {true, false}) {
-    for (double dropout : {0.0, 0.5}) {
-      NetworkConfig config;  // the seed network's shape, where it matters
-      config.use_batchnorm = bn;
-      config.dropout_ratio = dropout;
-      config.weight_decay_lambda = 0.01;
-      ASSERT_OK_AND_ASSIGN(Network<float> net, Network<float>::Create(config, 1));
-      const Matrix x = RandomInput(100, 784, 2);
-      const Labels labels = RandomLabels(100, 10, 3);
-      std::mt19937_64 rng(4);
-      std::vector<ParameterRef<float>> params = net.TrainableParameters();
-      ASSERT_OK(net.ComputeGradients(x, labels, &rng).status());  // warm-up
-      const long before = g_malloc_calls.load();
-      for (int step = 0; step < 3; ++step) {
-        absl::StatusOr<float> loss = net.ComputeGradients(x, labels, &rng);
-        ASSERT_TRUE(loss.ok());
-        for (ParameterRef<float>& p : params) *p.value -= 0.01f * *p.grad;
+  ScopedEigenCacheSizes caches;
+  std::vector<CacheProfile> profiles = {{"this host", Eigen::l1CacheSize(),
+                                         Eigen::l2CacheSize(), Eigen::l3CacheSize()}};
+  profiles.insert(profiles.end(), std::begin(kCacheProfiles), std::end(kCacheProfiles));
+  for (const CacheProfile& profile : profiles) {
+    caches.Set(profile);
+    for (bool bn : {true, false}) {
+      for (double dropout : {0.0, 0.5}) {
+        NetworkConfig config;  // the seed network's shape, where it matters
+        config.use_batchnorm = bn;
+        config.dropout_ratio = dropout;
+        config.weight_decay_lambda = 0.01;
+        ASSERT_OK_AND_ASSIGN(Network<float> net, Network<float>::Create(config, 1));
+        const Matrix x = RandomInput(100, 784, 2);
+        const Labels labels = RandomLabels(100, 10, 3);
+        std::mt19937_64 rng(4);
+        std::vector<ParameterRef<float>> params = net.TrainableParameters();
+        ASSERT_OK(net.ComputeGradients(x, labels, &rng).status());  // warm-up
+        const long before = MallocCalls();
+        for (int step = 0; step < 3; ++step) {
+          absl::StatusOr<float> loss = net.ComputeGradients(x, labels, &rng);
+          ASSERT_TRUE(loss.ok());
+          for (ParameterRef<float>& p : params) *p.value -= 0.01f * *p.grad;
+        }
+        EXPECT_EQ(MallocCalls() - before, 0)
+            << profile.cpu << ": bn=" << bn << " dropout=" << dropout;
       }
-      EXPECT_EQ(g_malloc_calls.load() - before, 0) << "bn=" << bn << " dropout=" << dropout;
     }
+  }
+}
+
+// At the seed network's shape the training pass and Predict with batch
+// statistics compute the same function, bit for bit (the loss that training
+// reports is the loss of the network it trains).
+TEST(NetworkTest, TrainingLossEqualsBatchStatisticsLossAtTheSeedShape) {
+  for (bool bn : {true, false}) {
+    NetworkConfig config;
+    config.use_batchnorm = bn;
+    ASSERT_OK_AND_ASSIGN(Network<float> net, Network<float>::Create(config, 5));
+    const Matrix x = RandomInput(100, 784, 6);
+    const Labels labels = RandomLabels(100, 10, 7);
+    ASSERT_OK_AND_ASSIGN(float expected, net.Loss(x, labels, BnMode::kBatchStatistics));
+    ASSERT_OK_AND_ASSIGN(float trained, net.ComputeGradients(x, labels, nullptr));
+    EXPECT_EQ(trained, expected) << "bn=" << bn;
   }
 }
 
