@@ -3,8 +3,11 @@
 // fixed time or call count, and then the same payload through
 // bnserve.v1.Diagnostics/Echo on the same server: the gRPC floor, a call that
 // parses the same request and returns a Predict-sized response without
-// inference. Loopback only in practice: it talks to --server and nothing else;
-// every loop is bounded in time.
+// inference. Next to both it runs the same model in this process (core
+// inference on the same rows, one thread) and reports Predict's p50 against
+// floor p50 + model p50: what the server adds beyond the math and gRPC,
+// measured in one run. Loopback only in practice: it talks to --server and
+// nothing else; every loop is bounded in time.
 #include <algorithm>
 #include <functional>
 #include <iostream>
@@ -20,6 +23,8 @@
 #include "client/data_dir.h"
 #include "client/proto_format.h"
 #include "core/builtin_datasets.h"
+#include "core/network.h"
+#include "server/proto_convert.h"
 
 namespace bnserve {
 namespace {
@@ -123,6 +128,24 @@ v1::Tensor MakeInputs(const Dataset* data, int rows, int features) {
   return tensor;
 }
 
+// The median time (ms) of the model's forward pass over `inputs` in this
+// process: at least 10 passes, then until `budget` has passed.
+absl::StatusOr<double> LocalModelP50(const Network<float>& network, const v1::Tensor& inputs,
+                                     BnMode mode, absl::Duration budget) {
+  absl::StatusOr<ConstMatrixMapT<float>> rows = MapTensor(inputs);
+  if (!rows.ok()) return rows.status();
+  std::vector<double> ms;
+  const absl::Time end = absl::Now() + budget;
+  while (ms.size() < 10 || absl::Now() < end) {
+    const absl::Time before = absl::Now();
+    absl::StatusOr<Matrix> probabilities = network.PredictProbabilities(*rows, mode);
+    if (!probabilities.ok()) return probabilities.status();
+    ms.push_back(absl::ToDoubleMilliseconds(absl::Now() - before));
+  }
+  std::sort(ms.begin(), ms.end());
+  return ms[ms.size() / 2];
+}
+
 }  // namespace
 
 int RunBench(const CommandArgs& args, GlobalOptions globals) {
@@ -166,13 +189,19 @@ int RunBench(const CommandArgs& args, GlobalOptions globals) {
   absl::StatusOr<v1::BnMode> bn_mode = ParseBnMode(bn_mode_name);
   if (!bn_mode.ok()) return ReportUsageError(bn_mode.status(), parser);
 
-  // The model's input size, and a quick NOT_FOUND before any load.
+  // The model (its input size, and its tensors to run it here too), and a
+  // quick NOT_FOUND before any load.
   ClientConnection control(globals);
   v1::GetModelRequest get;
   *get.mutable_model() = *ref;
+  get.set_include_parameters(true);
   v1::ModelVersion version;
   grpc::Status status = control.registry().GetModel(control.NewContext().get(), get, &version);
   if (!status.ok()) return ReportError(FromGrpcStatus(status));
+  absl::StatusOr<Network<float>> local = NetworkFromVersion(version);
+  if (!local.ok()) return ReportError(local.status());
+  absl::StatusOr<BnMode> local_mode = BnModeFromProto(*bn_mode);
+  if (!local_mode.ok()) return ReportError(local_mode.status());
   const int features = version.network().input_size() > 0 ? version.network().input_size() : 784;
   const DataDirChoice data_dir = FindDataDir(ThisProcessDataDirSources(data_dir_flag));
   absl::StatusOr<Dataset> data = LoadBuiltinDataset(
@@ -193,9 +222,10 @@ int RunBench(const CommandArgs& args, GlobalOptions globals) {
         version.version(), FormatNetwork(version.network()), v1::BnMode_Name(*bn_mode),
         globals.server,
         calls > 0 ? absl::StrCat(calls, " calls per client") : absl::FormatDuration(duration));
-    std::cout << absl::StrFormat("%6s %7s %10s %11s %8s %8s %12s %10s %6s\n", "batch",
+    std::cout << absl::StrFormat("%6s %7s %10s %11s %8s %8s %12s %10s %6s %10s %8s\n", "batch",
                                  "clients", "calls/s", "rows/s", "p50 ms", "p99 ms",
-                                 "floor call/s", "floor p50", "ratio");
+                                 "floor call/s", "floor p50", "ratio", "model p50",
+                                 "p50/f+m");
   }
   bool floor_available = floor;
   for (int batch : batches) {
@@ -219,6 +249,10 @@ int RunBench(const CommandArgs& args, GlobalOptions globals) {
         }
       }
     }
+    // The math alone, for the same rows, in this process.
+    absl::StatusOr<double> model_p50 =
+        LocalModelP50(*local, request.inputs(), *local_mode, absl::Seconds(1));
+    if (!model_p50.ok()) return ReportError(model_p50.status());
     for (int n : client_counts) {
       LoadResult predict = RunLoad(clients, n, request, CallPredict, duration, calls);
       if (!predict.error.ok()) return ReportError(FromGrpcStatus(predict.error));
@@ -229,22 +263,29 @@ int RunBench(const CommandArgs& args, GlobalOptions globals) {
       }
       const double ratio =
           echo.CallsPerSecond() > 0 ? predict.CallsPerSecond() / echo.CallsPerSecond() : 0;
+      // Predict's p50 over (floor p50 + model p50): 1 means the server adds
+      // nothing to gRPC's cost and the math.
+      const double over =
+          floor_available ? predict.Percentile(0.5) / (echo.Percentile(0.5) + *model_p50) : 0;
       if (globals.json) {
         std::cout << absl::StrFormat(
             "{\"batch\":%d,\"clients\":%d,\"calls\":%d,\"calls_per_second\":%.1f,"
             "\"rows_per_second\":%.1f,\"p50_ms\":%.3f,\"p99_ms\":%.3f,"
-            "\"floor_calls_per_second\":%.1f,\"floor_p50_ms\":%.3f,\"ratio\":%.3f}\n",
+            "\"floor_calls_per_second\":%.1f,\"floor_p50_ms\":%.3f,\"ratio\":%.3f,"
+            "\"model_p50_ms\":%.3f,\"p50_over_floor_plus_model\":%.3f}\n",
             batch, n, predict.calls, predict.CallsPerSecond(),
             predict.CallsPerSecond() * batch, predict.Percentile(0.5),
-            predict.Percentile(0.99), echo.CallsPerSecond(), echo.Percentile(0.5), ratio);
+            predict.Percentile(0.99), echo.CallsPerSecond(), echo.Percentile(0.5), ratio,
+            *model_p50, over);
       } else {
         std::cout << absl::StrFormat(
-            "%6d %7d %10.1f %11.0f %8.3f %8.3f %12s %10s %6s\n", batch, n,
+            "%6d %7d %10.1f %11.0f %8.3f %8.3f %12s %10s %6s %10.3f %8s\n", batch, n,
             predict.CallsPerSecond(), predict.CallsPerSecond() * batch,
             predict.Percentile(0.5), predict.Percentile(0.99),
             floor_available ? absl::StrFormat("%.1f", echo.CallsPerSecond()) : "n/a",
             floor_available ? absl::StrFormat("%.3f", echo.Percentile(0.5)) : "n/a",
-            floor_available ? absl::StrFormat("%.2f", ratio) : "n/a");
+            floor_available ? absl::StrFormat("%.2f", ratio) : "n/a", *model_p50,
+            floor_available ? absl::StrFormat("%.2f", over) : "n/a");
       }
       std::cout << std::flush;
     }

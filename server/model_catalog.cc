@@ -19,16 +19,6 @@ namespace {
 
 bool IsNameChar(char c) { return absl::ascii_isalnum(c) || c == '.' || c == '_' || c == '-'; }
 
-// The network `version` describes, built from its config and tensors.
-absl::StatusOr<Network<float>> BuildNetwork(const v1::ModelVersion& version) {
-  if (version.network().input_size() <= 0) {
-    return absl::InvalidArgumentError("network.input_size must be set in a stored version");
-  }
-  ASSIGN_OR_RETURN(NetworkConfig config, NetworkConfigFromProto(version.network(), 0));
-  ASSIGN_OR_RETURN(auto tensors, TensorsFromProto(version.tensors()));
-  return Network<float>::FromTensors(config, tensors);
-}
-
 // InvalidArgument naming the first tensor with a NaN or infinite value, or a
 // running_var with a negative one: such a network answers NaN.
 absl::Status CheckTensorValues(const v1::ModelVersion& version) {
@@ -157,7 +147,7 @@ absl::StatusOr<LoadedModel> ModelCatalog::Load(const v1::ModelRef& ref) {
     deletions_before = deletions_;
   }
   ASSIGN_OR_RETURN(v1::ModelVersion stored, store_->GetVersion(ref.name(), version, true));
-  absl::StatusOr<Network<float>> network = BuildNetwork(stored);
+  absl::StatusOr<Network<float>> network = NetworkFromVersion(stored);
   if (!network.ok()) {
     return absl::DataLossError(absl::StrCat("stored version ", version, " of \"", ref.name(),
                                             "\" does not build: ",
@@ -187,7 +177,7 @@ absl::StatusOr<v1::ModelVersion> ModelCatalog::Get(const v1::ModelRef& ref,
 absl::StatusOr<v1::ModelVersion> ModelCatalog::Register(const v1::ModelVersion& version,
                                                          const v1::Job* finished_job) {
   RETURN_IF_ERROR(ValidateModelName(version.model_name()));
-  RETURN_IF_ERROR(BuildNetwork(version).status());
+  RETURN_IF_ERROR(NetworkFromVersion(version).status());
   RETURN_IF_ERROR(CheckTensorValues(version));
   return Store(version, finished_job);
 }

@@ -301,6 +301,15 @@ absl::StatusOr<std::map<std::string, Matrix>> TensorsFromProto(
   return result;
 }
 
+absl::StatusOr<Network<float>> NetworkFromVersion(const v1::ModelVersion& version) {
+  if (version.network().input_size() <= 0) {
+    return absl::InvalidArgumentError("network.input_size must be set in a stored version");
+  }
+  ASSIGN_OR_RETURN(NetworkConfig config, NetworkConfigFromProto(version.network(), 0));
+  ASSIGN_OR_RETURN(auto tensors, TensorsFromProto(version.tensors()));
+  return Network<float>::FromTensors(config, tensors);
+}
+
 v1::EpochMetrics EpochMetricsToProto(const EpochMetrics& metrics) {
   v1::EpochMetrics proto;
   proto.set_epoch(metrics.epoch);

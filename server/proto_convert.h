@@ -14,11 +14,13 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "bnserve/v1/model_registry.pb.h"
 #include "bnserve/v1/training_service.pb.h"
 #include "bnserve/v1/types.pb.h"
 #include "core/bn_mode.h"
 #include "core/builtin_datasets.h"
 #include "core/eigen_types.h"
+#include "core/network.h"
 #include "core/network_config.h"
 #include "core/optimizer.h"
 #include "core/trainer.h"
@@ -69,6 +71,11 @@ void TensorsToProto(const std::map<std::string, Matrix>& tensors,
                     google::protobuf::RepeatedPtrField<v1::NamedTensor>* out);
 absl::StatusOr<std::map<std::string, Matrix>> TensorsFromProto(
     const google::protobuf::RepeatedPtrField<v1::NamedTensor>& tensors);
+
+// The network a stored or exported `version` describes, built from its
+// config and tensors. InvalidArgument for an unset input_size, a config
+// NetworkConfigFromProto rejects, or tensors that do not match the config.
+absl::StatusOr<Network<float>> NetworkFromVersion(const v1::ModelVersion& version);
 
 v1::EpochMetrics EpochMetricsToProto(const EpochMetrics& metrics);
 

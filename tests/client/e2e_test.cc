@@ -766,11 +766,15 @@ TEST_F(E2eTest, BenchReportsEveryCombination) {
   for (absl::string_view line : absl::StrSplit(bench.out, '\n')) {
     std::vector<std::string> fields = absl::StrSplit(line, ' ', absl::SkipEmpty());
     int batch = 0, clients = 0;
-    double calls_per_second = 0;
-    if (fields.size() == 9 && absl::SimpleAtoi(fields[0], &batch) &&
+    double calls_per_second = 0, model_p50 = 0, over = 0;
+    if (fields.size() == 11 && absl::SimpleAtoi(fields[0], &batch) &&
         absl::SimpleAtoi(fields[1], &clients) && absl::SimpleAtod(fields[2], &calls_per_second)) {
       ++rows;
       EXPECT_GT(calls_per_second, 0) << line;
+      // The model run in bnctl's own process, and Predict's p50 against
+      // floor p50 + model p50.
+      EXPECT_TRUE(absl::SimpleAtod(fields[9], &model_p50) && model_p50 > 0) << line;
+      EXPECT_TRUE(absl::SimpleAtod(fields[10], &over) && over > 0) << line;
     }
   }
   EXPECT_EQ(rows, 4) << bench.out;

@@ -118,19 +118,15 @@ class BnserveServerTest : public ::testing::Test {
 };
 
 // The core network rebuilt from GetModel's tensors.
-Network<float> NetworkFromVersion(const v1::ModelVersion& version) {
-  absl::StatusOr<NetworkConfig> config = NetworkConfigFromProto(version.network(), 0);
-  EXPECT_TRUE(config.ok()) << config.status();
-  absl::StatusOr<std::map<std::string, Matrix>> tensors = TensorsFromProto(version.tensors());
-  EXPECT_TRUE(tensors.ok()) << tensors.status();
-  absl::StatusOr<Network<float>> network = Network<float>::FromTensors(*config, *tensors);
+Network<float> CoreNetworkOf(const v1::ModelVersion& version) {
+  absl::StatusOr<Network<float>> network = NetworkFromVersion(version);
   EXPECT_TRUE(network.ok()) << network.status();
   return *std::move(network);
 }
 
 TEST_F(BnserveServerTest, PredictAgreesWithTheCoreNetworkOfGetModelsTensors) {
   ASSERT_EQ(TrainSmall("agree").state(), v1::SUCCEEDED);
-  const Network<float> network = NetworkFromVersion(GetModel("agree", true));
+  const Network<float> network = CoreNetworkOf(GetModel("agree", true));
   v1::PredictRequest request;
   request.mutable_model()->set_name("agree");
   *request.mutable_inputs() = SyntheticData(37, 12, 3, 99).features();
@@ -301,7 +297,7 @@ TEST_F(BnserveServerTest, EvaluateReportsLossAccuracyPerClassAndConfusion) {
   ASSERT_EQ(response.confusion_matrix_size(), 9);
   ASSERT_EQ(response.per_class_accuracy_size(), 3);
   // Recompute from the core network.
-  const Network<float> network = NetworkFromVersion(GetModel("ev", true));
+  const Network<float> network = CoreNetworkOf(GetModel("ev", true));
   ASSERT_OK_AND_ASSIGN(ConstMatrixMapT<float> x, MapTensor(data.features()));
   ASSERT_OK_AND_ASSIGN(Matrix p, network.PredictProbabilities(x, BnMode::kInference));
   std::vector<int64_t> confusion(9, 0);
