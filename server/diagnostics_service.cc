@@ -2,21 +2,19 @@
 
 #include <string>
 
+#include "server/grpc_status_util.h"
+#include "server/proto_convert.h"
+
 namespace bnserve {
 
 grpc::ServerUnaryReactor* DiagnosticsService::Echo(grpc::CallbackServerContext* context,
                                                    const v1::PredictRequest* request,
                                                    v1::PredictResponse* response) {
+  // Predict's own shape check (no overflow for any shape, the same message).
+  absl::StatusOr<ConstMatrixMapT<float>> inputs = MapTensor(request->inputs());
+  if (!inputs.ok()) return FinishUnary(context, inputs.status());
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  const v1::Tensor& inputs = request->inputs();
-  if (inputs.shape_size() != 2 || inputs.shape(0) <= 0 || inputs.shape(1) <= 0 ||
-      inputs.shape(0) * inputs.shape(1) != inputs.values_size()) {
-    reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                                 "inputs must have shape [rows, features] matching its "
-                                 "number of values"));
-    return reactor;
-  }
-  const int rows = static_cast<int>(inputs.shape(0));
+  const int rows = static_cast<int>(inputs->rows());
   v1::Tensor* probabilities = response->mutable_probabilities();
   probabilities->add_shape(rows);
   probabilities->add_shape(kEchoClasses);

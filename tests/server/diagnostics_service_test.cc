@@ -68,5 +68,17 @@ TEST_F(DiagnosticsServiceTest, RejectsInputsWhoseShapeDoesNotMatch) {
             grpc::StatusCode::INVALID_ARGUMENT);
 }
 
+// A shape whose element count overflows int64 (2^32 * 2^32 wraps to 0, the
+// number of values sent): refused, not answered with an empty batch.
+TEST_F(DiagnosticsServiceTest, RejectsShapesWhoseElementCountOverflows) {
+  v1::PredictResponse response;
+  v1::PredictRequest request;
+  request.mutable_inputs()->add_shape(int64_t{1} << 32);
+  request.mutable_inputs()->add_shape(int64_t{1} << 32);
+  grpc::Status status = Echo(request, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), ::testing::HasSubstr("18446744073709551616"));
+}
+
 }  // namespace
 }  // namespace bnserve
