@@ -188,6 +188,9 @@ absl::StatusOr<v1::ModelVersion> ModelCatalog::RegisterNetwork(const Network<flo
   RETURN_IF_ERROR(ValidateModelName(metadata.model_name()));
   *metadata.mutable_network() = NetworkConfigToProto(network.config());
   TensorsToProto(network.ExportTensors(), metadata.mutable_tensors());
+  // Valid in shape by construction, but a diverged training run leaves NaN
+  // or infinite values, and such a version would answer NaN.
+  RETURN_IF_ERROR(CheckTensorValues(metadata));
   return Store(metadata, finished_job);
 }
 

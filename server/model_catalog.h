@@ -85,8 +85,10 @@ class ModelCatalog {
   // A network this server trained: stores it as the next version of
   // metadata.model_name with `metadata` (job id, metrics, training request;
   // its network and tensors are taken from `network`), and `finished_job`
-  // as Register does. The network is valid by construction: nothing is
-  // parsed or rebuilt. InvalidArgument for a bad model name; store errors.
+  // as Register does. Its shapes are valid by construction: nothing is
+  // parsed or rebuilt; its values are checked as Register checks them (a
+  // diverged run has NaNs). InvalidArgument for a bad model name or such a
+  // value (nothing stored); store errors.
   absl::StatusOr<v1::ModelVersion> RegisterNetwork(const Network<float>& network,
                                                    v1::ModelVersion metadata,
                                                    const v1::Job* finished_job);

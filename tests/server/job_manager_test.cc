@@ -109,6 +109,22 @@ TEST_F(JobManagerTest, JobRunsToSuccessAndRegistersItsVersion) {
   EXPECT_EQ(stored[0].epochs_size(), 2);
 }
 
+// A run whose weights diverge to NaN/Inf (a learning rate of 1e30) fails
+// instead of registering a version that answers NaN.
+TEST_F(JobManagerTest, ADivergedJobFailsAndRegistersNothing) {
+  StartManager();
+  v1::TrainRequest request = SmallTrainRequest("diverged", 2);
+  request.mutable_optimizer()->set_type(v1::SGD);
+  request.mutable_optimizer()->set_learning_rate(1e30);
+  ASSERT_OK_AND_ASSIGN(v1::Job queued, jobs_->Submit(request));
+  const v1::Job done = WaitFor(queued.job_id(), v1::FAILED);
+  EXPECT_EQ(done.state(), v1::FAILED);
+  EXPECT_THAT(done.reason(), ::testing::HasSubstr("non-finite"));
+  v1::ModelRef ref;
+  ref.set_name("diverged");
+  EXPECT_THAT(catalog_->Get(ref, false).status(), StatusIs(absl::StatusCode::kNotFound));
+}
+
 TEST_F(JobManagerTest, SameSeedGivesBitIdenticalVersions) {
   StartManager();
   ASSERT_OK_AND_ASSIGN(v1::Job a, jobs_->Submit(SmallTrainRequest("same", 1)));
