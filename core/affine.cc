@@ -74,6 +74,14 @@ void Affine<T>::ForwardTrain(const ConstMatrixRef<T>& x, MatrixT<T>* out) {
 }
 
 template <typename T>
+int64_t Affine<T>::TrainingWorkspaceScalars(int64_t batch, int64_t fan_in, int64_t fan_out) {
+  using Bound = GemmWorkspace<T>;
+  return 2 * Bound::BoundScalars(batch, fan_out, fan_in) +  // x * W, two piece lengths
+         Bound::BoundScalars(fan_in, fan_out, batch) +      // x^T * dout
+         Bound::BoundScalars(batch, fan_in, fan_out);       // dout * W^T
+}
+
+template <typename T>
 void Affine<T>::Backward(const ConstMatrixRef<T>& x, const ConstMatrixRef<T>& dout,
                          MatrixT<T>* dx) {
   assert(x.rows() == dout.rows());

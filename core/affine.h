@@ -14,6 +14,8 @@
 #ifndef BNSERVE_CORE_AFFINE_H_
 #define BNSERVE_CORE_AFFINE_H_
 
+#include <cstdint>
+
 #include "core/eigen_types.h"
 #include "core/gemm.h"
 
@@ -46,6 +48,11 @@ class Affine {
   // the layer's own packing buffers (allocated once per batch shape). Same
   // REQUIRES as Forward.
   void ForwardTrain(const ConstMatrixRef<T>& x, MatrixT<T>* out);
+
+  // An upper bound of the scalars the training products' packing buffers
+  // (ForwardTrain's two workspaces, Backward's two) hold for batches of
+  // `batch` rows, on any CPU (GemmWorkspace::BoundScalars of each product).
+  static int64_t TrainingWorkspaceScalars(int64_t batch, int64_t fan_in, int64_t fan_out);
 
   // Given the x of the matching Forward and dout = dL/dy, stores
   // dW = x^T * dout and db = column sums of dout, and, when dx is not null,

@@ -29,6 +29,8 @@
 #ifndef BNSERVE_CORE_GEMM_H_
 #define BNSERVE_CORE_GEMM_H_
 
+#include <cstddef>
+#include <cstdint>
 #include <memory>
 
 #include "core/eigen_types.h"
@@ -49,8 +51,16 @@ class GemmWorkspace {
   GemmWorkspace(GemmWorkspace&&) noexcept;
   GemmWorkspace& operator=(GemmWorkspace&&) noexcept;
 
-  // Bytes held by the packing buffers (0 before the first product).
+  // Bytes held by the packing buffers (0 before the first product). At most
+  // BoundScalars(rows, cols, depth) * sizeof(T) for the last product's shape.
   size_t bytes() const;
+
+  // An upper bound of the scalars a workspace holds for a product of this
+  // shape, whatever the CPU's cache sizes: Eigen's blocks are kc * mc and
+  // kc * nc with kc <= depth and mc + nc <= rows + cols.
+  static int64_t BoundScalars(int64_t rows, int64_t cols, int64_t depth) {
+    return depth * (rows + cols);
+  }
 
  private:
   template <typename U>

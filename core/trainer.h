@@ -57,8 +57,9 @@ int EffectiveBatchSize(int batch_size, int64_t train_rows);
 // An upper bound, in bytes, of the working memory Train needs for `network`
 // with batches of `batch_size` rows (the data set itself not included): the
 // parameters with their gradients and up to two optimizer states, the
-// training pass's buffers for one batch, and the buffers of one evaluation
-// slice (kEvaluationSliceRows). A server checks it before accepting a job,
+// training pass's buffers for one batch, the packing buffers of its matrix
+// products (Affine::TrainingWorkspaceScalars), and the buffers of one
+// evaluation slice (kEvaluationSliceRows). A server checks it before accepting a job,
 // since a request's sizes alone can ask for more memory than the machine
 // has; pass the EffectiveBatchSize when the training set's size is known.
 int64_t EstimateTrainingBytes(const NetworkConfig& network, int batch_size);

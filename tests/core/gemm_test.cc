@@ -141,6 +141,32 @@ TEST(GemmTest, CopiesStartEmptyAndAssignmentKeepsItsOwnBuffers) {
   EXPECT_EQ(workspace.bytes(), bytes);
 }
 
+// The bound memory estimates use holds for every shape and cache profile.
+TEST(GemmTest, BuffersStayWithinTheirBound) {
+  const std::ptrdiff_t l1 = Eigen::l1CacheSize(), l2 = Eigen::l2CacheSize(),
+                       l3 = Eigen::l3CacheSize();
+  struct Caches {
+    std::ptrdiff_t l1, l2, l3;
+  };
+  for (const Caches& caches : {Caches{l1, l2, l3}, Caches{16 << 10, 128 << 10, 2 << 20},
+                               Caches{48 << 10, 2 << 20, 105 << 20},
+                               Caches{64 << 10, 8 << 20, 256 << 20}}) {
+    Eigen::setCpuCacheSizes(caches.l1, caches.l2, caches.l3);
+    for (const Shape& s : {Shape{100, 100, 784}, Shape{784, 100, 100}, Shape{100, 784, 100},
+                           Shape{4096, 16384, 300}, Shape{60000, 10, 100}}) {
+      const Matrix a = Matrix::Zero(s.rows, s.depth);
+      const Matrix b = Matrix::Zero(s.depth, s.cols);
+      GemmWorkspace<float> workspace;
+      Matrix c;
+      Gemm<float>(a, kNoTranspose, b, kNoTranspose, false, &c, &workspace);
+      EXPECT_LE(workspace.bytes(), static_cast<size_t>(GemmWorkspace<float>::BoundScalars(
+                                       s.rows, s.cols, s.depth)) * sizeof(float))
+          << s.rows << "x" << s.cols << "x" << s.depth << " L2 " << caches.l2;
+    }
+  }
+  Eigen::setCpuCacheSizes(l1, l2, l3);
+}
+
 TEST(GemmTest, TinyForcedCachesSplitIntoManyBlocksAndStayExact) {
   const std::ptrdiff_t l1 = Eigen::l1CacheSize(), l2 = Eigen::l2CacheSize(),
                        l3 = Eigen::l3CacheSize();
