@@ -18,12 +18,22 @@ bool KeepFreedMemoryForReuse() {
   // 128 KiB): without it, measured, a batch-256 Predict still faults in
   // about 20 pages per call as the heaps creep up.
   constexpr int kTopPad = 16 << 20;
-  if (mallopt(M_MMAP_THRESHOLD, kMmapThreshold) == 1 &&
-      mallopt(M_TRIM_THRESHOLD, kTrimThreshold) == 1 && mallopt(M_TOP_PAD, kTopPad) == 1) {
-    return true;
+  struct Option {
+    int param;
+    int value;
+    const char* name;
+  };
+  bool all = true;
+  for (const Option& option : {Option{M_MMAP_THRESHOLD, kMmapThreshold, "M_MMAP_THRESHOLD"},
+                               Option{M_TRIM_THRESHOLD, kTrimThreshold, "M_TRIM_THRESHOLD"},
+                               Option{M_TOP_PAD, kTopPad, "M_TOP_PAD"}}) {
+    if (mallopt(option.param, option.value) != 1) {
+      BNSERVE_LOG(WARNING) << "mallopt refused " << option.name << " = " << option.value
+                           << "; it keeps its default";
+      all = false;
+    }
   }
-  BNSERVE_LOG(WARNING) << "mallopt refused the serving thresholds; keeping malloc's defaults";
-  return false;
+  return all;
 #else
   return false;
 #endif

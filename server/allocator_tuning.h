@@ -11,6 +11,10 @@
 // the next call: resident memory stays at its high-water mark instead of
 // shrinking after each request.
 //
+// The cost: freed memory below 32 MiB stays with the process (up to 512 MiB
+// of free heap top per malloc arena) instead of going back to the kernel; it
+// is reused by later calls, and it is not counted by --max_job_memory_mb.
+//
 // Call once, early in main(), before threads start. Not thread-safe. No
 // effect but a warning on a C library without mallopt's options.
 #ifndef BNSERVE_SERVER_ALLOCATOR_TUNING_H_
@@ -18,7 +22,8 @@
 
 namespace bnserve {
 
-// Returns false (and changes nothing more) if the C library refused.
+// Returns false, with a warning naming it, if the C library refused a
+// setting (the others are still applied).
 bool KeepFreedMemoryForReuse();
 
 }  // namespace bnserve

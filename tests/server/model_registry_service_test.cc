@@ -18,6 +18,7 @@
 #include "grpcpp/security/credentials.h"
 #include "gtest/gtest.h"
 #include "server/bnserve_server.h"
+#include "tests/server/grpc_test_util.h"
 #include "tests/server/server_test_util.h"
 #include "tests/testing/status_matchers.h"
 

@@ -1,5 +1,6 @@
-// Helpers shared by the server tests: small synthetic data sets and requests,
-// and a raw call through a generic stub.
+// Helpers shared by the server tests: small synthetic data sets and requests.
+// No gRPC here: the server-core tests link without it (grpc_test_util.h has
+// the gRPC helpers).
 #ifndef BNSERVE_TESTS_SERVER_SERVER_TEST_UTIL_H_
 #define BNSERVE_TESTS_SERVER_SERVER_TEST_UTIL_H_
 
@@ -12,16 +13,10 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "bnserve/v1/training_service.pb.h"
 #include "bnserve/v1/types.pb.h"
 #include "gmock/gmock.h"
-#include "grpcpp/channel.h"
-#include "grpcpp/client_context.h"
-#include "grpcpp/generic/generic_stub.h"
-#include "grpcpp/support/byte_buffer.h"
-#include "grpcpp/support/status.h"
 #include "gtest/gtest.h"
 
 namespace bnserve {
@@ -86,38 +81,6 @@ inline std::string TempPath(const std::string& name) {
   std::filesystem::remove_all(path);
   for (const char* suffix : {"-wal", "-shm"}) std::filesystem::remove(path + suffix);
   return path;
-}
-
-// Calls `method` ("/package.Service/Method") with `request` as the raw
-// request bytes, whatever they are, through a generic stub, and returns the
-// status; the response's bytes go to `*response` when it is not null.
-inline grpc::Status RawUnaryCall(const std::shared_ptr<grpc::Channel>& channel,
-                                 const std::string& method, const std::string& request,
-                                 std::string* response = nullptr) {
-  grpc::GenericStub stub(channel);
-  grpc::Slice slice(request);
-  grpc::ByteBuffer request_buffer(&slice, 1);
-  grpc::ByteBuffer response_buffer;
-  grpc::ClientContext context;
-  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(20)));
-  grpc::Status status;
-  absl::Notification done;
-  stub.UnaryCall(&context, method, grpc::StubOptions(), &request_buffer, &response_buffer,
-                 [&](grpc::Status s) {
-                   status = std::move(s);
-                   done.Notify();
-                 });
-  done.WaitForNotification();  // the deadline bounds the wait
-  if (response != nullptr) {
-    response->clear();
-    std::vector<grpc::Slice> slices;
-    if (status.ok() && response_buffer.Dump(&slices).ok()) {
-      for (const grpc::Slice& s : slices) {
-        response->append(reinterpret_cast<const char*>(s.begin()), s.size());
-      }
-    }
-  }
-  return status;
 }
 
 }  // namespace testing

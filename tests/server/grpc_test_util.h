@@ -1,0 +1,57 @@
+// gRPC helpers of the RPC-layer tests: a raw call through a generic stub.
+#ifndef BNSERVE_TESTS_SERVER_GRPC_TEST_UTIL_H_
+#define BNSERVE_TESTS_SERVER_GRPC_TEST_UTIL_H_
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "grpcpp/channel.h"
+#include "grpcpp/client_context.h"
+#include "grpcpp/generic/generic_stub.h"
+#include "grpcpp/support/byte_buffer.h"
+#include "grpcpp/support/status.h"
+
+namespace bnserve {
+namespace testing {
+
+// Calls `method` ("/package.Service/Method") with `request` as the raw
+// request bytes, whatever they are, through a generic stub, and returns the
+// status; the response's bytes go to `*response` when it is not null.
+inline grpc::Status RawUnaryCall(const std::shared_ptr<grpc::Channel>& channel,
+                                 const std::string& method, const std::string& request,
+                                 std::string* response = nullptr) {
+  grpc::GenericStub stub(channel);
+  grpc::Slice slice(request);
+  grpc::ByteBuffer request_buffer(&slice, 1);
+  grpc::ByteBuffer response_buffer;
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(20)));
+  grpc::Status status;
+  absl::Notification done;
+  stub.UnaryCall(&context, method, grpc::StubOptions(), &request_buffer, &response_buffer,
+                 [&](grpc::Status s) {
+                   status = std::move(s);
+                   done.Notify();
+                 });
+  done.WaitForNotification();  // the deadline bounds the wait
+  if (response != nullptr) {
+    response->clear();
+    std::vector<grpc::Slice> slices;
+    if (status.ok() && response_buffer.Dump(&slices).ok()) {
+      for (const grpc::Slice& s : slices) {
+        response->append(reinterpret_cast<const char*>(s.begin()), s.size());
+      }
+    }
+  }
+  return status;
+}
+
+}  // namespace testing
+}  // namespace bnserve
+
+#endif  // BNSERVE_TESTS_SERVER_GRPC_TEST_UTIL_H_
