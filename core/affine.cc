@@ -56,42 +56,39 @@ void Affine<T>::Forward(const ConstMatrixRef<T>& x, MatrixT<T>* out) const {
 }
 
 template <typename T>
-void Affine<T>::ForwardTrain(const ConstMatrixRef<T>& x, MatrixT<T>* out) {
+void Affine<T>::ForwardTrain(const ConstMatrixRef<T>& x, MatrixT<T>* out,
+                             GemmWorkspace<T>* workspace) const {
   assert(x.cols() == weights_.rows());
   out->resize(x.rows(), weights_.cols());
   out->rowwise() = bias_.row(0);
   // The same pieces as Forward, so that training and inference compute the
-  // same sums bit for bit; the last piece may be shorter and has its own
-  // workspace, so that neither reallocates.
+  // same sums bit for bit.
   const Eigen::Index depth = x.cols();
   const Eigen::Index piece = ForwardPiece(x.rows(), weights_.cols(), depth, sizeof(T));
   for (Eigen::Index start = 0; start < depth; start += piece) {
     const Eigen::Index len = std::min(piece, depth - start);
     Gemm<T>(x.middleCols(start, len), kNoTranspose, weights_.middleRows(start, len),
-            kNoTranspose, /*accumulate=*/true, out,
-            len == piece ? &forward_workspace_ : &forward_tail_workspace_);
+            kNoTranspose, /*accumulate=*/true, out, workspace);
   }
 }
 
 template <typename T>
 int64_t Affine<T>::TrainingWorkspaceScalars(int64_t batch, int64_t fan_in, int64_t fan_out) {
   using Bound = GemmWorkspace<T>;
-  return 2 * Bound::BoundScalars(batch, fan_out, fan_in) +  // x * W, two piece lengths
-         Bound::BoundScalars(fan_in, fan_out, batch) +      // x^T * dout
-         Bound::BoundScalars(batch, fan_in, fan_out);       // dout * W^T
+  return std::max({Bound::BoundScalars(batch, fan_out, fan_in),    // x * W (pieces: less)
+                   Bound::BoundScalars(fan_in, fan_out, batch),    // x^T * dout
+                   Bound::BoundScalars(batch, fan_in, fan_out)});  // dout * W^T
 }
 
 template <typename T>
 void Affine<T>::Backward(const ConstMatrixRef<T>& x, const ConstMatrixRef<T>& dout,
-                         MatrixT<T>* dx) {
+                         MatrixT<T>* dx, GemmWorkspace<T>* workspace) {
   assert(x.rows() == dout.rows());
   assert(x.cols() == weights_.rows() && dout.cols() == weights_.cols());
-  Gemm<T>(x, kTranspose, dout, kNoTranspose, /*accumulate=*/false, &weights_grad_,
-          &weights_grad_workspace_);
+  Gemm<T>(x, kTranspose, dout, kNoTranspose, /*accumulate=*/false, &weights_grad_, workspace);
   bias_grad_.noalias() = dout.colwise().sum();
   if (dx != nullptr) {
-    Gemm<T>(dout, kNoTranspose, weights_, kTranspose, /*accumulate=*/false, dx,
-            &input_grad_workspace_);
+    Gemm<T>(dout, kNoTranspose, weights_, kTranspose, /*accumulate=*/false, dx, workspace);
   }
 }
 

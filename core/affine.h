@@ -5,9 +5,9 @@
 // input: Backward takes the same x that was passed to Forward, so the caller
 // (Network) keeps the activations it already has. Buffers passed as outputs
 // are resized only when their shape changes, and the training products
-// (ForwardTrain, Backward) run in packing buffers the layer owns (GemmWorkspace,
-// one per product), so a training loop with a stable batch size does not
-// allocate, whatever the CPU's cache sizes.
+// (ForwardTrain, Backward) run in packing buffers the caller owns (one
+// GemmWorkspace shared by every layer of a Network), so a training loop with
+// a stable batch size does not allocate, whatever the CPU's cache sizes.
 //
 // Thread-safety: const methods may be called concurrently; Backward and the
 // mutable accessors need external synchronization.
@@ -45,13 +45,13 @@ class Affine {
   void Forward(const ConstMatrixRef<T>& x, MatrixT<T>* out) const;
 
   // The same product for the training pass, bit-identical to Forward's, in
-  // the layer's own packing buffers (allocated once per batch shape). Same
-  // REQUIRES as Forward.
-  void ForwardTrain(const ConstMatrixRef<T>& x, MatrixT<T>* out);
+  // `workspace`'s packing buffers. Same REQUIRES as Forward.
+  void ForwardTrain(const ConstMatrixRef<T>& x, MatrixT<T>* out,
+                    GemmWorkspace<T>* workspace) const;
 
-  // An upper bound of the scalars the training products' packing buffers
-  // (ForwardTrain's two workspaces, Backward's two) hold for batches of
-  // `batch` rows, on any CPU (GemmWorkspace::BoundScalars of each product).
+  // An upper bound of the scalars a workspace holds after this layer's
+  // training products (ForwardTrain and Backward) for batches of `batch`
+  // rows, on any CPU: the largest GemmWorkspace::BoundScalars of them.
   static int64_t TrainingWorkspaceScalars(int64_t batch, int64_t fan_in, int64_t fan_out);
 
   // Given the x of the matching Forward and dout = dL/dy, stores
@@ -60,19 +60,15 @@ class Affine {
   // (the first layer of a network): that skips the largest product.
   // REQUIRES: x.rows() == dout.rows(), x.cols() == fan_in(),
   // dout.cols() == fan_out(); dx aliases neither x nor dout.
+  // The products run in `workspace`'s packing buffers.
   void Backward(const ConstMatrixRef<T>& x, const ConstMatrixRef<T>& dout,
-                MatrixT<T>* dx);
+                MatrixT<T>* dx, GemmWorkspace<T>* workspace);
 
  private:
   MatrixT<T> weights_;
   MatrixT<T> bias_;
   MatrixT<T> weights_grad_;
   MatrixT<T> bias_grad_;
-  // Packing buffers of the three training products.
-  GemmWorkspace<T> forward_workspace_;       // x * W (each full depth piece)
-  GemmWorkspace<T> forward_tail_workspace_;  // x * W (a shorter last piece)
-  GemmWorkspace<T> weights_grad_workspace_;  // x^T * dout
-  GemmWorkspace<T> input_grad_workspace_;    // dout * W^T
 };
 
 extern template class Affine<float>;

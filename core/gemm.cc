@@ -10,12 +10,26 @@ namespace {
 
 using Eigen::Index;
 
-// Eigen's blocking for a row-major destination: block sizes from the host's
-// cache sizes (computeProductBlockingSizes), buffers allocated on request.
+// Eigen's blocking for a row-major destination (gemm_blocking_space's sizes:
+// a row-major product runs transposed, so mc comes from cols and nc from
+// rows), with the buffers given by a GemmWorkspace instead of allocated.
 template <typename T>
-using BlockingSpace =
-    Eigen::internal::gemm_blocking_space<Eigen::RowMajor, T, T, Eigen::Dynamic, Eigen::Dynamic,
-                                         Eigen::Dynamic, /*KcFactor=*/1, /*Finite=*/false>;
+class WorkspaceBlocking : public Eigen::internal::level3_blocking<T, T> {
+ public:
+  WorkspaceBlocking(Index rows, Index cols, Index depth) {
+    this->m_mc = cols;
+    this->m_nc = rows;
+    this->m_kc = depth;
+    Eigen::internal::computeProductBlockingSizes<T, T, /*KcFactor=*/1, Index>(
+        this->m_kc, this->m_mc, this->m_nc, /*num_threads=*/1);
+  }
+  Index size_a() const { return this->m_mc * this->m_kc; }
+  Index size_b() const { return this->m_kc * this->m_nc; }
+  void Use(T* a, T* b) {
+    this->m_blockA = a;
+    this->m_blockB = b;
+  }
+};
 
 // The GEBP product res(rows x cols, row-major) += lhs * rhs, operands in the
 // given storage orders: what Eigen's `res.noalias() += lhs * rhs` runs for
@@ -23,7 +37,7 @@ using BlockingSpace =
 template <typename T, int LhsOrder, int RhsOrder>
 void RunProduct(Index rows, Index cols, Index depth, const T* lhs, Index lhs_stride,
                 const T* rhs, Index rhs_stride, T* res, Index res_stride,
-                BlockingSpace<T>* blocking) {
+                WorkspaceBlocking<T>* blocking) {
   Eigen::internal::general_matrix_matrix_product<Index, T, LhsOrder, false, T, RhsOrder, false,
                                                  Eigen::RowMajor, 1>::run(rows, cols, depth,
                                                                           lhs, lhs_stride, rhs,
@@ -59,16 +73,6 @@ void EigenProduct(const ConstMatrixRef<T>& a, GemmOp op_a, const ConstMatrixRef<
 }  // namespace
 
 template <typename T>
-struct GemmWorkspace<T>::Blocking {
-  Blocking(Index r, Index c, Index d)
-      : rows(r), cols(c), depth(d), space(r, c, d, /*num_threads=*/1, /*l3_blocking=*/true) {
-    space.allocateAll();
-  }
-  const Index rows, cols, depth;
-  BlockingSpace<T> space;
-};
-
-template <typename T>
 GemmWorkspace<T>::GemmWorkspace() = default;
 template <typename T>
 GemmWorkspace<T>::~GemmWorkspace() = default;
@@ -85,20 +89,19 @@ GemmWorkspace<T>& GemmWorkspace<T>::operator=(GemmWorkspace&&) noexcept = defaul
 
 template <typename T>
 size_t GemmWorkspace<T>::bytes() const {
-  if (!blocking_) return 0;
-  BlockingSpace<T>& space = blocking_->space;
-  return static_cast<size_t>(space.kc() * (space.mc() + space.nc())) * sizeof(T);
+  return static_cast<size_t>(a_.size() + b_.size()) * sizeof(T);
 }
 
 template <typename T>
-typename GemmWorkspace<T>::Blocking& GemmWorkspace<T>::For(Index rows, Index cols,
-                                                           Index depth) {
-  if (!blocking_ || blocking_->rows != rows || blocking_->cols != cols ||
-      blocking_->depth != depth) {
-    blocking_.reset();  // free the old buffers before allocating the new ones
-    blocking_ = std::make_unique<Blocking>(rows, cols, depth);
-  }
-  return *blocking_;
+T* GemmWorkspace<T>::BufferA(Index a) {
+  if (a_.size() < a) a_.resize(a);
+  return a_.data();
+}
+
+template <typename T>
+T* GemmWorkspace<T>::BufferB(Index b) {
+  if (b_.size() < b) b_.resize(b);
+  return b_.data();
 }
 
 template <typename T>
@@ -122,7 +125,8 @@ void Gemm(const ConstMatrixRef<T>& a, GemmOp op_a, const ConstMatrixRef<T>& b, G
     return;
   }
   if (!accumulate) c->setZero();
-  BlockingSpace<T>* blocking = &workspace->For(rows, cols, depth).space;
+  WorkspaceBlocking<T> blocking(rows, cols, depth);
+  blocking.Use(workspace->BufferA(blocking.size_a()), workspace->BufferB(blocking.size_b()));
   // A row-major operand read transposed is the same buffer read column-major.
   const T* pa = a.data();
   const T* pb = b.data();
@@ -132,16 +136,16 @@ void Gemm(const ConstMatrixRef<T>& a, GemmOp op_a, const ConstMatrixRef<T>& b, G
   const Index sc = c->outerStride();
   if (op_a == kNoTranspose && op_b == kNoTranspose) {
     RunProduct<T, Eigen::RowMajor, Eigen::RowMajor>(rows, cols, depth, pa, sa, pb, sb, pc, sc,
-                                                    blocking);
+                                                    &blocking);
   } else if (op_a == kTranspose && op_b == kNoTranspose) {
     RunProduct<T, Eigen::ColMajor, Eigen::RowMajor>(rows, cols, depth, pa, sa, pb, sb, pc, sc,
-                                                    blocking);
+                                                    &blocking);
   } else if (op_a == kNoTranspose && op_b == kTranspose) {
     RunProduct<T, Eigen::RowMajor, Eigen::ColMajor>(rows, cols, depth, pa, sa, pb, sb, pc, sc,
-                                                    blocking);
+                                                    &blocking);
   } else {
     RunProduct<T, Eigen::ColMajor, Eigen::ColMajor>(rows, cols, depth, pa, sa, pb, sb, pc, sc,
-                                                    blocking);
+                                                    &blocking);
   }
 }
 

@@ -2,7 +2,7 @@
 // C += op(A) * op(B) on the row-major matrices of eigen_types.h, with Eigen's
 // packing buffers owned by a GemmWorkspace instead of taken per call.
 //
-//   GemmWorkspace<float> workspace;           // one per product site
+//   GemmWorkspace<float> workspace;           // one per network, for all its products
 //   Gemm<float>(x, kNoTranspose, w, kNoTranspose, /*accumulate=*/true, &y, &workspace);
 //
 // Why: Eigen's product packs its operands into blocks whose sizes it derives
@@ -31,7 +31,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <memory>
 
 #include "core/eigen_types.h"
 
@@ -52,7 +51,8 @@ class GemmWorkspace {
   GemmWorkspace& operator=(GemmWorkspace&&) noexcept;
 
   // Bytes held by the packing buffers (0 before the first product). At most
-  // BoundScalars(rows, cols, depth) * sizeof(T) for the last product's shape.
+  // the largest BoundScalars(rows, cols, depth) * sizeof(T) of the products
+  // run so far.
   size_t bytes() const;
 
   // An upper bound of the scalars a workspace holds for a product of this
@@ -66,12 +66,13 @@ class GemmWorkspace {
   template <typename U>
   friend void Gemm(const ConstMatrixRef<U>& a, GemmOp op_a, const ConstMatrixRef<U>& b,
                    GemmOp op_b, bool accumulate, MatrixT<U>* c, GemmWorkspace<U>* workspace);
-  struct Blocking;
-  // The blocking for a product of this shape, allocated on first use or when
-  // the shape changes.
-  Blocking& For(Eigen::Index rows, Eigen::Index cols, Eigen::Index depth);
+  // Grows the buffers to at least `a` and `b` scalars; returns them.
+  T* BufferA(Eigen::Index a);
+  T* BufferB(Eigen::Index b);
 
-  std::unique_ptr<Blocking> blocking_;
+  // Aligned as Eigen's packing needs (EIGEN_MAX_ALIGN_BYTES).
+  Eigen::Matrix<T, Eigen::Dynamic, 1> a_;
+  Eigen::Matrix<T, Eigen::Dynamic, 1> b_;
 };
 
 // *c = op_a(a) * op_b(b) (c resized to the product's shape), or, when

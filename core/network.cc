@@ -7,6 +7,7 @@
 #include "core/affine.h"
 #include "core/batch_norm.h"
 #include "core/dropout.h"
+#include "core/gemm.h"
 #include "core/relu.h"
 #include "core/sigmoid.h"
 #include "core/softmax_with_loss.h"
@@ -200,6 +201,9 @@ struct Network<T>::Impl {
   std::vector<MatrixT<T>> grad_in;     // dL/d(Affine output) when BN is on
   MatrixT<T> scores;
   MatrixT<T> grad_scores;
+  // The packing buffers of every training product, shared so that they stay
+  // hot in cache from one product to the next.
+  GemmWorkspace<T> gemm;
 };
 
 template <typename T>
@@ -311,9 +315,9 @@ absl::StatusOr<T> Network<T>::ComputeGradients(const ConstMatrixRef<T>& x,
   // Forward, keeping every intermediate for the backward pass.
   for (int i = 0; i < hidden; ++i) {
     if (i == 0) {
-      m.affines[i].ForwardTrain(x, &m.affine_out[i]);
+      m.affines[i].ForwardTrain(x, &m.affine_out[i], &m.gemm);
     } else {
-      m.affines[i].ForwardTrain(m.HiddenOutput(i - 1), &m.affine_out[i]);
+      m.affines[i].ForwardTrain(m.HiddenOutput(i - 1), &m.affine_out[i], &m.gemm);
     }
     const MatrixT<T>* act_in = &m.affine_out[i];
     if (m.config.use_batchnorm) {
@@ -324,19 +328,19 @@ absl::StatusOr<T> Network<T>::ComputeGradients(const ConstMatrixRef<T>& x,
     if (m.use_dropout()) m.dropouts[i].ForwardTrain(m.act_out[i], rng, &m.drop_out[i]);
   }
   if (hidden == 0) {
-    m.affines.back().ForwardTrain(x, &m.scores);
+    m.affines.back().ForwardTrain(x, &m.scores, &m.gemm);
   } else {
-    m.affines.back().ForwardTrain(m.HiddenOutput(hidden - 1), &m.scores);
+    m.affines.back().ForwardTrain(m.HiddenOutput(hidden - 1), &m.scores, &m.gemm);
   }
   const T loss = m.output.Forward(m.scores, labels) + m.WeightDecayLoss();
 
   // Backward.
   m.output.Backward(labels, &m.grad_scores);
   if (hidden == 0) {
-    m.affines.back().Backward(x, m.grad_scores, nullptr);
+    m.affines.back().Backward(x, m.grad_scores, nullptr, &m.gemm);
   } else {
     m.affines.back().Backward(m.HiddenOutput(hidden - 1), m.grad_scores,
-                              &m.grad_out[hidden - 1]);
+                              &m.grad_out[hidden - 1], &m.gemm);
   }
   for (int i = hidden - 1; i >= 0; --i) {
     MatrixT<T>* grad = &m.grad_out[i];
@@ -348,9 +352,9 @@ absl::StatusOr<T> Network<T>::ComputeGradients(const ConstMatrixRef<T>& x,
     }
     // Nobody needs dL/dx of the first layer: skip its (largest) product.
     if (i == 0) {
-      m.affines[i].Backward(x, *grad, nullptr);
+      m.affines[i].Backward(x, *grad, nullptr, &m.gemm);
     } else {
-      m.affines[i].Backward(m.HiddenOutput(i - 1), *grad, &m.grad_out[i - 1]);
+      m.affines[i].Backward(m.HiddenOutput(i - 1), *grad, &m.grad_out[i - 1], &m.gemm);
     }
   }
   if (m.config.weight_decay_lambda != 0.0) {

@@ -77,14 +77,15 @@ int64_t EstimateTrainingBytes(const NetworkConfig& network, int batch_size) {
   const int64_t per_row = network.input_size + 8 * hidden_sum + 3 * int64_t{network.output_size};
   // The per-epoch accuracy runs one forward pass over a slice.
   const int64_t evaluation = int64_t{kEvaluationSliceRows} * ForwardFloatsPerRow(network);
-  // The packing buffers each Affine keeps for its training products.
+  // The packing buffers the training products share (the largest need).
   const int64_t batch = std::max(batch_size, 0);
   int64_t workspaces = 0;
   int64_t fan_in = network.input_size;
   std::vector<int> fan_outs = network.hidden_sizes;
   fan_outs.push_back(network.output_size);
   for (int fan_out : fan_outs) {
-    workspaces += Affine<float>::TrainingWorkspaceScalars(batch, fan_in, fan_out);
+    workspaces =
+        std::max(workspaces, Affine<float>::TrainingWorkspaceScalars(batch, fan_in, fan_out));
     fan_in = fan_out;
   }
   const int64_t floats =

@@ -58,7 +58,7 @@ int EffectiveBatchSize(int batch_size, int64_t train_rows);
 // with batches of `batch_size` rows (the data set itself not included): the
 // parameters with their gradients and up to two optimizer states, the
 // training pass's buffers for one batch, the packing buffers of its matrix
-// products (Affine::TrainingWorkspaceScalars), and the buffers of one
+// products (the largest Affine::TrainingWorkspaceScalars), and the buffers of one
 // evaluation slice (kEvaluationSliceRows). A server checks it before accepting a job,
 // since a request's sizes alone can ask for more memory than the machine
 // has; pass the EffectiveBatchSize when the training set's size is known.

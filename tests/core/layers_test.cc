@@ -6,6 +6,7 @@
 #include "core/affine.h"
 #include "core/dropout.h"
 #include "core/eigen_types.h"
+#include "core/gemm.h"
 #include "core/relu.h"
 #include "core/sigmoid.h"
 #include "core/softmax_with_loss.h"
@@ -53,6 +54,7 @@ TEST(AffineTest, ForwardMatchesLoops) {
 }
 
 TEST(AffineTest, BackwardMatchesFiniteDifferences) {
+  GemmWorkspace<double> workspace;
   Affine<double> affine(4, 3);
   affine.weights() = RandomMatrix(4, 3, 4);
   affine.bias() = RandomMatrix(1, 3, 5);
@@ -60,7 +62,7 @@ TEST(AffineTest, BackwardMatchesFiniteDifferences) {
   const MatrixD g = RandomMatrix(5, 3, 7);
   MatrixD y, dx;
   affine.Forward(x, &y);
-  affine.Backward(x, g, &dx);
+  affine.Backward(x, g, &dx, &workspace);
   auto loss = [&] {
     MatrixD out;
     affine.Forward(x, &out);
@@ -76,27 +78,29 @@ TEST(AffineTest, BackwardMatchesFiniteDifferences) {
 }
 
 TEST(AffineTest, BackwardWithoutDxStillComputesParameterGradients) {
+  GemmWorkspace<double> workspace;
   Affine<double> affine(4, 3);
   affine.weights() = RandomMatrix(4, 3, 8);
   const MatrixD x = RandomMatrix(5, 4, 9);
   const MatrixD g = RandomMatrix(5, 3, 10);
-  affine.Backward(x, g, nullptr);
+  affine.Backward(x, g, nullptr, &workspace);
   const MatrixD expected_dw = x.transpose() * g;
   EXPECT_TRUE(affine.weights_grad().isApprox(expected_dw, 1e-14));
   EXPECT_TRUE(affine.bias_grad().isApprox(g.colwise().sum(), 1e-14));
 }
 
 // Shapes large enough that the products run Eigen's blocked kernel (GEBP)
-// through the layer's workspaces, not the coefficient-based tiny product.
+// through a workspace, not the coefficient-based tiny product.
 TEST(AffineTest, BackwardMatchesFiniteDifferencesAtBlockedSizes) {
+  GemmWorkspace<double> workspace;
   Affine<double> affine(41, 27);
   affine.weights() = RandomMatrix(41, 27, 11);
   affine.bias() = RandomMatrix(1, 27, 12);
   MatrixD x = RandomMatrix(23, 41, 13);
   const MatrixD g = RandomMatrix(23, 27, 14);
   MatrixD y, dx;
-  affine.ForwardTrain(x, &y);
-  affine.Backward(x, g, &dx);
+  affine.ForwardTrain(x, &y, &workspace);
+  affine.Backward(x, g, &dx, &workspace);
   auto loss = [&] {
     MatrixD out;
     affine.Forward(x, &out);
@@ -126,9 +130,10 @@ TEST(AffineTest, ForwardTrainMatchesForwardBitForBit) {
     affine.bias() = RandomMatrix(1, s.fan_out, 16).cast<float>();
     const Matrix x = RandomMatrix(s.batch, s.fan_in, 17).cast<float>();
     Matrix inference, training;
+    GemmWorkspace<float> workspace;
     affine.Forward(x, &inference);
     for (int repeat = 0; repeat < 2; ++repeat) {  // fresh and reused workspaces
-      affine.ForwardTrain(x, &training);
+      affine.ForwardTrain(x, &training, &workspace);
       EXPECT_TRUE(training == inference)
           << s.batch << "x" << s.fan_in << "->" << s.fan_out << " repeat " << repeat
           << ": max difference " << (training - inference).cwiseAbs().maxCoeff();

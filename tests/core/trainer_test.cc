@@ -214,15 +214,14 @@ TEST(TrainerTest, BatchLargerThanTrainingSetUsesAllOfIt) {
 TEST(TrainerTest, TrainingMemoryEstimateCoversParametersBatchAndEvaluation) {
   const NetworkConfig seed_net;  // 784-100x5-10 with BN: 121,910 parameters
   // Per batch row: 784 features + 8 buffers * 500 hidden units + 3 * 10
-  // classes, and the products' packing buffers: 3 * fan_in + 2 * fan_out per
-  // Affine (784->100, 4 x 100->100, 100->10: 2552 + 4 * 500 + 320).
-  const int64_t per_row_bytes = (784 + 8 * 500 + 3 * 10 + 4872) * 4;
+  // classes, and the products' shared packing buffers, sized by the largest
+  // product's bound: the first layer's x * W, 784 * (batch + 100).
+  const int64_t per_row_bytes = (784 + 8 * 500 + 3 * 10 + 784) * 4;
   EXPECT_EQ(EstimateTrainingBytes(seed_net, 200) - EstimateTrainingBytes(seed_net, 100),
             100 * per_row_bytes);
   // Batch-independent: 4 copies of the parameters, 3 x 8192 x 100 for
-  // evaluation, 3 * fan_in * fan_out per Affine of packing buffers.
-  EXPECT_EQ(EstimateTrainingBytes(seed_net, 0),
-            (4 * 121910 + 3 * 8192 * 100 + 3 * (78400 + 4 * 10000 + 1000)) * 4);
+  // evaluation, 784 * 100 of packing buffers.
+  EXPECT_EQ(EstimateTrainingBytes(seed_net, 0), (4 * 121910 + 3 * 8192 * 100 + 78400) * 4);
   // The largest valid network with a whole fashion-mnist batch: far beyond
   // what a server should accept (tens of GB).
   NetworkConfig wide;

@@ -379,7 +379,7 @@ TEST_F(JobManagerTest, JobsBeyondTheMemoryLimitAreResourceExhausted) {
 // uses.)
 TEST_F(JobManagerTest, ABatchLargerThanTheTrainingSetCountsAsTheWholeSet) {
   JobManagerOptions options;
-  options.max_job_bytes = int64_t{128} << 20;
+  options.max_job_bytes = int64_t{64} << 20;
   StartManager(options);
   // Inline: 1,000 rows of 12 features. A million-row batch would need ~1 GB.
   v1::TrainRequest inline_request = SmallTrainRequest("inline-whole-set", 1, 1000);
@@ -407,11 +407,11 @@ TEST_F(JobManagerTest, ABatchLargerThanTheTrainingSetCountsAsTheWholeSet) {
   EXPECT_THAT(std::string(status.message()), ::testing::HasSubstr("batch_size 1000000"));
 
   // Known only once the data are read (the input size comes from the files):
-  // about 115 MiB without the 784 inputs, 144 MiB with them. The job fails
+  // about 58 MiB without the 784 inputs, 69 MiB with them. The job fails
   // when it starts, before allocating.
   v1::TrainRequest open_input = builtin;
   open_input.mutable_network()->clear_hidden_sizes();
-  open_input.mutable_network()->add_hidden_sizes(800);
+  open_input.mutable_network()->add_hidden_sizes(450);
   ASSERT_OK_AND_ASSIGN(v1::Job too_big, jobs_->Submit(open_input));
   const v1::Job failed = WaitFor(too_big.job_id(), v1::FAILED);
   EXPECT_EQ(failed.state(), v1::FAILED);
