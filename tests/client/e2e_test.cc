@@ -23,6 +23,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "bnserve/v1/diagnostics.grpc.pb.h"
@@ -841,11 +842,21 @@ TEST_F(E2eTest, BatchPredictsDoNotFaultTheServersBuffersInAgain) {
   // The heaps grow to the working set over the first few dozen calls
   // (measured: about 2400 faults in the first 20, then a few per 20).
   predict(60);
-  constexpr int kCalls = 40;
-  const long before = MinorFaultsOf(server_->pid());
-  predict(kCalls);
-  const long faults = MinorFaultsOf(server_->pid()) - before;
-  EXPECT_LE(faults, 10 * kCalls) << faults << " minor faults in " << kCalls << " calls";
+  // Then the median of five windows of 20 calls, so that a one-off event (a
+  // new gRPC thread's first touches: once a few hundred faults) does not
+  // decide. With malloc's defaults every window had about 3000.
+  constexpr int kCalls = 20;
+  std::vector<long> windows;
+  for (int w = 0; w < 5; ++w) {
+    const long before = MinorFaultsOf(server_->pid());
+    predict(kCalls);
+    windows.push_back(MinorFaultsOf(server_->pid()) - before);
+  }
+  std::sort(windows.begin(), windows.end());
+  const long median = windows[windows.size() / 2];
+  RecordProperty("server_minor_faults_median_window", static_cast<int>(median));
+  EXPECT_LE(median, 10 * kCalls) << "minor faults per window of " << kCalls
+                                 << " calls: " << absl::StrJoin(windows, " ");
 }
 
 // ---------------------------------------------------------------------------
