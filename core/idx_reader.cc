@@ -271,6 +271,18 @@ absl::StatusOr<Labels> ReadIdxLabels(const std::string& path) {
   return labels;
 }
 
+absl::StatusOr<int64_t> ReadIdxLabelCount(const std::string& path) {
+  ASSIGN_OR_RETURN(IdxFile file, IdxFile::Open(path));
+  ASSIGN_OR_RETURN(uint32_t magic, file.ReadBigEndian32("the magic number"));
+  if (magic != kLabelsMagic) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "%s: bad magic 0x%08x, expected 0x%08x (IDX unsigned-byte labels, 1 dimension)",
+        path, magic, kLabelsMagic));
+  }
+  ASSIGN_OR_RETURN(uint32_t count, file.ReadBigEndian32("the label count"));
+  return static_cast<int64_t>(count);
+}
+
 absl::StatusOr<Dataset> ReadIdxDataset(const std::string& images_path,
                                        const std::string& labels_path,
                                        const std::string& name, int num_classes) {

@@ -9,6 +9,7 @@
 #ifndef BNSERVE_CORE_IDX_READER_H_
 #define BNSERVE_CORE_IDX_READER_H_
 
+#include <cstdint>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -18,6 +19,10 @@ namespace bnserve {
 
 absl::StatusOr<Matrix> ReadIdxImages(const std::string& path);
 absl::StatusOr<Labels> ReadIdxLabels(const std::string& path);
+
+// The count in a label file's header, reading nothing past it (cheap even
+// for a large gzip file). Errors as ReadIdxLabels for the header.
+absl::StatusOr<int64_t> ReadIdxLabelCount(const std::string& path);
 
 // Both files; their counts must agree. `name` becomes Dataset::name.
 absl::StatusOr<Dataset> ReadIdxDataset(const std::string& images_path,

@@ -120,13 +120,21 @@ absl::StatusOr<DataSource> DataResolver::Prepare(const v1::DataSpec& spec,
       }
       return source;
     }
-    case v1::DataSpec::kIdx:
+    case v1::DataSpec::kIdx: {
       RETURN_IF_ERROR(ResolvePath(spec.idx().images_path()).status());
-      RETURN_IF_ERROR(ResolvePath(spec.idx().labels_path()).status());
+      ASSIGN_OR_RETURN(std::string labels, ResolvePath(spec.idx().labels_path()));
       RETURN_IF_ERROR(CheckLimit(spec.idx().limit()));
       source.spec = spec;
-      if (spec.idx().limit() > 0) source.max_rows = spec.idx().limit();
+      // The label file's header gives the rows without reading the data; a
+      // file that cannot be read here fails the job when it is loaded.
+      absl::StatusOr<int64_t> count = ReadIdxLabelCount(labels);
+      if (count.ok()) source.max_rows = *count;
+      const int limit = spec.idx().limit();
+      if (limit > 0 && (!source.max_rows.has_value() || limit < *source.max_rows)) {
+        source.max_rows = limit;
+      }
       return source;
+    }
     case v1::DataSpec::kInlineData: {
       ASSIGN_OR_RETURN(Dataset data, FromInline(spec.inline_data(), num_classes));
       source.max_rows = data.size();

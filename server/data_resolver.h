@@ -16,9 +16,9 @@
 //                finite values and one label per row.
 // Every label must be in [0, num_classes).
 //
-// A training job checks its specs once at Submit (Prepare: no file is read;
-// inline data are parsed then and kept as a Dataset) and loads them on its
-// worker (Resolve of the DataSource).
+// A training job checks its specs once at Submit (Prepare: no data are loaded,
+// only an IDX label file's 8-byte header is read; inline data are parsed then
+// and kept as a Dataset) and loads them on its worker (Resolve of the DataSource).
 //
 // Thread-safety: thread-safe. Concurrent requests for the same uncached split
 // load it once; the others wait for it.
@@ -40,16 +40,16 @@
 
 namespace bnserve {
 
-// A DataSpec checked without reading any file (DataResolver::Prepare): what
+// A DataSpec checked without loading its data (DataResolver::Prepare): what
 // a job will load, and what is known of its size already.
 struct DataSource {
   // builtin or idx: what Resolve loads. Unset for inline data.
   v1::DataSpec spec;
   // Inline data, parsed and checked once.
   std::shared_ptr<const Dataset> inline_data;
-  // An upper bound of the rows, when it is known without reading a file:
-  // the inline rows; a built-in split's size (BuiltinSplitSize), or its limit
-  // if smaller; an IDX limit. nullopt otherwise.
+  // An upper bound of the rows, when it is known without loading the data:
+  // the inline rows; a built-in split's size (BuiltinSplitSize) or an IDX
+  // label file's header count, or the limit if smaller. nullopt otherwise.
   std::optional<int64_t> max_rows;
 };
 
@@ -68,7 +68,8 @@ class DataResolver {
   absl::StatusOr<std::shared_ptr<const Dataset>> Resolve(const v1::DataSpec& spec,
                                                          int num_classes);
 
-  // Only the cheap checks of Resolve, without reading any file: the spec is
+  // Only the cheap checks of Resolve, loading no data (an IDX label file's
+  // header gives its row count; an unreadable one is left to Resolve): the spec is
   // set, a built-in name is known, IDX paths stay inside the data directory,
   // inline data are well formed. Used to reject a bad request at once.
   // Returns the checked source (errors as Check).

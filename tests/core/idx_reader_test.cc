@@ -120,6 +120,25 @@ TEST(IdxReaderTest, GzipFilesReadTheSameAsRaw) {
   EXPECT_EQ(data.labels, SampleLabels());
 }
 
+// The header's count alone: raw and gzip, and an images file is no label file.
+TEST(IdxReaderTest, LabelCountReadsOnlyTheHeader) {
+  const std::string raw = TempPath("count-labels");
+  ASSERT_OK(WriteIdxLabels(raw, SampleLabels()));
+  ASSERT_OK_AND_ASSIGN(int64_t raw_count, ReadIdxLabelCount(raw));
+  EXPECT_EQ(raw_count, SampleLabels().size());
+  const std::string gz = TempPath("count-labels.gz");
+  std::vector<uint8_t> bytes = ReadBytes(raw);
+  bytes.resize(8);  // the header only: the count does not need the payload
+  WriteGzip(gz, bytes);
+  ASSERT_OK_AND_ASSIGN(int64_t gz_count, ReadIdxLabelCount(gz));
+  EXPECT_EQ(gz_count, SampleLabels().size());
+  const std::string images = TempPath("count-images");
+  ASSERT_OK(WriteIdxImages(images, SampleImages(), 2, 3));
+  EXPECT_THAT(ReadIdxLabelCount(images), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(ReadIdxLabelCount(TempPath("no-such-file")),
+              StatusIs(absl::StatusCode::kNotFound));
+}
+
 TEST(IdxReaderTest, MissingFileIsNotFound) {
   const std::string path = TempPath("does-not-exist");
   EXPECT_THAT(ReadIdxImages(path), StatusIs(absl::StatusCode::kNotFound));

@@ -399,6 +399,16 @@ TEST_F(JobManagerTest, ABatchLargerThanTheTrainingSetCountsAsTheWholeSet) {
   EXPECT_EQ(WaitFor(whole_split.job_id(), v1::SUCCEEDED).state(), v1::SUCCEEDED);
   EXPECT_EQ(WaitFor(limited.job_id(), v1::SUCCEEDED).state(), v1::SUCCEEDED);
 
+  // IDX files: the label file's header (8,000) bounds the batch at Submit.
+  v1::TrainRequest idx = builtin;
+  idx.mutable_train_data()->Clear();
+  idx.mutable_train_data()->mutable_idx()->set_images_path(
+      "mnist-digits/train-images-idx3-ubyte.gz");
+  idx.mutable_train_data()->mutable_idx()->set_labels_path(
+      "mnist-digits/train-labels-idx1-ubyte.gz");
+  ASSERT_OK_AND_ASSIGN(v1::Job idx_job, jobs_->Submit(idx));
+  EXPECT_EQ(WaitFor(idx_job.job_id(), v1::SUCCEEDED).state(), v1::SUCCEEDED);
+
   // The whole set itself too large: still refused at Submit.
   v1::TrainRequest wide = inline_request;
   wide.mutable_network()->set_hidden_sizes(0, 8000);
