@@ -38,6 +38,16 @@ Eigen::Index ForwardPiece(Eigen::Index rows, Eigen::Index cols, Eigen::Index dep
   return (depth + pieces - 1) / pieces;
 }
 
+// Calls add(start, len) for each depth piece of x * W in order.
+template <typename Add>
+void ForEachForwardPiece(Eigen::Index rows, Eigen::Index cols, Eigen::Index depth,
+                         size_t scalar_size, Add&& add) {
+  const Eigen::Index piece = ForwardPiece(rows, cols, depth, scalar_size);
+  for (Eigen::Index start = 0; start < depth; start += piece) {
+    add(start, std::min(piece, depth - start));
+  }
+}
+
 }  // namespace
 
 template <typename T>
@@ -47,12 +57,11 @@ void Affine<T>::Forward(const ConstMatrixRef<T>& x, MatrixT<T>* out) const {
   // Broadcast the bias first and let the product accumulate onto it: one
   // pass over the output instead of two.
   out->rowwise() = bias_.row(0);
-  const Eigen::Index depth = x.cols();
-  const Eigen::Index piece = ForwardPiece(x.rows(), weights_.cols(), depth, sizeof(T));
-  for (Eigen::Index start = 0; start < depth; start += piece) {
-    const Eigen::Index len = std::min(piece, depth - start);
-    out->noalias() += x.middleCols(start, len) * weights_.middleRows(start, len);
-  }
+  ForEachForwardPiece(x.rows(), weights_.cols(), x.cols(), sizeof(T),
+                      [&](Eigen::Index start, Eigen::Index len) {
+                        out->noalias() +=
+                            x.middleCols(start, len) * weights_.middleRows(start, len);
+                      });
 }
 
 template <typename T>
@@ -63,13 +72,12 @@ void Affine<T>::ForwardTrain(const ConstMatrixRef<T>& x, MatrixT<T>* out,
   out->rowwise() = bias_.row(0);
   // The same pieces as Forward, so that training and inference compute the
   // same sums bit for bit.
-  const Eigen::Index depth = x.cols();
-  const Eigen::Index piece = ForwardPiece(x.rows(), weights_.cols(), depth, sizeof(T));
-  for (Eigen::Index start = 0; start < depth; start += piece) {
-    const Eigen::Index len = std::min(piece, depth - start);
-    Gemm<T>(x.middleCols(start, len), kNoTranspose, weights_.middleRows(start, len),
-            kNoTranspose, /*accumulate=*/true, out, workspace);
-  }
+  ForEachForwardPiece(x.rows(), weights_.cols(), x.cols(), sizeof(T),
+                      [&](Eigen::Index start, Eigen::Index len) {
+                        Gemm<T>(x.middleCols(start, len), kNoTranspose,
+                                weights_.middleRows(start, len), kNoTranspose,
+                                /*accumulate=*/true, out, workspace);
+                      });
 }
 
 template <typename T>

@@ -217,6 +217,17 @@ absl::Status WriteIdx(const std::string& path, uint32_t magic,
   return absl::OkStatus();
 }
 
+// A label file's magic number and count.
+absl::StatusOr<uint32_t> ReadLabelsHeader(const std::string& path, IdxFile* file) {
+  ASSIGN_OR_RETURN(uint32_t magic, file->ReadBigEndian32("the magic number"));
+  if (magic != kLabelsMagic) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "%s: bad magic 0x%08x, expected 0x%08x (IDX unsigned-byte labels, 1 dimension)",
+        path, magic, kLabelsMagic));
+  }
+  return file->ReadBigEndian32("the label count");
+}
+
 }  // namespace
 
 absl::StatusOr<Matrix> ReadIdxImages(const std::string& path) {
@@ -253,13 +264,7 @@ absl::StatusOr<Matrix> ReadIdxImages(const std::string& path) {
 
 absl::StatusOr<Labels> ReadIdxLabels(const std::string& path) {
   ASSIGN_OR_RETURN(IdxFile file, IdxFile::Open(path));
-  ASSIGN_OR_RETURN(uint32_t magic, file.ReadBigEndian32("the magic number"));
-  if (magic != kLabelsMagic) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "%s: bad magic 0x%08x, expected 0x%08x (IDX unsigned-byte labels, 1 dimension)",
-        path, magic, kLabelsMagic));
-  }
-  ASSIGN_OR_RETURN(uint32_t count, file.ReadBigEndian32("the label count"));
+  ASSIGN_OR_RETURN(uint32_t count, ReadLabelsHeader(path, &file));
   if (count == 0) return absl::InvalidArgumentError(absl::StrCat(path, ": no labels"));
   if (count > static_cast<uint32_t>(std::numeric_limits<int>::max())) {
     return absl::InvalidArgumentError(
@@ -273,13 +278,7 @@ absl::StatusOr<Labels> ReadIdxLabels(const std::string& path) {
 
 absl::StatusOr<int64_t> ReadIdxLabelCount(const std::string& path) {
   ASSIGN_OR_RETURN(IdxFile file, IdxFile::Open(path));
-  ASSIGN_OR_RETURN(uint32_t magic, file.ReadBigEndian32("the magic number"));
-  if (magic != kLabelsMagic) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "%s: bad magic 0x%08x, expected 0x%08x (IDX unsigned-byte labels, 1 dimension)",
-        path, magic, kLabelsMagic));
-  }
-  ASSIGN_OR_RETURN(uint32_t count, file.ReadBigEndian32("the label count"));
+  ASSIGN_OR_RETURN(uint32_t count, ReadLabelsHeader(path, &file));
   return static_cast<int64_t>(count);
 }
 
