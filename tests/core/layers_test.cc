@@ -53,15 +53,23 @@ TEST(AffineTest, ForwardMatchesLoops) {
   }
 }
 
-TEST(AffineTest, BackwardMatchesFiniteDifferences) {
+// dx, dW and db of Backward against finite differences of Forward, for a
+// batch x fan_in -> fan_out layer; the training forward runs first when
+// `train_forward` (the workspace path).
+void CheckAffineGradients(int batch, int fan_in, int fan_out, uint64_t seed,
+                          bool train_forward) {
   GemmWorkspace<double> workspace;
-  Affine<double> affine(4, 3);
-  affine.weights() = RandomMatrix(4, 3, 4);
-  affine.bias() = RandomMatrix(1, 3, 5);
-  MatrixD x = RandomMatrix(5, 4, 6);
-  const MatrixD g = RandomMatrix(5, 3, 7);
+  Affine<double> affine(fan_in, fan_out);
+  affine.weights() = RandomMatrix(fan_in, fan_out, seed);
+  affine.bias() = RandomMatrix(1, fan_out, seed + 1);
+  MatrixD x = RandomMatrix(batch, fan_in, seed + 2);
+  const MatrixD g = RandomMatrix(batch, fan_out, seed + 3);
   MatrixD y, dx;
-  affine.Forward(x, &y);
+  if (train_forward) {
+    affine.ForwardTrain(x, &y, &workspace);
+  } else {
+    affine.Forward(x, &y);
+  }
   affine.Backward(x, g, &dx, &workspace);
   auto loss = [&] {
     MatrixD out;
@@ -75,6 +83,10 @@ TEST(AffineTest, BackwardMatchesFiniteDifferences) {
                              kTolerance, "dW"));
   EXPECT_TRUE(
       GradientsMatch(db, NumericalGradient(loss, &affine.bias(), kStep), kTolerance, "db"));
+}
+
+TEST(AffineTest, BackwardMatchesFiniteDifferences) {
+  CheckAffineGradients(5, 4, 3, 4, /*train_forward=*/false);
 }
 
 TEST(AffineTest, BackwardWithoutDxStillComputesParameterGradients) {
@@ -92,27 +104,7 @@ TEST(AffineTest, BackwardWithoutDxStillComputesParameterGradients) {
 // Shapes large enough that the products run Eigen's blocked kernel (GEBP)
 // through a workspace, not the coefficient-based tiny product.
 TEST(AffineTest, BackwardMatchesFiniteDifferencesAtBlockedSizes) {
-  GemmWorkspace<double> workspace;
-  Affine<double> affine(41, 27);
-  affine.weights() = RandomMatrix(41, 27, 11);
-  affine.bias() = RandomMatrix(1, 27, 12);
-  MatrixD x = RandomMatrix(23, 41, 13);
-  const MatrixD g = RandomMatrix(23, 27, 14);
-  MatrixD y, dx;
-  affine.ForwardTrain(x, &y, &workspace);
-  affine.Backward(x, g, &dx, &workspace);
-  auto loss = [&] {
-    MatrixD out;
-    affine.Forward(x, &out);
-    return Project(out, g);
-  };
-  const MatrixD dw = affine.weights_grad();
-  const MatrixD db = affine.bias_grad();
-  EXPECT_TRUE(GradientsMatch(dx, NumericalGradient(loss, &x, kStep), kTolerance, "dx"));
-  EXPECT_TRUE(GradientsMatch(dw, NumericalGradient(loss, &affine.weights(), kStep),
-                             kTolerance, "dW"));
-  EXPECT_TRUE(
-      GradientsMatch(db, NumericalGradient(loss, &affine.bias(), kStep), kTolerance, "db"));
+  CheckAffineGradients(23, 41, 27, 11, /*train_forward=*/true);
 }
 
 // The training product sums in the same order as the inference one, so a

@@ -61,23 +61,7 @@ std::vector<Method> EveryBnserveMethod() {
   return methods;
 }
 
-class ParseFailureInterceptorTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    BnserveServerOptions options;
-    options.listen = "127.0.0.1:0";
-    options.registry_path = TempPath("registry.db");
-    options.data_dir = "var/data";
-    absl::StatusOr<std::unique_ptr<BnserveServer>> server = BnserveServer::Start(options);
-    ASSERT_OK(server.status());
-    server_ = *std::move(server);
-    channel_ = grpc::CreateChannel("127.0.0.1:" + std::to_string(server_->port()),
-                                   grpc::InsecureChannelCredentials());
-  }
-
-  std::unique_ptr<BnserveServer> server_;
-  std::shared_ptr<grpc::Channel> channel_;
-};
+class ParseFailureInterceptorTest : public testing::LoopbackServerTest {};
 
 TEST_F(ParseFailureInterceptorTest, EveryMethodAnswersAnUnparsableRequestInternal) {
   const std::vector<Method> methods = EveryBnserveMethod();

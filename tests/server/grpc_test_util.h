@@ -1,4 +1,5 @@
-// gRPC helpers of the RPC-layer tests: a raw call through a generic stub.
+// gRPC helpers of the RPC-layer tests: a raw call through a generic stub, and
+// a fixture with a real server on a loopback port.
 #ifndef BNSERVE_TESTS_SERVER_GRPC_TEST_UTIL_H_
 #define BNSERVE_TESTS_SERVER_GRPC_TEST_UTIL_H_
 
@@ -11,10 +12,15 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "grpcpp/channel.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/support/byte_buffer.h"
 #include "grpcpp/support/status.h"
+#include "gtest/gtest.h"
+#include "server/bnserve_server.h"
+#include "tests/server/server_test_util.h"
 
 namespace bnserve {
 namespace testing {
@@ -50,6 +56,26 @@ inline grpc::Status RawUnaryCall(const std::shared_ptr<grpc::Channel>& channel,
   }
   return status;
 }
+
+// A BnserveServer on a free loopback port with a fresh registry, and a
+// channel to it.
+class LoopbackServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    BnserveServerOptions options;
+    options.listen = "127.0.0.1:0";
+    options.registry_path = TempPath("registry.db");
+    options.data_dir = "var/data";
+    absl::StatusOr<std::unique_ptr<BnserveServer>> server = BnserveServer::Start(options);
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = *std::move(server);
+    channel_ = grpc::CreateChannel("127.0.0.1:" + std::to_string(server_->port()),
+                                   grpc::InsecureChannelCredentials());
+  }
+
+  std::unique_ptr<BnserveServer> server_;
+  std::shared_ptr<grpc::Channel> channel_;
+};
 
 }  // namespace testing
 }  // namespace bnserve

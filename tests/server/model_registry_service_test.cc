@@ -33,18 +33,10 @@ using ::testing::StartsWith;
 
 constexpr char kImportModel[] = "/bnserve.v1.ModelRegistry/ImportModel";
 
-class ModelRegistryServiceTest : public ::testing::Test {
+class ModelRegistryServiceTest : public testing::LoopbackServerTest {
  protected:
   void SetUp() override {
-    BnserveServerOptions options;
-    options.listen = "127.0.0.1:0";
-    options.registry_path = TempPath("registry.db");
-    options.data_dir = "var/data";
-    absl::StatusOr<std::unique_ptr<BnserveServer>> server = BnserveServer::Start(options);
-    ASSERT_OK(server.status());
-    server_ = *std::move(server);
-    channel_ = grpc::CreateChannel("127.0.0.1:" + std::to_string(server_->port()),
-                                   grpc::InsecureChannelCredentials());
+    LoopbackServerTest::SetUp();
     registry_ = v1::ModelRegistry::NewStub(channel_);
   }
 
@@ -82,8 +74,6 @@ class ModelRegistryServiceTest : public ::testing::Test {
     return names;
   }
 
-  std::unique_ptr<BnserveServer> server_;
-  std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::ModelRegistry::Stub> registry_;
 };
 
