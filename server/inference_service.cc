@@ -20,11 +20,7 @@ InferenceServiceImpl::~InferenceServiceImpl() {
 }
 
 absl::Status InferenceServiceImpl::CheckRows(int64_t rows) const {
-  if (rows > options_.max_batch) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "batch of ", rows, " rows exceeds the server's maximum of ", options_.max_batch));
-  }
-  return absl::OkStatus();
+  return predictor_.CheckRows(rows);
 }
 
 absl::Status InferenceServiceImpl::DoPredict(const v1::PredictRequest& request,
@@ -32,18 +28,12 @@ absl::Status InferenceServiceImpl::DoPredict(const v1::PredictRequest& request,
   ASSIGN_OR_RETURN(BnMode mode, BnModeFromProto(request.bn_mode()));
   if (request.inputs().shape_size() == 2) RETURN_IF_ERROR(CheckRows(request.inputs().shape(0)));
   ASSIGN_OR_RETURN(ConstMatrixMapT<float> inputs, MapTensor(request.inputs()));
-  RETURN_IF_ERROR(CheckFinite(inputs, "inputs"));
-  ASSIGN_OR_RETURN(LoadedModel model, catalog_->Load(request.model()));
-  ASSIGN_OR_RETURN(Matrix probabilities, model.network->PredictProbabilities(inputs, mode));
-  MatrixToTensor(probabilities, response->mutable_probabilities());
-  response->mutable_predicted_classes()->Reserve(static_cast<int>(probabilities.rows()));
-  for (Eigen::Index r = 0; r < probabilities.rows(); ++r) {
-    Eigen::Index best = 0;
-    probabilities.row(r).maxCoeff(&best);
-    response->add_predicted_classes(static_cast<int32_t>(best));
-  }
-  response->set_model_name(model.model_name);
-  response->set_model_version(model.version);
+  ASSIGN_OR_RETURN(Prediction prediction, predictor_.Predict(request.model(), inputs, mode));
+  MatrixToTensor(prediction.probabilities, response->mutable_probabilities());
+  response->mutable_predicted_classes()->Add(prediction.predicted_classes.begin(),
+                                             prediction.predicted_classes.end());
+  response->set_model_name(prediction.model_name);
+  response->set_model_version(prediction.version);
   return absl::OkStatus();
 }
 

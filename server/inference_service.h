@@ -3,7 +3,7 @@
 // from the ModelCatalog and run its const prediction, so they run
 // concurrently with each other and with training, and never change a stored
 // network (BATCH_STATISTICS uses the request batch's statistics only).
-// Predict runs on the gRPC callback thread (a forward pass of at most
+// Predict is the shared Predictor (server/predictor.h) and runs on the gRPC callback thread (a forward pass of at most
 // max_batch rows); Evaluate, which may load a whole built-in split, runs on a
 // thread of its own and finishes the reactor from there. At most
 // max_concurrent_evaluations Evaluates run at once (more are
@@ -25,6 +25,7 @@
 #include "core/evaluation.h"
 #include "server/data_resolver.h"
 #include "server/model_catalog.h"
+#include "server/predictor.h"
 
 namespace bnserve {
 
@@ -44,7 +45,10 @@ class InferenceServiceImpl final : public v1::InferenceService::CallbackService 
   // The pointers must outlive the service.
   InferenceServiceImpl(ModelCatalog* catalog, DataResolver* data,
                        const InferenceServiceOptions& options)
-      : catalog_(catalog), data_(data), options_(options) {}
+      : catalog_(catalog),
+        data_(data),
+        options_(options),
+        predictor_(catalog, options.max_batch) {}
 
   // Waits until every running Evaluate thread has finished.
   ~InferenceServiceImpl() override;
@@ -70,6 +74,7 @@ class InferenceServiceImpl final : public v1::InferenceService::CallbackService 
   ModelCatalog* const catalog_;
   DataResolver* const data_;
   const InferenceServiceOptions options_;
+  const Predictor predictor_;
   absl::Mutex mu_;
   int running_evaluations_ ABSL_GUARDED_BY(mu_) = 0;
 };

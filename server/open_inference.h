@@ -1,0 +1,100 @@
+// OpenInference: the KServe Open Inference Protocol ("V2") on bnserve's
+// models, independent of the transport. The gRPC service
+// (open_inference_service.h) and the HTTP/REST routes (http_server.h) both
+// parse their request into the protocol's messages (proto/inference/
+// open_inference_grpc.proto) and call these methods, which run the shared
+// Predictor: a ModelInfer answers with exactly the numbers of a bnserve.v1
+// Predict of the same rows.
+//
+// The mapping (also in the README, "Open Inference Protocol"):
+//   model name       the bnserve model
+//   model version    a version number, an alias, or empty for the latest
+//   input "input"    FP32 (or FP64, converted) [N, input_size], in
+//                    fp32_contents / fp64_contents or raw_input_contents
+//                    (little-endian, row-major)
+//   output           "probabilities" FP32 [N, classes] and
+//                    "predicted_class" INT32 [N]; the request's `outputs`
+//                    list selects them (empty: both); raw contents when the
+//                    request used raw contents
+//   parameter        "bn_mode": "inference" (default) or "batch_statistics"
+//   platform         "bnserve_mlp"
+// Errors carry the status codes of Predict (InvalidArgument, NotFound,
+// ResourceExhausted).
+//
+// Readiness: a version is ready once the catalog has loaded it and it has
+// answered its warm-up inference (ModelCatalog::IsReady). Asking about a
+// version that is not loaded starts loading it in the background and
+// answers "not ready"; the server is ready once the default model (if any)
+// is ready.
+//
+// Thread-safety: thread-safe.
+#ifndef BNSERVE_SERVER_OPEN_INFERENCE_H_
+#define BNSERVE_SERVER_OPEN_INFERENCE_H_
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "bnserve/v1/types.pb.h"
+#include "inference/open_inference_grpc.pb.h"
+#include "server/model_catalog.h"
+#include "server/predictor.h"
+
+namespace bnserve {
+
+struct OpenInferenceOptions {
+  // ServerReady waits for this model's latest version; empty: none.
+  std::string default_model;
+};
+
+class OpenInference {
+ public:
+  // Names of the protocol's tensors and of bnserve's platform.
+  static constexpr const char* kInputName = "input";
+  static constexpr const char* kProbabilitiesName = "probabilities";
+  static constexpr const char* kPredictedClassName = "predicted_class";
+  static constexpr const char* kPlatform = "bnserve_mlp";
+  static constexpr const char* kBnModeParameter = "bn_mode";
+
+  // The pointers must outlive this object.
+  OpenInference(ModelCatalog* catalog, const Predictor* predictor,
+                const OpenInferenceOptions& options)
+      : catalog_(catalog), predictor_(predictor), options_(options) {}
+
+  OpenInference(const OpenInference&) = delete;
+  OpenInference& operator=(const OpenInference&) = delete;
+
+  // The ModelRef a V2 (name, version) pair names: a version string of
+  // digits is a version number, any other non-empty string an alias.
+  // InvalidArgument for a bad name, a version 0, or a bad alias.
+  static absl::StatusOr<v1::ModelRef> ModelRefFromV2(const std::string& name,
+                                                     const std::string& version);
+
+  bool ServerLive() const { return true; }
+  bool ServerReady();
+
+  // Whether the version is ready (see above). The catalog's errors for an
+  // unknown model or version (NotFound) or a bad name (InvalidArgument).
+  absl::StatusOr<bool> ModelReady(const std::string& name, const std::string& version);
+
+  void ServerMetadata(inference::ServerMetadataResponse* response) const;
+
+  // Name, versions (ascending), platform and tensors of the version the
+  // request selects. Errors as ModelReady.
+  absl::Status ModelMetadata(const inference::ModelMetadataRequest& request,
+                             inference::ModelMetadataResponse* response);
+
+  // Runs the request through the Predictor. The response's model_version is
+  // the version number that answered, its id the request's.
+  absl::Status ModelInfer(const inference::ModelInferRequest& request,
+                          inference::ModelInferResponse* response);
+
+ private:
+  ModelCatalog* const catalog_;
+  const Predictor* const predictor_;
+  const OpenInferenceOptions options_;
+};
+
+}  // namespace bnserve
+
+#endif  // BNSERVE_SERVER_OPEN_INFERENCE_H_

@@ -1,0 +1,75 @@
+// Predictor: the one inference path behind every protocol bnserve speaks —
+// bnserve.v1 Predict, and the Open Inference Protocol's ModelInfer over gRPC
+// and over HTTP/REST. Each front end parses its request into a ModelRef, a
+// row-major [rows, features] matrix and a BnMode, and calls Predict; the
+// checks (row limit, finite values, feature count), the network from the
+// ModelCatalog and the numbers are therefore the same, bit for bit, whatever
+// the protocol.
+//
+//   Predictor predictor(&catalog, /*max_batch=*/10000);
+//   RETURN_IF_ERROR(predictor.CheckRows(rows));      // before copying input
+//   ASSIGN_OR_RETURN(Prediction p, predictor.Predict(ref, x, BnMode::kInference));
+//
+// Thread-safety: thread-safe (the catalog is; networks are const).
+#ifndef BNSERVE_SERVER_PREDICTOR_H_
+#define BNSERVE_SERVER_PREDICTOR_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "bnserve/v1/types.pb.h"
+#include "core/bn_mode.h"
+#include "core/eigen_types.h"
+#include "core/network.h"
+#include "server/model_catalog.h"
+
+namespace bnserve {
+
+// The answer for a batch of rows.
+struct Prediction {
+  // The model and version that answered.
+  std::string model_name;
+  int version = 0;
+  // [rows, classes]; each row sums to 1.
+  Matrix probabilities;
+  // argmax of each row.
+  std::vector<int32_t> predicted_classes;
+  // Time spent in the forward pass alone (Triton's "compute infer").
+  absl::Duration compute_duration;
+};
+
+class Predictor {
+ public:
+  // `catalog` must outlive the predictor. A batch of more than `max_batch`
+  // rows is ResourceExhausted.
+  Predictor(ModelCatalog* catalog, int max_batch) : catalog_(catalog), max_batch_(max_batch) {}
+
+  Predictor(const Predictor&) = delete;
+  Predictor& operator=(const Predictor&) = delete;
+
+  int max_batch() const { return max_batch_; }
+
+  // ResourceExhausted for more rows than max_batch(). Front ends call it as
+  // soon as they know the row count, before converting any input.
+  absl::Status CheckRows(int64_t rows) const;
+
+  // Class probabilities of `rows` under the version `model` selects.
+  // InvalidArgument: non-finite input, a feature count other than the
+  // model's input size, an empty batch, BATCH_STATISTICS with one row;
+  // ResourceExhausted as CheckRows; the catalog's errors (NotFound for an
+  // unknown model, version or alias).
+  absl::StatusOr<Prediction> Predict(const v1::ModelRef& model, const ConstMatrixRef<float>& rows,
+                                     BnMode mode) const;
+
+ private:
+  ModelCatalog* const catalog_;
+  const int max_batch_;
+};
+
+}  // namespace bnserve
+
+#endif  // BNSERVE_SERVER_PREDICTOR_H_
