@@ -1,7 +1,14 @@
 // BnserveServer: the assembled bnserve process — SQLite store, model
-// catalog, data resolver, job manager, the three gRPC services (plus the
-// stateless Diagnostics echo of the load tool), the standard health service
-// and reflection — built, started and shut down as one.
+// catalog, data resolver, job manager, the three bnserve.v1 gRPC services
+// (plus the stateless Diagnostics echo of the load tool), the Open Inference
+// Protocol's GRPCInferenceService, the standard health service and
+// reflection — built, started and shut down as one.
+//
+// Health: service "" and the bnserve.v1 service names are SERVING from start
+// to shutdown (liveness); ModelHealthServiceName(m) becomes SERVING when the
+// latest version of model m is loaded and warmed up (readiness; the default
+// model is loaded in the background at start and every newly registered
+// version of a model that was served is too).
 //
 //   BnserveServerOptions options;
 //   options.listen = "127.0.0.1:0";            // any free port
@@ -10,7 +17,7 @@
 //   ... server->port(), server->InProcessChannel() ...
 //   server->Shutdown(absl::Seconds(5));
 //
-// Shutdown order: health NOT_SERVING; the job manager stops accepting,
+// Shutdown order: health NOT_SERVING; background model loads stop; the job manager stops accepting,
 // cancels queued and running jobs ("server shutting down") and joins its
 // workers (so watchers see the final events); gRPC shuts down with the
 // deadline; the database is closed last (on destruction).
@@ -33,6 +40,8 @@
 #include "server/job_manager.h"
 #include "server/model_catalog.h"
 #include "server/model_registry_service.h"
+#include "server/open_inference.h"
+#include "server/open_inference_service.h"
 #include "server/sqlite_model_store.h"
 #include "server/training_service.h"
 
@@ -82,11 +91,20 @@ class BnserveServer {
   // `deadline` from now. Idempotent.
   void Shutdown(absl::Duration deadline = absl::Seconds(5));
 
+  // The gRPC health service name whose status is SERVING once a version of
+  // `model_name` has been ready while it was the model's latest version.
+  static std::string ModelHealthServiceName(const std::string& model_name);
+
   JobManager* jobs() { return jobs_.get(); }
+  OpenInference* open_inference() { return open_inference_.get(); }
   ModelCatalog* catalog() { return catalog_.get(); }
 
  private:
   explicit BnserveServer(const BnserveServerOptions& options);
+
+  // The catalog's ready listener: marks the model's health service SERVING
+  // when `version` is its latest.
+  void OnVersionReady(const std::string& model_name, int version);
 
   const BnserveServerOptions options_;
   // Declared in construction order; destroyed in reverse.
@@ -98,6 +116,8 @@ class BnserveServer {
   std::unique_ptr<InferenceServiceImpl> inference_service_;
   std::unique_ptr<ModelRegistryServiceImpl> registry_service_;
   std::unique_ptr<DiagnosticsService> diagnostics_service_;
+  std::unique_ptr<OpenInference> open_inference_;
+  std::unique_ptr<OpenInferenceServiceImpl> open_inference_service_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
   absl::Mutex shutdown_mu_;
