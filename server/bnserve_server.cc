@@ -86,6 +86,9 @@ absl::StatusOr<std::unique_ptr<BnserveServer>> BnserveServer::Start(
   const int max_bytes = options.max_message_mb * 1024 * 1024;
   builder.SetMaxReceiveMessageSize(max_bytes);
   builder.SetMaxSendMessageSize(max_bytes);
+  // gRPC sets SO_REUSEPORT by default: a second server on the same port
+  // would start silently and split the clients. One owner per port.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   if (!options.listen.empty()) {
     builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &server->port_);
   }
@@ -101,7 +104,8 @@ absl::StatusOr<std::unique_ptr<BnserveServer>> BnserveServer::Start(
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || (!options.listen.empty() && server->port_ == 0)) {
     server->jobs_->Shutdown();
-    return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen));
+    return absl::UnavailableError(absl::StrCat(
+        "cannot listen on ", options.listen, " (is another server using the port?)"));
   }
   SetServing(server->server_.get(), true);
   BnserveServer* self = server.get();
