@@ -69,6 +69,7 @@ absl::StatusOr<std::unique_ptr<BnserveServer>> BnserveServer::Start(
   inference_options.max_batch = options.max_batch;
   // An Evaluate forward pass gets the memory budget of a training job.
   inference_options.max_evaluation_bytes = int64_t{options.max_job_memory_mb} << 20;
+  inference_options.max_response_bytes = int64_t{options.max_message_mb} << 20;
   server->inference_service_ = std::make_unique<InferenceServiceImpl>(
       server->catalog_.get(), server->data_.get(), inference_options);
   server->registry_service_ = std::make_unique<ModelRegistryServiceImpl>(server->catalog_.get());
