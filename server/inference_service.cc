@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "google/protobuf/io/coded_stream.h"
 #include "core/evaluation.h"
 #include "core/status_macros.h"
 #include "server/grpc_status_util.h"
@@ -47,6 +48,19 @@ absl::Status InferenceServiceImpl::DoEvaluate(const v1::EvaluateRequest& request
   ASSIGN_OR_RETURN(LoadedModel model, catalog_->Load(request.model()));
   const int num_classes = model.network->config().output_size;
   ASSIGN_OR_RETURN(std::shared_ptr<const Dataset> data, data_->Resolve(request.data(), num_classes));
+  // The answer carries a classes x classes matrix of counts (packed
+  // varints, each at most as long as the row count's).
+  const int64_t response_bytes =
+      int64_t{num_classes} * num_classes *
+          static_cast<int64_t>(google::protobuf::io::CodedOutputStream::VarintSize64(
+              static_cast<uint64_t>(data->size()))) +
+      int64_t{num_classes} * int64_t{sizeof(double)};
+  if (response_bytes > options_.max_response_bytes) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "the evaluation of a ", num_classes, "-class model would answer with ",
+        response_bytes >> 20, " MiB, more than the server's message limit of ",
+        options_.max_response_bytes >> 20, " MiB"));
+  }
   EvaluationOptions options;
   options.mode = mode;
   options.slice_rows = options_.evaluation_slice_rows;

@@ -149,7 +149,7 @@ TEST_F(InferenceServiceTest, SlicedEvaluationEqualsOnePassOverAllRows) {
 TEST_F(InferenceServiceTest, BatchStatisticsOverTheMemoryLimitIsResourceExhausted) {
   InferenceServiceOptions options;
   options.evaluation_slice_rows = 8;
-  options.max_evaluation_bytes = EstimateForwardBytes(SmallConfig(), 10);
+  options.max_evaluation_bytes = EstimateEvaluationBytes(SmallConfig(), 10);
   InferenceServiceImpl service(catalog_.get(), data_.get(), options);
   v1::EvaluateResponse response;
   // One batch of 50 rows holds all of them at once: over the limit.
@@ -160,6 +160,34 @@ TEST_F(InferenceServiceTest, BatchStatisticsOverTheMemoryLimitIsResourceExhauste
   EXPECT_OK(service.DoEvaluate(Request(10, v1::BATCH_STATISTICS), &response));
   EXPECT_OK(service.DoEvaluate(Request(50, v1::INFERENCE), &response));
   EXPECT_EQ(response.num_examples(), 50);
+}
+
+// The case: an Evaluate of a model with many classes answered with a
+// classes x classes matrix that could not be sent (and built it first).
+TEST_F(InferenceServiceTest, AnAnswerBeyondTheMessageLimitIsRefusedBeforeEvaluating) {
+  NetworkConfig config;
+  config.input_size = 12;
+  config.hidden_sizes = {4};
+  config.output_size = 1024;
+  ASSERT_OK_AND_ASSIGN(Network<float> wide, Network<float>::Create(config, 1));
+  v1::ModelVersion version;
+  version.set_model_name("classes");
+  *version.mutable_network() = NetworkConfigToProto(config);
+  TensorsToProto(wide.ExportTensors(), version.mutable_tensors());
+  ASSERT_OK(store_->AddVersion(version, nullptr).status());
+  InferenceServiceOptions options;
+  options.max_response_bytes = int64_t{1} << 20;  // 1024 x 1024 counts of 1 byte: over
+  InferenceServiceImpl service(catalog_.get(), data_.get(), options);
+  v1::EvaluateRequest request = Request(20, v1::INFERENCE);
+  request.mutable_model()->set_name("classes");
+  v1::EvaluateResponse response;
+  const absl::Status status = service.DoEvaluate(request, &response);
+  EXPECT_THAT(status, StatusIs(absl::StatusCode::kResourceExhausted));
+  EXPECT_THAT(std::string(status.message()), HasSubstr("message limit of 1 MiB"));
+  options.max_response_bytes = int64_t{2} << 20;
+  InferenceServiceImpl roomy(catalog_.get(), data_.get(), options);
+  ASSERT_OK(roomy.DoEvaluate(request, &response));
+  EXPECT_EQ(response.confusion_matrix_size(), 1024 * 1024);
 }
 
 TEST_F(InferenceServiceTest, ConcurrentEvaluationsAreBoundedAndFreedWhenDone) {
