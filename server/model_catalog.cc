@@ -140,10 +140,12 @@ absl::StatusOr<LoadedModel> ModelCatalog::Load(const v1::ModelRef& ref) {
     absl::MutexLock lock(&mu_);
     auto it = cache_.find(key);
     if (it != cache_.end()) {
+      ++cache_hits_;
       it->second.last_used = ++tick_;
       loaded.network = it->second.network;
       return loaded;
     }
+    ++cache_misses_;
     deletions_before = deletions_;
   }
   ASSIGN_OR_RETURN(v1::ModelVersion stored, store_->GetVersion(ref.name(), version, true));
@@ -166,6 +168,16 @@ absl::StatusOr<LoadedModel> ModelCatalog::Load(const v1::ModelRef& ref) {
     }
   }
   return loaded;
+}
+
+ModelCacheStats ModelCatalog::cache_stats() {
+  absl::MutexLock lock(&mu_);
+  ModelCacheStats stats;
+  stats.hits = cache_hits_;
+  stats.misses = cache_misses_;
+  stats.entries = static_cast<int64_t>(cache_.size());
+  stats.capacity = cache_capacity_;
+  return stats;
 }
 
 absl::StatusOr<v1::ModelVersion> ModelCatalog::Get(const v1::ModelRef& ref,

@@ -49,6 +49,19 @@ struct LoadedModel {
   std::shared_ptr<const Network<float>> network;
 };
 
+// The network cache's counts since the catalog was built (ModelCatalog::
+// cache_stats()).
+struct ModelCacheStats {
+  // Loads answered from the cache.
+  int64_t hits = 0;
+  // Loads of a resolved version that was not cached, so read it from the
+  // store and built it (counted whether or not that then succeeded).
+  int64_t misses = 0;
+  // Networks in the cache now, and its capacity.
+  int64_t entries = 0;
+  int64_t capacity = 0;
+};
+
 class ModelCatalog {
  public:
   // `store` must outlive the catalog.
@@ -69,6 +82,10 @@ class ModelCatalog {
   // The network of the version `ref` selects, from the cache or the store.
   // Errors as Resolve; DataLoss if the stored tensors do not build a network.
   absl::StatusOr<LoadedModel> Load(const v1::ModelRef& ref);
+
+  // Hits and misses of Load so far (a Load whose ref does not resolve is
+  // neither), and the cache's size.
+  ModelCacheStats cache_stats();
 
   // The version's metadata, and its tensors when `include_tensors`.
   absl::StatusOr<v1::ModelVersion> Get(const v1::ModelRef& ref, bool include_tensors);
@@ -125,6 +142,8 @@ class ModelCatalog {
   absl::Mutex mu_;
   absl::flat_hash_map<std::string, CacheEntry> cache_ ABSL_GUARDED_BY(mu_);
   uint64_t tick_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t cache_hits_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t cache_misses_ ABSL_GUARDED_BY(mu_) = 0;
   // Versions and aliases of the models resolved so far, valid for the store's
   // catalog generation `catalog_generation_`; emptied when it moves. Only
   // models that exist are kept.
