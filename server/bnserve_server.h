@@ -1,7 +1,10 @@
 // BnserveServer: the assembled bnserve process — SQLite store, model
 // catalog, data resolver, job manager, the three gRPC services (plus the
 // stateless Diagnostics echo of the load tool), the standard health service
-// and reflection — built, started and shut down as one.
+// and reflection, and the process's metrics (ServerMetrics: every gRPC call
+// through GrpcMetricsInterceptorFactory, Predict, training epochs, and the
+// jobs, cache and registry read at scrape time) — built, started and shut
+// down as one. The metrics' text is MetricsText(), for GET /metrics.
 //
 //   BnserveServerOptions options;
 //   options.listen = "127.0.0.1:0";            // any free port
@@ -19,6 +22,7 @@
 #ifndef BNSERVE_SERVER_BNSERVE_SERVER_H_
 #define BNSERVE_SERVER_BNSERVE_SERVER_H_
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -33,6 +37,7 @@
 #include "server/job_manager.h"
 #include "server/model_catalog.h"
 #include "server/model_registry_service.h"
+#include "server/server_metrics.h"
 #include "server/sqlite_model_store.h"
 #include "server/training_service.h"
 
@@ -85,11 +90,27 @@ class BnserveServer {
   JobManager* jobs() { return jobs_.get(); }
   ModelCatalog* catalog() { return catalog_.get(); }
 
+  // The process's metrics, for front ends to record into (the V2 services
+  // call RecordInference) and for the HTTP port to serve. Lives as long as
+  // the server.
+  ServerMetrics* metrics() { return metrics_.get(); }
+
+  // The text of GET /metrics (ServerMetrics::TextExposition). Thread-safe;
+  // it answers after Shutdown too (the destructor stops its reads of the job
+  // manager and the catalog before they go). REQUIRES: not called once the
+  // server is destroyed (an HTTP server holding it stops first).
+  std::function<std::string()> MetricsText() {
+    ServerMetrics* metrics = metrics_.get();
+    return [metrics] { return metrics->TextExposition(); };
+  }
+
  private:
   explicit BnserveServer(const BnserveServerOptions& options);
 
   const BnserveServerOptions options_;
-  // Declared in construction order; destroyed in reverse.
+  // Declared in construction order; destroyed in reverse (the metrics last:
+  // the HTTP port may scrape until the very end).
+  const std::unique_ptr<ServerMetrics> metrics_;
   std::unique_ptr<SqliteModelStore> store_;
   std::unique_ptr<ModelCatalog> catalog_;
   std::unique_ptr<DataResolver> data_;
