@@ -6,7 +6,9 @@
 // inference. Next to both it runs the same model in this process (core
 // inference on the same rows, one thread) and reports Predict's p50 against
 // floor p50 + model p50: what the server adds beyond the math and gRPC,
-// measured in one run. Loopback only in practice: it talks to --server and
+// measured in one run. It also drives the Open Inference Protocol's
+// ModelInfer (gRPC, raw contents as tritonclient sends them) with the same
+// rows and reports its throughput against Predict's. Loopback only in practice: it talks to --server and
 // nothing else; every loop is bounded in time.
 #include <algorithm>
 #include <functional>
@@ -19,6 +21,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "bnserve/v1/diagnostics.grpc.pb.h"
+#include "inference/open_inference_grpc.grpc.pb.h"
 #include "client/commands.h"
 #include "client/data_dir.h"
 #include "client/proto_format.h"
@@ -33,9 +36,11 @@ namespace {
 struct BenchClient {
   explicit BenchClient(const GlobalOptions& globals)
       : connection(globals, /*own_connection=*/true),
-        diagnostics(v1::Diagnostics::NewStub(connection.channel())) {}
+        diagnostics(v1::Diagnostics::NewStub(connection.channel())),
+        v2(inference::GRPCInferenceService::NewStub(connection.channel())) {}
   ClientConnection connection;
   std::unique_ptr<v1::Diagnostics::Stub> diagnostics;
+  std::unique_ptr<inference::GRPCInferenceService::Stub> v2;
 };
 
 using CallFn = std::function<grpc::Status(BenchClient*, const v1::PredictRequest&)>;
@@ -105,6 +110,25 @@ grpc::Status CallEcho(BenchClient* client, const v1::PredictRequest& request) {
   v1::PredictResponse response;
   return client->diagnostics->Echo(client->connection.NewContext().get(), request,
                                    &response);
+}
+
+// The V2 ModelInfer request for the rows of a Predict request: input "input"
+// in raw contents (tritonclient's way), the model by name and version.
+inference::ModelInferRequest ToModelInfer(const v1::PredictRequest& predict, int version) {
+  inference::ModelInferRequest request;
+  request.set_model_name(predict.model().name());
+  request.set_model_version(std::to_string(version));
+  if (predict.bn_mode() == v1::BATCH_STATISTICS) {
+    (*request.mutable_parameters())["bn_mode"].set_string_param("batch_statistics");
+  }
+  inference::ModelInferRequest::InferInputTensor* input = request.add_inputs();
+  input->set_name("input");
+  input->set_datatype("FP32");
+  input->mutable_shape()->Add(predict.inputs().shape().begin(), predict.inputs().shape().end());
+  request.add_raw_input_contents()->assign(
+      reinterpret_cast<const char*>(predict.inputs().values().data()),
+      sizeof(float) * static_cast<size_t>(predict.inputs().values_size()));
+  return request;
 }
 
 // `rows` input rows of `features` values: the first rows of the local data set
@@ -222,10 +246,10 @@ int RunBench(const CommandArgs& args, GlobalOptions globals) {
         version.version(), FormatNetwork(version.network()), v1::BnMode_Name(*bn_mode),
         globals.server,
         calls > 0 ? absl::StrCat(calls, " calls per client") : absl::FormatDuration(duration));
-    std::cout << absl::StrFormat("%6s %7s %10s %11s %8s %8s %12s %10s %6s %10s %8s\n", "batch",
-                                 "clients", "calls/s", "rows/s", "p50 ms", "p99 ms",
-                                 "floor call/s", "floor p50", "ratio", "model p50",
-                                 "p50/f+m");
+    std::cout << absl::StrFormat(
+        "%6s %7s %10s %11s %8s %8s %12s %10s %6s %10s %8s %10s %8s\n", "batch", "clients",
+        "calls/s", "rows/s", "p50 ms", "p99 ms", "floor call/s", "floor p50", "ratio",
+        "model p50", "p50/f+m", "v2 call/s", "v2/pred");
   }
   bool floor_available = floor;
   for (int batch : batches) {
@@ -233,9 +257,16 @@ int RunBench(const CommandArgs& args, GlobalOptions globals) {
     *request.mutable_model() = *ref;
     request.set_bn_mode(*bn_mode);
     *request.mutable_inputs() = MakeInputs(data.ok() ? &*data : nullptr, batch, features);
+    const inference::ModelInferRequest infer = ToModelInfer(request, version.version());
+    const CallFn call_v2 = [&infer](BenchClient* client, const v1::PredictRequest&) {
+      inference::ModelInferResponse response;
+      return client->v2->ModelInfer(client->connection.NewContext().get(), infer, &response);
+    };
     // Warm-up: connect every client and touch the model once.
     for (auto& client : clients) {
       status = CallPredict(client.get(), request);
+      if (!status.ok()) return ReportError(FromGrpcStatus(status));
+      status = call_v2(client.get(), request);
       if (!status.ok()) return ReportError(FromGrpcStatus(status));
       if (floor_available) {
         grpc::Status echo = CallEcho(client.get(), request);
@@ -261,6 +292,10 @@ int RunBench(const CommandArgs& args, GlobalOptions globals) {
         echo = RunLoad(clients, n, request, CallEcho, duration, calls);
         if (!echo.error.ok()) return ReportError(FromGrpcStatus(echo.error));
       }
+      LoadResult v2 = RunLoad(clients, n, request, call_v2, duration, calls);
+      if (!v2.error.ok()) return ReportError(FromGrpcStatus(v2.error));
+      const double v2_ratio =
+          predict.CallsPerSecond() > 0 ? v2.CallsPerSecond() / predict.CallsPerSecond() : 0;
       const double ratio =
           echo.CallsPerSecond() > 0 ? predict.CallsPerSecond() / echo.CallsPerSecond() : 0;
       // Predict's p50 over (floor p50 + model p50): 1 means the server adds
@@ -272,20 +307,23 @@ int RunBench(const CommandArgs& args, GlobalOptions globals) {
             "{\"batch\":%d,\"clients\":%d,\"calls\":%d,\"calls_per_second\":%.1f,"
             "\"rows_per_second\":%.1f,\"p50_ms\":%.3f,\"p99_ms\":%.3f,"
             "\"floor_calls_per_second\":%.1f,\"floor_p50_ms\":%.3f,\"ratio\":%.3f,"
-            "\"model_p50_ms\":%.3f,\"p50_over_floor_plus_model\":%.3f}\n",
+            "\"model_p50_ms\":%.3f,\"p50_over_floor_plus_model\":%.3f,"
+            "\"v2_grpc_calls_per_second\":%.1f,\"v2_grpc_p50_ms\":%.3f,"
+            "\"v2_grpc_over_predict\":%.3f}\n",
             batch, n, predict.calls, predict.CallsPerSecond(),
             predict.CallsPerSecond() * batch, predict.Percentile(0.5),
             predict.Percentile(0.99), echo.CallsPerSecond(), echo.Percentile(0.5), ratio,
-            *model_p50, over);
+            *model_p50, over, v2.CallsPerSecond(), v2.Percentile(0.5), v2_ratio);
       } else {
         std::cout << absl::StrFormat(
-            "%6d %7d %10.1f %11.0f %8.3f %8.3f %12s %10s %6s %10.3f %8s\n", batch, n,
+            "%6d %7d %10.1f %11.0f %8.3f %8.3f %12s %10s %6s %10.3f %8s %10.1f %8.2f\n", batch, n,
             predict.CallsPerSecond(), predict.CallsPerSecond() * batch,
             predict.Percentile(0.5), predict.Percentile(0.99),
             floor_available ? absl::StrFormat("%.1f", echo.CallsPerSecond()) : "n/a",
             floor_available ? absl::StrFormat("%.3f", echo.Percentile(0.5)) : "n/a",
             floor_available ? absl::StrFormat("%.2f", ratio) : "n/a", *model_p50,
-            floor_available ? absl::StrFormat("%.2f", over) : "n/a");
+            floor_available ? absl::StrFormat("%.2f", over) : "n/a", v2.CallsPerSecond(),
+            v2_ratio);
       }
       std::cout << std::flush;
     }

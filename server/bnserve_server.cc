@@ -39,6 +39,19 @@ void SetServing(grpc::Server* server, bool serving) {
 BnserveServer::BnserveServer(const BnserveServerOptions& options)
     : options_(options), metrics_(std::make_unique<ServerMetrics>()) {}
 
+std::string BnserveServer::ModelHealthServiceName(const std::string& model_name) {
+  return absl::StrCat("bnserve.model.", model_name);
+}
+
+void BnserveServer::OnVersionReady(const std::string& model_name, int version) {
+  v1::ModelRef latest;
+  latest.set_name(model_name);
+  absl::StatusOr<int> number = catalog_->Resolve(latest);
+  if (!number.ok() || *number != version) return;
+  grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
+  if (health != nullptr) health->SetServingStatus(ModelHealthServiceName(model_name), true);
+}
+
 absl::StatusOr<std::unique_ptr<BnserveServer>> BnserveServer::Start(
     const BnserveServerOptions& options) {
   std::unique_ptr<BnserveServer> server(new BnserveServer(options));
@@ -74,6 +87,13 @@ absl::StatusOr<std::unique_ptr<BnserveServer>> BnserveServer::Start(
       server->catalog_.get(), server->data_.get(), inference_options, metrics);
   server->registry_service_ = std::make_unique<ModelRegistryServiceImpl>(server->catalog_.get());
   server->diagnostics_service_ = std::make_unique<DiagnosticsService>();
+  OpenInferenceOptions open_inference_options;
+  open_inference_options.default_model = options.default_model;
+  server->open_inference_ =
+      std::make_unique<OpenInference>(server->catalog_.get(), server->inference_service_->predictor(),
+                                      open_inference_options, metrics);
+  server->open_inference_service_ =
+      std::make_unique<OpenInferenceServiceImpl>(server->open_inference_.get());
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -88,6 +108,7 @@ absl::StatusOr<std::unique_ptr<BnserveServer>> BnserveServer::Start(
   builder.RegisterService(server->inference_service_.get());
   builder.RegisterService(server->registry_service_.get());
   builder.RegisterService(server->diagnostics_service_.get());
+  builder.RegisterService(server->open_inference_service_.get());
   // INTERNAL, not gRPC's UNIMPLEMENTED, for a request that does not parse.
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
   interceptors.push_back(std::make_unique<ParseFailureInterceptorFactory>());
@@ -100,8 +121,15 @@ absl::StatusOr<std::unique_ptr<BnserveServer>> BnserveServer::Start(
     return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen));
   }
   SetServing(server->server_.get(), true);
+  BnserveServer* self = server.get();
+  server->catalog_->SetReadyListener([self](const std::string& model_name, int version) {
+    self->OnVersionReady(model_name, version);
+  });
   if (!server->options_.default_model.empty()) {
     RETURN_IF_ERROR(EnsureDefaultModel(server->options_.default_model, server->jobs_.get()));
+    // Ready before its first request: loaded now if trained already, and
+    // each version its jobs register as soon as it is stored.
+    server->catalog_->KeepLatestReady(server->options_.default_model);
   }
   return server;
 }
@@ -125,6 +153,11 @@ void BnserveServer::Shutdown(absl::Duration deadline) {
   if (shut_down_) return;
   shut_down_ = true;
   if (server_ != nullptr) SetServing(server_.get(), false);
+  if (catalog_ != nullptr) catalog_->StopBackgroundLoads();
+  if (server_ != nullptr && server_->GetHealthCheckService() != nullptr) {
+    // Every service name, the per-model ones included, NOT_SERVING for good.
+    server_->GetHealthCheckService()->Shutdown();
+  }
   if (jobs_ != nullptr) jobs_->Shutdown("server shutting down");
   if (server_ != nullptr) {
     server_->Shutdown(absl::ToChronoTime(absl::Now() + deadline));

@@ -1,10 +1,18 @@
 // BnserveServer: the assembled bnserve process — SQLite store, model
-// catalog, data resolver, job manager, the three gRPC services (plus the
-// stateless Diagnostics echo of the load tool), the standard health service
-// and reflection, and the process's metrics (ServerMetrics: every gRPC call
-// through GrpcMetricsInterceptorFactory, Predict, training epochs, and the
-// jobs, cache and registry read at scrape time) — built, started and shut
-// down as one. The metrics' text is MetricsText(), for GET /metrics.
+// catalog, data resolver, job manager, the three bnserve.v1 gRPC services
+// (plus the stateless Diagnostics echo of the load tool), the Open Inference
+// Protocol's GRPCInferenceService, the standard health service and
+// reflection, and the process's metrics (ServerMetrics: every gRPC call
+// through GrpcMetricsInterceptorFactory, Predict and ModelInfer, training
+// epochs, and the jobs, cache and registry read at scrape time) — built,
+// started and shut down as one. The metrics' text is MetricsText(), for
+// GET /metrics.
+//
+// Health: service "" and the bnserve.v1 service names are SERVING from start
+// to shutdown (liveness); ModelHealthServiceName(m) becomes SERVING when the
+// latest version of model m is loaded and warmed up (readiness; the default
+// model is loaded in the background at start and every newly registered
+// version of a model that was served is too).
 //
 //   BnserveServerOptions options;
 //   options.listen = "127.0.0.1:0";            // any free port
@@ -13,7 +21,7 @@
 //   ... server->port(), server->InProcessChannel() ...
 //   server->Shutdown(absl::Seconds(5));
 //
-// Shutdown order: health NOT_SERVING; the job manager stops accepting,
+// Shutdown order: health NOT_SERVING; background model loads stop; the job manager stops accepting,
 // cancels queued and running jobs ("server shutting down") and joins its
 // workers (so watchers see the final events); gRPC shuts down with the
 // deadline; the database is closed last (on destruction).
@@ -37,6 +45,8 @@
 #include "server/job_manager.h"
 #include "server/model_catalog.h"
 #include "server/model_registry_service.h"
+#include "server/open_inference.h"
+#include "server/open_inference_service.h"
 #include "server/server_metrics.h"
 #include "server/sqlite_model_store.h"
 #include "server/training_service.h"
@@ -87,12 +97,19 @@ class BnserveServer {
   // `deadline` from now. Idempotent.
   void Shutdown(absl::Duration deadline = absl::Seconds(5));
 
+  // The gRPC health service name whose status is SERVING once a version of
+  // `model_name` has been ready while it was the model's latest version.
+  static std::string ModelHealthServiceName(const std::string& model_name);
+
   JobManager* jobs() { return jobs_.get(); }
+  OpenInference* open_inference() { return open_inference_.get(); }
   ModelCatalog* catalog() { return catalog_.get(); }
 
-  // The process's metrics, for front ends to record into (the V2 services
-  // call RecordInference) and for the HTTP port to serve. Lives as long as
-  // the server.
+  // The process's metrics, for the HTTP port to serve and for families of
+  // its own. Predict and V2 ModelInfer record into them already: the REST
+  // route passes InferenceProtocol::kV2Http to open_inference()->ModelInfer
+  // (and RecordRefused for a body that does not parse). Lives as long as the
+  // server.
   ServerMetrics* metrics() { return metrics_.get(); }
 
   // The text of GET /metrics (ServerMetrics::TextExposition). Thread-safe;
@@ -107,6 +124,10 @@ class BnserveServer {
  private:
   explicit BnserveServer(const BnserveServerOptions& options);
 
+  // The catalog's ready listener: marks the model's health service SERVING
+  // when `version` is its latest.
+  void OnVersionReady(const std::string& model_name, int version);
+
   const BnserveServerOptions options_;
   // Declared in construction order; destroyed in reverse (the metrics last:
   // the HTTP port may scrape until the very end).
@@ -119,6 +140,8 @@ class BnserveServer {
   std::unique_ptr<InferenceServiceImpl> inference_service_;
   std::unique_ptr<ModelRegistryServiceImpl> registry_service_;
   std::unique_ptr<DiagnosticsService> diagnostics_service_;
+  std::unique_ptr<OpenInference> open_inference_;
+  std::unique_ptr<OpenInferenceServiceImpl> open_inference_service_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
   absl::Mutex shutdown_mu_;

@@ -69,6 +69,9 @@ class InferenceServiceImpl final : public v1::InferenceService::CallbackService 
                                      const v1::EvaluateRequest* request,
                                      v1::EvaluateResponse* response) override;
 
+  // The Predictor behind Predict, shared with the Open Inference Protocol.
+  const Predictor* predictor() const { return &predictor_; }
+
   // The work of each RPC, as plain functions (also used by tests). DoPredict
   // records the request in the metrics.
   absl::Status DoPredict(const v1::PredictRequest& request, v1::PredictResponse* response);

@@ -26,6 +26,7 @@
 #include "grpcpp/security/credentials.h"
 #include "gtest/gtest.h"
 #include "server/proto_convert.h"
+#include "tests/server/grpc_test_util.h"
 #include "tests/server/metrics_test_util.h"
 #include "tests/server/server_test_util.h"
 #include "tests/testing/status_matchers.h"
@@ -33,6 +34,7 @@
 namespace bnserve {
 namespace {
 
+using ::bnserve::testing::HealthCheck;
 using ::bnserve::testing::SmallTrainRequest;
 using ::bnserve::testing::SyntheticData;
 using ::bnserve::testing::TempPath;
@@ -683,36 +685,6 @@ TEST_F(BnserveServerTest, PredictRunsConcurrentlyWithTraining) {
   v1::Job cancelled;
   ASSERT_TRUE(training_->CancelJob(&cancel_context, cancel, &cancelled).ok());
   EXPECT_EQ(WaitForEnd(job.job_id()).state(), v1::CANCELLED);
-}
-
-// grpc.health.v1.Health/Check through a generic stub (the health messages
-// are tiny: request {service}, response {status}; SERVING = 1).
-std::string HealthCheck(const std::shared_ptr<grpc::Channel>& channel, const std::string& service,
-                        grpc::Status* status) {
-  grpc::GenericStub stub(channel);
-  std::string request_bytes;
-  if (!service.empty()) {
-    request_bytes = std::string("\x0a", 1) + static_cast<char>(service.size()) + service;
-  }
-  grpc::Slice slice(request_bytes);
-  grpc::ByteBuffer request(&slice, 1);
-  grpc::ByteBuffer response;
-  grpc::ClientContext context;
-  absl::Notification done;
-  stub.UnaryCall(&context, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request,
-                 &response, [&](grpc::Status s) {
-                   *status = s;
-                   done.Notify();
-                 });
-  EXPECT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(10)));
-  std::vector<grpc::Slice> slices;
-  std::string bytes;
-  if (status->ok() && response.Dump(&slices).ok()) {
-    for (const grpc::Slice& s : slices) {
-      bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
-    }
-  }
-  return bytes;
 }
 
 TEST_F(BnserveServerTest, HealthServiceReportsServing) {
