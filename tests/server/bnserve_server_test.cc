@@ -25,6 +25,7 @@
 #include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/security/credentials.h"
 #include "gtest/gtest.h"
+#include "inference/open_inference_grpc.grpc.pb.h"
 #include "server/proto_convert.h"
 #include "tests/server/grpc_test_util.h"
 #include "tests/server/metrics_test_util.h"
@@ -727,7 +728,7 @@ TEST_F(BnserveServerTest, ShutdownCancelsRunningJobsAndARestartKeepsEverything) 
 
 // The metrics after a known sequence of calls: one small training job, three
 // Predicts of 5 rows that succeed, two that fail on their inputs, one for a
-// model that does not exist. Every count is exact.
+// model that does not exist, and one V2 ModelInfer. Every count is exact.
 TEST_F(BnserveServerTest, MetricsMatchTheTrafficExactly) {
   ASSERT_EQ(TrainSmall("counted", 2).state(), v1::SUCCEEDED);  // 200 rows, batch 20
   v1::PredictRequest request;
@@ -748,6 +749,19 @@ TEST_F(BnserveServerTest, MetricsMatchTheTrafficExactly) {
   v1::PredictRequest unknown = request;
   unknown.mutable_model()->set_name("nobody");
   EXPECT_EQ(Predict(unknown, &response).error_code(), grpc::StatusCode::NOT_FOUND);
+  // And one V2 ModelInfer of the same 5 rows, through the gRPC service.
+  auto v2 = inference::GRPCInferenceService::NewStub(channel_);
+  inference::ModelInferRequest infer;
+  infer.set_model_name("counted");
+  inference::ModelInferRequest::InferInputTensor* input = infer.add_inputs();
+  input->set_name("input");
+  input->set_datatype("FP32");
+  input->add_shape(5);
+  input->add_shape(12);
+  *input->mutable_contents()->mutable_fp32_contents() = request.inputs().values();
+  inference::ModelInferResponse infer_response;
+  grpc::ClientContext infer_context;
+  ASSERT_TRUE(v2->ModelInfer(&infer_context, infer, &infer_response).ok());
 
   const std::string text = server_->MetricsText()();
   const std::vector<testing::MetricSample> samples = testing::ParseExposition(text);
@@ -755,10 +769,10 @@ TEST_F(BnserveServerTest, MetricsMatchTheTrafficExactly) {
     return testing::SumOf(samples, name, labels);
   };
   const std::map<std::string, std::string> model = {{"model", "counted"}, {"version", "1"}};
-  // Triton's counters.
-  EXPECT_EQ(sum("nv_inference_request_success", model), 3);
-  EXPECT_EQ(sum("nv_inference_count", model), 15);
-  EXPECT_EQ(sum("nv_inference_exec_count", model), 3);
+  // Triton's counters: three Predicts and one ModelInfer.
+  EXPECT_EQ(sum("nv_inference_request_success", model), 4);
+  EXPECT_EQ(sum("nv_inference_count", model), 20);
+  EXPECT_EQ(sum("nv_inference_exec_count", model), 4);
   EXPECT_EQ(sum("nv_inference_request_failure",
                 {{"model", "counted"}, {"version", "1"}, {"reason", "OTHER"}}),
             2);
@@ -774,7 +788,10 @@ TEST_F(BnserveServerTest, MetricsMatchTheTrafficExactly) {
   EXPECT_EQ(sum("bnserve_inference_request_duration_seconds_count", series), 2);
   series["bn_mode"] = "batch_statistics";
   EXPECT_EQ(sum("bnserve_inference_request_duration_seconds_count", series), 1);
-  EXPECT_EQ(sum("bnserve_inference_compute_duration_seconds_count"), 3);
+  series["protocol"] = "v2_grpc";
+  series["bn_mode"] = "inference";
+  EXPECT_EQ(sum("bnserve_inference_request_duration_seconds_count", series), 1);
+  EXPECT_EQ(sum("bnserve_inference_compute_duration_seconds_count"), 4);
   // gRPC calls by method and code.
   auto handled = [&](const std::string& method, const std::string& code) {
     return sum("bnserve_grpc_server_handled_total", {{"grpc_method", method}, {"grpc_code", code}});
@@ -784,15 +801,21 @@ TEST_F(BnserveServerTest, MetricsMatchTheTrafficExactly) {
   EXPECT_EQ(handled("Predict", "NotFound"), 1);
   EXPECT_EQ(sum("bnserve_grpc_server_started_total", {{"grpc_method", "Predict"}}), 6);
   EXPECT_EQ(handled("Train", "OK"), 1);
+  EXPECT_EQ(sum("bnserve_grpc_server_handled_total",
+                {{"grpc_service", "inference.GRPCInferenceService"},
+                 {"grpc_method", "ModelInfer"},
+                 {"grpc_code", "OK"}}),
+            1);
   EXPECT_EQ(handled("GetJob", "OK"), sum("bnserve_grpc_server_started_total",
                                          {{"grpc_method", "GetJob"}}));  // TrainSmall's polls
-  // The model cache: the first Predict built the network, the next two and the
-  // one with the wrong feature count found it; the non-finite input was
-  // refused before the lookup, the unknown model never reached the cache.
+  // The model cache: the first Predict built the network, the next two, the
+  // one with the wrong feature count and the ModelInfer found it; the
+  // non-finite input was refused before the lookup, the unknown model never
+  // reached the cache.
   EXPECT_EQ(sum("bnserve_model_cache_misses_total"), 1);
-  EXPECT_EQ(sum("bnserve_model_cache_hits_total"), 3);
+  EXPECT_EQ(sum("bnserve_model_cache_hits_total"), 4);
   const ModelCacheStats cache = server_->catalog()->cache_stats();
-  EXPECT_EQ(cache.hits, 3);
+  EXPECT_EQ(cache.hits, 4);
   EXPECT_EQ(cache.misses, 1);
   EXPECT_EQ(sum("bnserve_model_cache_entries"), 1);
   // The training job: two epochs of 200 rows.
@@ -808,7 +831,7 @@ TEST_F(BnserveServerTest, MetricsMatchTheTrafficExactly) {
   EXPECT_EQ(sum("bnserve_registry_models"), 1);
   EXPECT_EQ(sum("bnserve_registry_versions", {{"model", "counted"}}), 1);
 
-  EXPECT_EQ(testing::ExpectHistogramsConsistent(text), 2 * 2 + 1);
+  EXPECT_EQ(testing::ExpectHistogramsConsistent(text), 2 * 3 + 1);
   testing::ExpectPromtoolAccepts(text);
 }
 
