@@ -90,9 +90,9 @@ absl::StatusOr<std::unique_ptr<BnserveServer>> BnserveServer::Start(
   server->diagnostics_service_ = std::make_unique<DiagnosticsService>();
   OpenInferenceOptions open_inference_options;
   open_inference_options.default_model = options.default_model;
-  server->open_inference_ =
-      std::make_unique<OpenInference>(server->catalog_.get(), server->inference_service_->predictor(),
-                                      open_inference_options, metrics);
+  server->open_inference_ = std::make_unique<OpenInference>(
+      server->catalog_.get(), server->inference_service_->predictor(), open_inference_options,
+      metrics);
   server->open_inference_service_ =
       std::make_unique<OpenInferenceServiceImpl>(server->open_inference_.get());
 

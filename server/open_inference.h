@@ -100,12 +100,11 @@ class OpenInference {
 
   // Runs the request through the Predictor. The response's model_version is
   // the version number that answered, its id the request's. Records the
-  // request in the metrics as one of `protocol`, received at `received`
-  // (when the front end first had it, before its own parsing; the default:
-  // now).
+  // request in the metrics as one of `protocol` (the calling front end's:
+  // kV2Grpc or kV2Http), received at `received` (when the front end first
+  // had it, before its own parsing; the default: now).
   absl::Status ModelInfer(const inference::ModelInferRequest& request,
-                          inference::ModelInferResponse* response,
-                          InferenceProtocol protocol = InferenceProtocol::kV2Grpc,
+                          inference::ModelInferResponse* response, InferenceProtocol protocol,
                           absl::Time received = absl::InfinitePast());
 
   // Records in the metrics an inference request for model `name`, version

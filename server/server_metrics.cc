@@ -77,16 +77,15 @@ std::pair<std::string, std::string> SplitMethod(absl::string_view full_method) {
   if (last == absl::string_view::npos || last == 0 || full_method[0] != '/') {
     return {"", std::string(full_method)};
   }
-  return {std::string(full_method.substr(1, last - 1)),
-          std::string(full_method.substr(last + 1))};
+  return {std::string(full_method.substr(1, last - 1)), std::string(full_method.substr(last + 1))};
 }
 
 }  // namespace
 
 const std::vector<double>& ServerMetrics::InferenceLatencyBuckets() {
-  static const std::vector<double>* const buckets = new std::vector<double>{
-      0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-      0.05,    0.1,    0.25,    0.5,    1,     2.5,    5,     10};
+  static const std::vector<double>* const buckets =
+      new std::vector<double>{0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                              0.05,    0.1,    0.25,    0.5,    1,     2.5,    5,     10};
   return *buckets;
 }
 
@@ -115,9 +114,9 @@ const char* ServerMetrics::FailureReason(absl::StatusCode code) {
 const char* ServerMetrics::GrpcCodeName(absl::StatusCode code) {
   // Go's codes.Code.String(), which go-grpc-prometheus writes.
   static constexpr const char* kNames[] = {
-      "OK",       "Canceled",          "Unknown",         "InvalidArgument",    "DeadlineExceeded",
-      "NotFound", "AlreadyExists",     "PermissionDenied", "ResourceExhausted", "FailedPrecondition",
-      "Aborted",  "OutOfRange",        "Unimplemented",   "Internal",           "Unavailable",
+      "OK",       "Canceled",       "Unknown",          "InvalidArgument",   "DeadlineExceeded",
+      "NotFound", "AlreadyExists",  "PermissionDenied", "ResourceExhausted", "FailedPrecondition",
+      "Aborted",  "OutOfRange",     "Unimplemented",    "Internal",          "Unavailable",
       "DataLoss", "Unauthenticated"};
   const int number = static_cast<int>(code);
   return number >= 0 && number < 17 ? kNames[number] : "Unknown";
@@ -219,14 +218,14 @@ ServerMetrics::ServerMetrics()
   prometheus::Family<prometheus::Counter>& unresolved =
       prometheus::BuildCounter()
           .Name("bnserve_inference_unresolved_requests_total")
-          .Help("Failed inference requests that named no stored model version (unknown "
-                "model, version or alias, or a request too malformed to name one), by "
-                "protocol; not in the per-model nv_inference_* counts")
+          .Help(
+              "Failed inference requests that named no stored model version (unknown "
+              "model, version or alias, or a request too malformed to name one), by "
+              "protocol; not in the per-model nv_inference_* counts")
           .Register(registry_);
   for (InferenceProtocol protocol :
        {InferenceProtocol::kV1Grpc, InferenceProtocol::kV2Grpc, InferenceProtocol::kV2Http}) {
-    unresolved_[ProtocolIndex(protocol)] =
-        &unresolved.Add({{"protocol", ProtocolLabel(protocol)}});
+    unresolved_[ProtocolIndex(protocol)] = &unresolved.Add({{"protocol", ProtocolLabel(protocol)}});
   }
 }
 
@@ -288,8 +287,7 @@ void ServerMetrics::RecordInference(const InferenceRecord& record) {
   series->success->Increment();
   series->inference_count->Increment(static_cast<double>(std::max<int64_t>(0, record.rows)));
   series->exec_count->Increment();
-  series->request_duration_us->Increment(
-      static_cast<double>(absl::ToInt64Microseconds(request)));
+  series->request_duration_us->Increment(static_cast<double>(absl::ToInt64Microseconds(request)));
   series->compute_infer_duration_us->Increment(
       static_cast<double>(absl::ToInt64Microseconds(compute)));
   request_seconds->Observe(absl::ToDoubleSeconds(request));
@@ -337,10 +335,11 @@ void ServerMetrics::RecordGrpcHandled(absl::string_view full_method, absl::strin
     prometheus::Counter*& slot = series->handled[number];
     if (slot == nullptr) {
       const auto [service, method] = SplitMethod(full_method);
-      slot = &grpc_handled_.Add({{"grpc_type", std::string(type)},
-                                 {"grpc_service", service},
-                                 {"grpc_method", method},
-                                 {"grpc_code", GrpcCodeName(static_cast<absl::StatusCode>(number))}});
+      slot =
+          &grpc_handled_.Add({{"grpc_type", std::string(type)},
+                              {"grpc_service", service},
+                              {"grpc_method", method},
+                              {"grpc_code", GrpcCodeName(static_cast<absl::StatusCode>(number))}});
     }
     handled = slot;
   }
@@ -363,19 +362,18 @@ void ServerMetrics::CollectSourcesLocked(std::vector<prometheus::MetricFamily>* 
     prometheus::MetricFamily jobs = Family(
         "bnserve_jobs", "Training jobs the server holds (every job it ran or restored), by state",
         MetricType::Gauge);
-    for (const auto& [state, count] :
-         {std::pair<const char*, int64_t>{"queued", stats.queued},
-          {"running", stats.running},
-          {"succeeded", stats.succeeded},
-          {"failed", stats.failed},
-          {"cancelled", stats.cancelled}}) {
-      jobs.metric.push_back(Sample(static_cast<double>(count), MetricType::Gauge,
-                                   {{"state", state}}));
+    for (const auto& [state, count] : {std::pair<const char*, int64_t>{"queued", stats.queued},
+                                       {"running", stats.running},
+                                       {"succeeded", stats.succeeded},
+                                       {"failed", stats.failed},
+                                       {"cancelled", stats.cancelled}}) {
+      jobs.metric.push_back(
+          Sample(static_cast<double>(count), MetricType::Gauge, {{"state", state}}));
     }
     families->push_back(std::move(jobs));
     families->push_back(Single("bnserve_job_queue_depth",
-                               "Training jobs waiting in the queue for a worker",
-                               MetricType::Gauge, static_cast<double>(stats.queue_depth)));
+                               "Training jobs waiting in the queue for a worker", MetricType::Gauge,
+                               static_cast<double>(stats.queue_depth)));
     families->push_back(Single("bnserve_job_queue_capacity",
                                "Queued jobs beyond which Train is refused (--max_queue)",
                                MetricType::Gauge, static_cast<double>(stats.queue_capacity)));
@@ -388,9 +386,8 @@ void ServerMetrics::CollectSourcesLocked(std::vector<prometheus::MetricFamily>* 
     families->push_back(Single("bnserve_model_cache_misses_total",
                                "Model loads that read and built the network from the registry",
                                MetricType::Counter, static_cast<double>(stats.misses)));
-    families->push_back(Single("bnserve_model_cache_entries",
-                               "Networks in the model cache", MetricType::Gauge,
-                               static_cast<double>(stats.entries)));
+    families->push_back(Single("bnserve_model_cache_entries", "Networks in the model cache",
+                               MetricType::Gauge, static_cast<double>(stats.entries)));
     families->push_back(Single("bnserve_model_cache_capacity",
                                "Networks the model cache keeps at most", MetricType::Gauge,
                                static_cast<double>(stats.capacity)));
@@ -398,14 +395,13 @@ void ServerMetrics::CollectSourcesLocked(std::vector<prometheus::MetricFamily>* 
   if (sources_.models) {
     absl::StatusOr<std::vector<v1::Model>> models = sources_.models();
     if (!models.ok()) {
-      BNSERVE_LOG(WARNING) << "metrics: listing the registry's models failed: "
-                           << models.status();
+      BNSERVE_LOG(WARNING) << "metrics: listing the registry's models failed: " << models.status();
     } else {
       families->push_back(Single("bnserve_registry_models",
                                  "Models with at least one stored version", MetricType::Gauge,
                                  static_cast<double>(models->size())));
-      prometheus::MetricFamily versions = Family(
-          "bnserve_registry_versions", "Stored versions of each model", MetricType::Gauge);
+      prometheus::MetricFamily versions =
+          Family("bnserve_registry_versions", "Stored versions of each model", MetricType::Gauge);
       for (const v1::Model& model : *models) {
         versions.metric.push_back(Sample(static_cast<double>(model.versions_size()),
                                          MetricType::Gauge, {{"model", model.name()}}));

@@ -103,13 +103,13 @@ TEST_F(GrpcMetricsInterceptorTest, CountsEveryUnaryCallByMethodAndTheCodeTheClie
                 .error_code(),
             grpc::StatusCode::NOT_FOUND);
   // Rewritten from gRPC's UNIMPLEMENTED by the interceptor before this one.
-  EXPECT_EQ(RawUnaryCall(channel_, "/bnserve.v1.ModelRegistry/ListModels", kUnparsable)
-                .error_code(),
-            grpc::StatusCode::INTERNAL);
+  EXPECT_EQ(
+      RawUnaryCall(channel_, "/bnserve.v1.ModelRegistry/ListModels", kUnparsable).error_code(),
+      grpc::StatusCode::INTERNAL);
   // A raw method, which parses its own request.
-  EXPECT_EQ(RawUnaryCall(channel_, "/bnserve.v1.ModelRegistry/ImportModel", kUnparsable)
-                .error_code(),
-            grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(
+      RawUnaryCall(channel_, "/bnserve.v1.ModelRegistry/ImportModel", kUnparsable).error_code(),
+      grpc::StatusCode::INVALID_ARGUMENT);
 
   EXPECT_EQ(Handled(kRegistry, "ListModels", "OK"), 2);
   EXPECT_EQ(Handled(kRegistry, "ListModels", "Internal"), 1);
@@ -196,11 +196,11 @@ TEST_F(GrpcMetricsInterceptorTest, MethodsTheServerDoesNotHaveAreNotSeries) {
   EXPECT_EQ(SumOf(samples, "bnserve_grpc_server_started_total",
                   {{"grpc_service", "unknown"}, {"grpc_method", "unknown"}}),
             2);
-  EXPECT_EQ(CountOf(samples, "bnserve_grpc_server_handled_total", {{"grpc_method", "NoSuchMethod"}}),
-            0);
-  EXPECT_EQ(CountOf(samples, "bnserve_grpc_server_handled_total",
-                    {{"grpc_service", "made.up.Service"}}),
-            0);
+  EXPECT_EQ(
+      CountOf(samples, "bnserve_grpc_server_handled_total", {{"grpc_method", "NoSuchMethod"}}), 0);
+  EXPECT_EQ(
+      CountOf(samples, "bnserve_grpc_server_handled_total", {{"grpc_service", "made.up.Service"}}),
+      0);
 }
 
 }  // namespace

@@ -37,9 +37,8 @@ struct MetricSample {
 // The samples of an exposition, in order; `# HELP` / `# TYPE` lines go to
 // `*types` (name -> type) when it is not null. A line that does not parse is
 // a test failure naming it.
-inline std::vector<MetricSample> ParseExposition(const std::string& text,
-                                                 std::map<std::string, std::string>* types =
-                                                     nullptr) {
+inline std::vector<MetricSample> ParseExposition(
+    const std::string& text, std::map<std::string, std::string>* types = nullptr) {
   std::vector<MetricSample> samples;
   for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipEmpty())) {
     if (absl::StartsWith(line, "# TYPE ")) {
@@ -217,10 +216,12 @@ inline PromtoolResult RunPromtool(const std::string& text) {
 // errors; they are the price of compatibility and are accepted for these
 // six names only.
 inline bool IsAcceptedTritonLint(const std::string& line) {
-  static const char* const kTritonNames[] = {
-      "nv_inference_request_success",     "nv_inference_request_failure",
-      "nv_inference_count",               "nv_inference_exec_count",
-      "nv_inference_request_duration_us", "nv_inference_compute_infer_duration_us"};
+  static const char* const kTritonNames[] = {"nv_inference_request_success",
+                                             "nv_inference_request_failure",
+                                             "nv_inference_count",
+                                             "nv_inference_exec_count",
+                                             "nv_inference_request_duration_us",
+                                             "nv_inference_compute_infer_duration_us"};
   for (const char* name : kTritonNames) {
     if (line == absl::StrCat(name, " counter metrics should have \"_total\" suffix")) return true;
     if (absl::EndsWith(name, "_us") &&
@@ -228,8 +229,9 @@ inline bool IsAcceptedTritonLint(const std::string& line) {
       return true;
     }
     if (absl::EndsWith(name, "_count") &&
-        line == absl::StrCat(name, " non-histogram and non-summary metrics should not have "
-                                   "\"_count\" suffix")) {
+        line == absl::StrCat(name,
+                             " non-histogram and non-summary metrics should not have "
+                             "\"_count\" suffix")) {
       return true;
     }
   }

@@ -140,7 +140,7 @@ TEST_F(OpenInferenceTest, ModelInferGivesPredictsNumbersBitForBit) {
       (*request.mutable_parameters())["bn_mode"].set_string_param("batch_statistics");
     }
     inference::ModelInferResponse response;
-    ASSERT_OK(v2_->ModelInfer(request, &response));
+    ASSERT_OK(v2_->ModelInfer(request, &response, InferenceProtocol::kV2Grpc));
     const Prediction expected = Expected(Ref("digits"), rows, mode);
     EXPECT_EQ(response.model_name(), "digits");
     EXPECT_EQ(response.model_version(), "2");
@@ -170,7 +170,7 @@ TEST_F(OpenInferenceTest, RawInputGetsRawOutputWithTheSameBits) {
   inference::ModelInferRequest request = RawRequest("digits", rows);
   request.set_model_version("production");
   inference::ModelInferResponse response;
-  ASSERT_OK(v2_->ModelInfer(request, &response));
+  ASSERT_OK(v2_->ModelInfer(request, &response, InferenceProtocol::kV2Grpc));
   const Prediction expected = Expected(Ref("digits", 1), rows, BnMode::kInference);
   EXPECT_EQ(response.model_version(), "1");
   ASSERT_EQ(response.outputs_size(), 2);
@@ -194,7 +194,7 @@ TEST_F(OpenInferenceTest, Fp64InputIsConvertedToFloat) {
     input->mutable_contents()->add_fp64_contents(static_cast<double>(rows.data()[i]));
   }
   inference::ModelInferResponse response;
-  ASSERT_OK(v2_->ModelInfer(request, &response));
+  ASSERT_OK(v2_->ModelInfer(request, &response, InferenceProtocol::kV2Grpc));
   const Prediction expected = Expected(Ref("digits"), rows, BnMode::kInference);
   EXPECT_EQ(std::memcmp(response.outputs(0).contents().fp32_contents().data(),
                         expected.probabilities.data(), sizeof(float) * 4 * kClasses),
@@ -206,7 +206,7 @@ TEST_F(OpenInferenceTest, Fp64InputIsConvertedToFloat) {
   request.add_raw_input_contents()->assign(reinterpret_cast<const char*>(doubles.data()),
                                            sizeof(double) * doubles.size());
   response.Clear();
-  ASSERT_OK(v2_->ModelInfer(request, &response));
+  ASSERT_OK(v2_->ModelInfer(request, &response, InferenceProtocol::kV2Grpc));
   EXPECT_EQ(FromRaw<int32_t>(response.raw_output_contents(1)), expected.predicted_classes);
 }
 
@@ -215,21 +215,23 @@ TEST_F(OpenInferenceTest, TheOutputsListSelectsAndOrdersOutputs) {
   inference::ModelInferRequest request = Fp32Request("digits", rows);
   request.add_outputs()->set_name("predicted_class");
   inference::ModelInferResponse response;
-  ASSERT_OK(v2_->ModelInfer(request, &response));
+  ASSERT_OK(v2_->ModelInfer(request, &response, InferenceProtocol::kV2Grpc));
   ASSERT_EQ(response.outputs_size(), 1);
   EXPECT_EQ(response.outputs(0).name(), "predicted_class");
 
   request.add_outputs()->set_name("probabilities");
   response.Clear();
-  ASSERT_OK(v2_->ModelInfer(request, &response));
+  ASSERT_OK(v2_->ModelInfer(request, &response, InferenceProtocol::kV2Grpc));
   ASSERT_EQ(response.outputs_size(), 2);
   EXPECT_EQ(response.outputs(1).name(), "probabilities");
 
   request.add_outputs()->set_name("logits");
-  EXPECT_THAT(v2_->ModelInfer(request, &response), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(v2_->ModelInfer(request, &response, InferenceProtocol::kV2Grpc),
+              StatusIs(absl::StatusCode::kInvalidArgument));
   request.mutable_outputs()->RemoveLast();
   request.add_outputs()->set_name("probabilities");
-  EXPECT_THAT(v2_->ModelInfer(request, &response), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(v2_->ModelInfer(request, &response, InferenceProtocol::kV2Grpc),
+              StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
 TEST_F(OpenInferenceTest, BadRequestsGetPredictsStatusCodes) {
@@ -237,7 +239,7 @@ TEST_F(OpenInferenceTest, BadRequestsGetPredictsStatusCodes) {
   inference::ModelInferResponse response;
   const auto expect_code = [&](const inference::ModelInferRequest& request,
                                absl::StatusCode code, const std::string& message) {
-    const absl::Status status = v2_->ModelInfer(request, &response);
+    const absl::Status status = v2_->ModelInfer(request, &response, InferenceProtocol::kV2Grpc);
     EXPECT_THAT(status, StatusIs(code)) << message;
     EXPECT_THAT(std::string(status.message()), HasSubstr(message));
   };

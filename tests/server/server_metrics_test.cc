@@ -26,8 +26,8 @@ using ::bnserve::testing::ParseExposition;
 using ::bnserve::testing::SumOf;
 using ::testing::UnorderedElementsAre;
 
-InferenceRecord Success(const std::string& model, int version, int64_t rows,
-                        absl::Duration request, absl::Duration compute,
+InferenceRecord Success(const std::string& model, int version, int64_t rows, absl::Duration request,
+                        absl::Duration compute,
                         InferenceProtocol protocol = InferenceProtocol::kV1Grpc,
                         BnMode mode = BnMode::kInference) {
   InferenceRecord record;
@@ -64,8 +64,8 @@ TEST(ServerMetricsTest, TritonCountersFollowEveryRequestExactly) {
   ServerMetrics metrics;
   for (int i = 0; i < 3; ++i) {
     // Whole microseconds, truncated as Triton truncates nanoseconds / 1000.
-    metrics.RecordInference(Success("m", 1, 5, absl::Nanoseconds(1500900),
-                                    absl::Nanoseconds(700999)));
+    metrics.RecordInference(
+        Success("m", 1, 5, absl::Nanoseconds(1500900), absl::Nanoseconds(700999)));
   }
   metrics.RecordInference(Failure("m", 1, absl::InvalidArgumentError("bad shape")));
   metrics.RecordInference(Failure("m", 1, absl::ResourceExhaustedError("batch too large")));
@@ -123,9 +123,9 @@ TEST(ServerMetricsTest, FailureReasonsAreTritons) {
   EXPECT_STREQ(ServerMetrics::FailureReason(StatusCode::kInternal), "BACKEND");
   EXPECT_STREQ(ServerMetrics::FailureReason(StatusCode::kDataLoss), "BACKEND");
   EXPECT_STREQ(ServerMetrics::FailureReason(StatusCode::kUnknown), "BACKEND");
-  for (StatusCode code : {StatusCode::kInvalidArgument, StatusCode::kNotFound,
-                          StatusCode::kResourceExhausted, StatusCode::kFailedPrecondition,
-                          StatusCode::kOutOfRange}) {
+  for (StatusCode code :
+       {StatusCode::kInvalidArgument, StatusCode::kNotFound, StatusCode::kResourceExhausted,
+        StatusCode::kFailedPrecondition, StatusCode::kOutOfRange}) {
     EXPECT_STREQ(ServerMetrics::FailureReason(code), "OTHER") << code;
   }
 }
@@ -138,15 +138,12 @@ TEST(ServerMetricsTest, UnresolvedRequestsAreCountedByProtocolOnly) {
   metrics.RecordInference(
       Failure("bad name!", 0, absl::InvalidArgumentError("name"), InferenceProtocol::kV2Http));
   const std::vector<MetricSample> samples = Scrape(metrics);
-  EXPECT_EQ(SumOf(samples, "bnserve_inference_unresolved_requests_total",
-                  {{"protocol", "v1_grpc"}}),
-            1);
-  EXPECT_EQ(SumOf(samples, "bnserve_inference_unresolved_requests_total",
-                  {{"protocol", "v2_http"}}),
-            2);
-  EXPECT_EQ(SumOf(samples, "bnserve_inference_unresolved_requests_total",
-                  {{"protocol", "v2_grpc"}}),
-            0);
+  EXPECT_EQ(
+      SumOf(samples, "bnserve_inference_unresolved_requests_total", {{"protocol", "v1_grpc"}}), 1);
+  EXPECT_EQ(
+      SumOf(samples, "bnserve_inference_unresolved_requests_total", {{"protocol", "v2_http"}}), 2);
+  EXPECT_EQ(
+      SumOf(samples, "bnserve_inference_unresolved_requests_total", {{"protocol", "v2_grpc"}}), 0);
   // No per-model series for names that are not models.
   EXPECT_EQ(CountOf(samples, "nv_inference_request_failure"), 0);
   EXPECT_EQ(CountOf(samples, "nv_inference_request_success"), 0);
@@ -179,12 +176,10 @@ TEST(ServerMetricsTest, LatencyHistogramsByProtocolAndBnModeCountSuccessesInSeco
   EXPECT_EQ(bucket(v1_inference, "5e-05"), 0);
   EXPECT_EQ(bucket(v1_inference, "0.0001"), 1);  // the 80 us request
   EXPECT_EQ(bucket(v1_inference, "0.0025"), 1);
-  EXPECT_EQ(bucket(v1_inference, "0.005"), 2);   // and the 3 ms one
+  EXPECT_EQ(bucket(v1_inference, "0.005"), 2);  // and the 3 ms one
   EXPECT_EQ(bucket(v1_inference, "+Inf"), 2);
-  std::map<std::string, std::string> http_batch = {{"model", "m"},
-                                                   {"version", "1"},
-                                                   {"protocol", "v2_http"},
-                                                   {"bn_mode", "batch_statistics"}};
+  std::map<std::string, std::string> http_batch = {
+      {"model", "m"}, {"version", "1"}, {"protocol", "v2_http"}, {"bn_mode", "batch_statistics"}};
   EXPECT_EQ(bucket(http_batch, "10"), 0);  // 20 s: beyond the last bound
   EXPECT_EQ(bucket(http_batch, "+Inf"), 1);
   EXPECT_EQ(SumOf(samples, "bnserve_inference_compute_duration_seconds_sum", http_batch), 12);
@@ -222,8 +217,7 @@ TEST(ServerMetricsTest, EpochsRowsAndTheirDurations) {
   EXPECT_EQ(SumOf(samples, "bnserve_training_rows_per_second"), 32000);  // the last epoch's
   EXPECT_EQ(SumOf(samples, "bnserve_training_epoch_duration_seconds_count"), 2);
   EXPECT_EQ(SumOf(samples, "bnserve_training_epoch_duration_seconds_sum"), 0.75);
-  EXPECT_EQ(SumOf(samples, "bnserve_training_epoch_duration_seconds_bucket", {{"le", "0.25"}}),
-            1);
+  EXPECT_EQ(SumOf(samples, "bnserve_training_epoch_duration_seconds_bucket", {{"le", "0.25"}}), 1);
   EXPECT_EQ(types["bnserve_training_epochs_total"], "counter");
   EXPECT_EQ(types["bnserve_training_rows_total"], "counter");
   EXPECT_EQ(types["bnserve_training_rows_per_second"], "gauge");
@@ -243,9 +237,10 @@ TEST(ServerMetricsTest, GrpcCallsByMethodAndGoStyleCode) {
   metrics.RecordGrpcHandled(predict, "unary", static_cast<absl::StatusCode>(99));
 
   const std::vector<MetricSample> samples = Scrape(metrics);
-  const std::map<std::string, std::string> labels = {{"grpc_type", "unary"},
-                                                     {"grpc_service", "bnserve.v1.InferenceService"},
-                                                     {"grpc_method", "Predict"}};
+  const std::map<std::string, std::string> labels = {
+      {"grpc_type", "unary"},
+      {"grpc_service", "bnserve.v1.InferenceService"},
+      {"grpc_method", "Predict"}};
   EXPECT_EQ(SumOf(samples, "bnserve_grpc_server_started_total", labels), 3);
   auto handled = [&](std::map<std::string, std::string> with, const char* code) {
     with["grpc_code"] = code;
@@ -262,8 +257,7 @@ TEST(ServerMetricsTest, GrpcCallsByMethodAndGoStyleCode) {
   EXPECT_EQ(CountOf(samples, "bnserve_grpc_server_handled_total"), 4);
   EXPECT_STREQ(ServerMetrics::GrpcCodeName(absl::StatusCode::kDeadlineExceeded),
                "DeadlineExceeded");
-  EXPECT_STREQ(ServerMetrics::GrpcCodeName(absl::StatusCode::kUnauthenticated),
-               "Unauthenticated");
+  EXPECT_STREQ(ServerMetrics::GrpcCodeName(absl::StatusCode::kUnauthenticated), "Unauthenticated");
 }
 
 TEST(ServerMetricsTest, SourcesAreReadAtEveryScrapeUntilCleared) {
@@ -352,8 +346,7 @@ std::string FullExposition() {
   }
   metrics.RecordEpoch({"job-000001", "digits", 1, 8000, 0.1});
   metrics.RecordGrpcStarted("/bnserve.v1.InferenceService/Predict", "unary");
-  metrics.RecordGrpcHandled("/bnserve.v1.InferenceService/Predict", "unary",
-                            absl::StatusCode::kOk);
+  metrics.RecordGrpcHandled("/bnserve.v1.InferenceService/Predict", "unary", absl::StatusCode::kOk);
   MetricsSources sources;
   sources.jobs = [] { return JobStats{}; };
   sources.model_cache = [] { return ModelCacheStats{}; };
@@ -395,12 +388,11 @@ TEST(ServerMetricsTest, PromtoolChecksTheExpositionClean) {
 // The check fails for what it should fail for (a parse error, a lint on a
 // name of ours), so the test above proves something.
 TEST(ServerMetricsTest, PromtoolRejectsBrokenAndLintedExpositions) {
-  const testing::PromtoolResult broken =
-      testing::RunPromtool("# TYPE x counter\nx{a=\"1} 3\n");
+  const testing::PromtoolResult broken = testing::RunPromtool("# TYPE x counter\nx{a=\"1} 3\n");
   EXPECT_EQ(broken.exit_code, 1);
-  const testing::PromtoolResult linted =
-      testing::RunPromtool("# HELP bnserve_things Things.\n# TYPE bnserve_things counter\n"
-                           "bnserve_things 3\n");
+  const testing::PromtoolResult linted = testing::RunPromtool(
+      "# HELP bnserve_things Things.\n# TYPE bnserve_things counter\n"
+      "bnserve_things 3\n");
   EXPECT_EQ(linted.exit_code, 3);
   ASSERT_EQ(linted.lines.size(), 1u);
   EXPECT_FALSE(testing::IsAcceptedTritonLint(linted.lines[0])) << linted.lines[0];
