@@ -20,6 +20,13 @@ namespace {
 
 bool IsNameChar(char c) { return absl::ascii_isalnum(c) || c == '.' || c == '_' || c == '-'; }
 
+// A client's string for an error message: itself when short, else its
+// first 32 bytes and its length (an 8 KiB name must not come back whole).
+std::string Quote(const std::string& text) {
+  if (text.size() <= 64) return absl::StrCat("\"", text, "\"");
+  return absl::StrCat("of ", text.size(), " bytes starting \"", text.substr(0, 32), "\"");
+}
+
 // InvalidArgument naming the first tensor with a NaN or infinite value, or a
 // running_var with a negative one: such a network answers NaN.
 absl::Status CheckTensorValues(const v1::ModelVersion& version) {
@@ -50,7 +57,7 @@ absl::Status ModelCatalog::ValidateModelName(const std::string& name) {
   for (char c : name) ok = ok && IsNameChar(c);
   if (!ok) {
     return absl::InvalidArgumentError(
-        absl::StrCat("model name \"", name, "\" must match [A-Za-z0-9._-]{1,64}"));
+        absl::StrCat("model name ", Quote(name), " must match [A-Za-z0-9._-]{1,64}"));
   }
   return absl::OkStatus();
 }
@@ -60,7 +67,7 @@ absl::Status ModelCatalog::ValidateAlias(const std::string& alias) {
   for (char c : alias) ok = ok && IsNameChar(c);
   if (!ok) {
     return absl::InvalidArgumentError(
-        absl::StrCat("alias \"", alias, "\" must match [A-Za-z][A-Za-z0-9._-]{0,63}"));
+        absl::StrCat("alias ", Quote(alias), " must match [A-Za-z][A-Za-z0-9._-]{0,63}"));
   }
   return absl::OkStatus();
 }

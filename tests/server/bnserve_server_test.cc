@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "bnserve/v1/inference_service.grpc.pb.h"
@@ -188,6 +189,51 @@ TEST_F(BnserveServerTest, BatchStatisticsNeverChangesStoredRunningStatistics) {
   for (int i = 0; i < before.tensors_size(); ++i) {
     EXPECT_EQ(before.tensors(i).SerializeAsString(), after.tensors(i).SerializeAsString())
         << before.tensors(i).name();
+  }
+}
+
+// A client's 32 KiB name or job id comes back as a short error over TCP, not
+// as gRPC's "metadata size exceeds limit" (or a hang).
+TEST_F(BnserveServerTest, HugeNamesGetAShortErrorOverTcp) {
+  auto tcp = grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->port()),
+                                 grpc::InsecureChannelCredentials());
+  auto inference = v1::InferenceService::NewStub(tcp);
+  auto training = v1::TrainingService::NewStub(tcp);
+  auto registry = v1::ModelRegistry::NewStub(tcp);
+  const std::string huge(32 << 10, 'n');
+  const auto deadline = [] { return absl::ToChronoTime(absl::Now() + absl::Seconds(10)); };
+  {
+    v1::PredictRequest request;
+    request.mutable_model()->set_name(huge);
+    *request.mutable_inputs() = SyntheticData(1, 12, 3, 1).features();
+    grpc::ClientContext context;
+    context.set_deadline(deadline());
+    v1::PredictResponse response;
+    const grpc::Status status = inference->Predict(&context, request, &response);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << status.error_message();
+    EXPECT_LT(status.error_message().size(), 200u);
+  }
+  {
+    v1::SetAliasRequest request;
+    request.set_model_name("m");
+    request.set_alias(huge);
+    request.set_version(1);
+    grpc::ClientContext context;
+    context.set_deadline(deadline());
+    v1::Model response;
+    const grpc::Status status = registry->SetAlias(&context, request, &response);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << status.error_message();
+    EXPECT_LT(status.error_message().size(), 200u);
+  }
+  {
+    v1::GetJobRequest request;
+    request.set_job_id(huge);
+    grpc::ClientContext context;
+    context.set_deadline(deadline());
+    v1::Job response;
+    const grpc::Status status = training->GetJob(&context, request, &response);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND) << status.error_message();
+    EXPECT_LE(status.error_message().size(), 1024u);
   }
 }
 
