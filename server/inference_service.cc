@@ -24,18 +24,39 @@ absl::Status InferenceServiceImpl::CheckRows(int64_t rows) const {
   return predictor_.CheckRows(rows);
 }
 
-absl::Status InferenceServiceImpl::DoPredict(const v1::PredictRequest& request,
-                                             v1::PredictResponse* response) {
+absl::StatusOr<Prediction> InferenceServiceImpl::RunPredict(
+    const v1::PredictRequest& request) const {
   ASSIGN_OR_RETURN(BnMode mode, BnModeFromProto(request.bn_mode()));
   if (request.inputs().shape_size() == 2) RETURN_IF_ERROR(CheckRows(request.inputs().shape(0)));
   ASSIGN_OR_RETURN(ConstMatrixMapT<float> inputs, MapTensor(request.inputs()));
-  ASSIGN_OR_RETURN(Prediction prediction, predictor_.Predict(request.model(), inputs, mode));
-  MatrixToTensor(prediction.probabilities, response->mutable_probabilities());
-  response->mutable_predicted_classes()->Add(prediction.predicted_classes.begin(),
-                                             prediction.predicted_classes.end());
-  response->set_model_name(prediction.model_name);
-  response->set_model_version(prediction.version);
-  return absl::OkStatus();
+  return predictor_.Predict(request.model(), inputs, mode);
+}
+
+absl::Status InferenceServiceImpl::DoPredict(const v1::PredictRequest& request,
+                                             v1::PredictResponse* response) {
+  const absl::Time start = absl::Now();
+  absl::StatusOr<Prediction> prediction = RunPredict(request);
+  InferenceRecord record;
+  record.protocol = InferenceProtocol::kV1Grpc;
+  record.model = request.model().name();
+  record.bn_mode = BnModeFromProto(request.bn_mode()).value_or(BnMode::kInference);
+  if (prediction.ok()) {
+    MatrixToTensor(prediction->probabilities, response->mutable_probabilities());
+    response->mutable_predicted_classes()->Add(prediction->predicted_classes.begin(),
+                                               prediction->predicted_classes.end());
+    response->set_model_name(prediction->model_name);
+    response->set_model_version(prediction->version);
+    record.version = prediction->version;
+    record.rows = prediction->probabilities.rows();
+    record.compute_duration = prediction->compute_duration;
+  } else {
+    record.status = prediction.status();
+    // The version the request names, to count the failure under; 0 if none.
+    if (metrics_ != nullptr) record.version = catalog_->Resolve(request.model()).value_or(0);
+  }
+  record.request_duration = absl::Now() - start;
+  if (metrics_ != nullptr) metrics_->RecordInference(record);
+  return record.status;
 }
 
 absl::Status InferenceServiceImpl::DoEvaluate(const v1::EvaluateRequest& request,

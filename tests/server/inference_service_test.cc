@@ -1,7 +1,8 @@
 // InferenceServiceImpl on its own: Evaluate in slices gives the numbers of
 // one pass, a BATCH_STATISTICS pass over its memory limit is
 // ResourceExhausted, and concurrent Evaluates are bounded (a store that
-// blocks the model load keeps the evaluations running).
+// blocks the model load keeps the evaluations running). Every Predict is
+// recorded in the metrics, a failure under the version it names.
 #include "server/inference_service.h"
 
 #include <chrono>
@@ -26,7 +27,9 @@
 #include "server/model_catalog.h"
 #include "server/proto_convert.h"
 #include "server/sqlite_model_store.h"
+#include "server/server_metrics.h"
 #include "tests/server/forwarding_model_store.h"
+#include "tests/server/metrics_test_util.h"
 #include "tests/server/server_test_util.h"
 #include "tests/testing/status_matchers.h"
 
@@ -246,6 +249,52 @@ TEST_F(InferenceServiceTest, ConcurrentEvaluationsAreBoundedAndFreedWhenDone) {
   }
   server->Shutdown();
   service.reset();  // waits for any evaluation thread still releasing its slot
+}
+
+// DoPredict records each request once: successes with their rows and
+// BatchNorm mode, failures under the version the request resolves to (the
+// latest, an explicit number), and requests naming no version as unresolved.
+TEST_F(InferenceServiceTest, EveryPredictIsRecordedOnceUnderTheVersionItNames) {
+  ServerMetrics metrics;
+  InferenceServiceImpl service(catalog_.get(), data_.get(), InferenceServiceOptions(), &metrics);
+  auto predict = [&](int rows, int features, v1::BnMode mode, int version,
+                     const std::string& name = "m") {
+    v1::PredictRequest request;
+    request.mutable_model()->set_name(name);
+    if (version > 0) request.mutable_model()->set_version(version);
+    request.set_bn_mode(mode);
+    *request.mutable_inputs() = SyntheticData(rows, features, 3, 5).features();
+    v1::PredictResponse response;
+    return service.DoPredict(request, &response);
+  };
+  ASSERT_OK(predict(4, 12, v1::INFERENCE, 0));
+  ASSERT_OK(predict(6, 12, v1::BATCH_STATISTICS, 1));
+  EXPECT_THAT(predict(4, 11, v1::INFERENCE, 0), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(predict(1, 12, v1::BATCH_STATISTICS, 1),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(predict(4, 12, v1::INFERENCE, 2), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(predict(4, 12, v1::INFERENCE, 0, "other"), StatusIs(absl::StatusCode::kNotFound));
+
+  const std::vector<testing::MetricSample> samples =
+      testing::ParseExposition(metrics.TextExposition());
+  const std::map<std::string, std::string> m1 = {{"model", "m"}, {"version", "1"}};
+  EXPECT_EQ(testing::SumOf(samples, "nv_inference_request_success", m1), 2);
+  EXPECT_EQ(testing::SumOf(samples, "nv_inference_count", m1), 10);
+  EXPECT_EQ(testing::SumOf(samples, "nv_inference_exec_count", m1), 2);
+  EXPECT_EQ(testing::SumOf(samples, "nv_inference_request_failure",
+                           {{"model", "m"}, {"version", "1"}, {"reason", "OTHER"}}),
+            2);
+  EXPECT_EQ(testing::SumOf(samples, "nv_inference_request_failure"), 2);
+  EXPECT_EQ(testing::SumOf(samples, "bnserve_inference_unresolved_requests_total",
+                           {{"protocol", "v1_grpc"}}),
+            2);  // version 2 and model "other" do not exist
+  for (const char* mode : {"inference", "batch_statistics"}) {
+    EXPECT_EQ(testing::SumOf(samples, "bnserve_inference_request_duration_seconds_count",
+                             {{"model", "m"}, {"version", "1"}, {"protocol", "v1_grpc"},
+                              {"bn_mode", mode}}),
+              1)
+        << mode;
+  }
 }
 
 }  // namespace
