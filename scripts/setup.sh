@@ -21,7 +21,7 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 PACKAGES=(
   build-essential cmake pkg-config ca-certificates gzip
-  libeigen3-dev libabsl-dev zlib1g-dev libsqlite3-dev
+  libeigen3-dev libabsl-dev zlib1g-dev libsqlite3-dev libssl-dev openssl
   libprotobuf-dev protobuf-compiler libgrpc-dev libgrpc++-dev protobuf-compiler-grpc
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   prometheus-cpp-dev libcivetweb-dev nlohmann-json3-dev

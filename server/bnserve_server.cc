@@ -2,11 +2,15 @@
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "core/logging.h"
 #include "core/status_macros.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
@@ -15,8 +19,10 @@
 #include "grpcpp/server_builder.h"
 #include "grpcpp/support/channel_arguments.h"
 #include "server/default_model.h"
+#include "server/grpc_audit_interceptor.h"
 #include "server/grpc_metrics_interceptor.h"
 #include "server/grpc_parse_failure_interceptor.h"
+#include "server/tls_config.h"
 
 namespace bnserve {
 namespace {
@@ -34,7 +40,44 @@ void SetServing(grpc::Server* server, bool serving) {
   for (const char* name : kServiceNames) health->SetServingStatus(name, serving);
 }
 
+std::shared_ptr<grpc::ServerCredentials> Credentials(const std::optional<TlsConfig>& tls) {
+  if (!tls.has_value()) return grpc::InsecureServerCredentials();
+  grpc::SslServerCredentialsOptions ssl(
+      tls->mutual() ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+                    : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
+  ssl.pem_root_certs = tls->client_ca_pem;
+  ssl.pem_key_cert_pairs.push_back({tls->private_key_pem, tls->cert_chain_pem});
+  return grpc::SslServerCredentials(ssl);
+}
+
 }  // namespace
+
+bool BnserveServer::IsLoopbackAddress(const std::string& listen) {
+  std::string host = listen;
+  const size_t colon = host.rfind(':');
+  if (colon != std::string::npos) host = host.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  if (host == "localhost" || host == "::1") return true;
+  // 127.x.y.z
+  std::vector<std::string> parts = absl::StrSplit(host, '.');
+  if (parts.size() != 4 || parts[0] != "127") return false;
+  for (const std::string& part : parts) {
+    int value = 0;
+    if (!absl::SimpleAtoi(part, &value) || value < 0 || value > 255) return false;
+  }
+  return true;
+}
+
+absl::Status BnserveServer::ReloadTokens() {
+  if (tokens_ == nullptr) {
+    return absl::FailedPreconditionError("no --auth_tokens file to reload");
+  }
+  RETURN_IF_ERROR(tokens_->Reload());
+  BNSERVE_LOG(INFO) << "reloaded " << tokens_->size() << " token(s) from " << tokens_->path();
+  return absl::OkStatus();
+}
 
 BnserveServer::BnserveServer(const BnserveServerOptions& options)
     : options_(options), metrics_(std::make_unique<ServerMetrics>()) {}
@@ -55,6 +98,14 @@ void BnserveServer::OnVersionReady(const std::string& model_name, int version) {
 absl::StatusOr<std::unique_ptr<BnserveServer>> BnserveServer::Start(
     const BnserveServerOptions& options) {
   std::unique_ptr<BnserveServer> server(new BnserveServer(options));
+  ASSIGN_OR_RETURN(
+      std::optional<TlsConfig> tls,
+      TlsConfig::Load(options.tls_cert_file, options.tls_key_file, options.tls_client_ca_file));
+  if (!options.auth_tokens_file.empty()) {
+    ASSIGN_OR_RETURN(server->tokens_, TokenStore::Open(options.auth_tokens_file));
+  }
+  server->authorizer_ = std::make_unique<GrpcAuthorizer>(server->tokens_.get());
+  const GrpcAuthorizer* authorizer = server->authorizer_.get();
   ASSIGN_OR_RETURN(server->store_, SqliteModelStore::Open(options.registry_path));
   server->catalog_ = std::make_unique<ModelCatalog>(server->store_.get(), options.model_cache);
   server->data_ = std::make_unique<DataResolver>(options.data_dir);
@@ -78,26 +129,28 @@ absl::StatusOr<std::unique_ptr<BnserveServer>> BnserveServer::Start(
   sources.model_cache = [catalog] { return catalog->cache_stats(); };
   sources.models = [catalog] { return catalog->ListModels(); };
   metrics->SetSources(std::move(sources));
-  server->training_service_ = std::make_unique<TrainingServiceImpl>(server->jobs_.get());
+  server->training_service_ =
+      std::make_unique<TrainingServiceImpl>(server->jobs_.get(), authorizer);
   InferenceServiceOptions inference_options;
   inference_options.max_batch = options.max_batch;
   // An Evaluate forward pass gets the memory budget of a training job.
   inference_options.max_evaluation_bytes = int64_t{options.max_job_memory_mb} << 20;
   inference_options.max_response_bytes = int64_t{options.max_message_mb} << 20;
   server->inference_service_ = std::make_unique<InferenceServiceImpl>(
-      server->catalog_.get(), server->data_.get(), inference_options, metrics);
-  server->registry_service_ = std::make_unique<ModelRegistryServiceImpl>(server->catalog_.get());
-  server->diagnostics_service_ = std::make_unique<DiagnosticsService>();
+      server->catalog_.get(), server->data_.get(), inference_options, metrics, authorizer);
+  server->registry_service_ =
+      std::make_unique<ModelRegistryServiceImpl>(server->catalog_.get(), authorizer);
+  server->diagnostics_service_ = std::make_unique<DiagnosticsService>(authorizer);
   OpenInferenceOptions open_inference_options;
   open_inference_options.default_model = options.default_model;
   server->open_inference_ = std::make_unique<OpenInference>(
       server->catalog_.get(), server->inference_service_->predictor(), open_inference_options,
       metrics);
   server->open_inference_service_ =
-      std::make_unique<OpenInferenceServiceImpl>(server->open_inference_.get());
+      std::make_unique<OpenInferenceServiceImpl>(server->open_inference_.get(), authorizer);
 
   grpc::EnableDefaultHealthCheckService(true);
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  if (options.reflection) grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   const int max_bytes = options.max_message_mb * 1024 * 1024;
   builder.SetMaxReceiveMessageSize(max_bytes);
@@ -106,7 +159,7 @@ absl::StatusOr<std::unique_ptr<BnserveServer>> BnserveServer::Start(
   // would start silently and split the clients. One owner per port.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   if (!options.listen.empty()) {
-    builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &server->port_);
+    builder.AddListeningPort(options.listen, Credentials(tls), &server->port_);
   }
   builder.RegisterService(server->training_service_.get());
   builder.RegisterService(server->inference_service_.get());
@@ -116,6 +169,8 @@ absl::StatusOr<std::unique_ptr<BnserveServer>> BnserveServer::Start(
   // INTERNAL, not gRPC's UNIMPLEMENTED, for a request that does not parse.
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
   interceptors.push_back(std::make_unique<ParseFailureInterceptorFactory>());
+  // After it, so that the audit line has the status sent.
+  interceptors.push_back(std::make_unique<GrpcAuditInterceptorFactory>(authorizer));
   // Last, so that it counts the status the client gets.
   interceptors.push_back(std::make_unique<GrpcMetricsInterceptorFactory>(metrics));
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
@@ -124,6 +179,24 @@ absl::StatusOr<std::unique_ptr<BnserveServer>> BnserveServer::Start(
     server->jobs_->Shutdown();
     return absl::UnavailableError(absl::StrCat(
         "cannot listen on ", options.listen, " (is another server using the port?)"));
+  }
+  if (!options.listen.empty() && !IsLoopbackAddress(options.listen) &&
+      (!tls.has_value() || server->tokens_ == nullptr)) {
+    BNSERVE_LOG(WARNING)
+        << "!!! bnserve listens on " << options.listen << " (not loopback) "
+        << (tls.has_value() ? "" : "WITHOUT TLS ")
+        << (server->tokens_ != nullptr ? "" : "WITHOUT TOKENS ")
+        << "- anyone who can reach the port can "
+        << (server->tokens_ != nullptr ? "read the traffic and tokens"
+                                       : "train, delete models, move aliases and export parameters")
+        << ". Use --tls_cert/--tls_key and --auth_tokens (README \"Security\") !!!";
+  }
+  if (server->tokens_ != nullptr) {
+    BNSERVE_LOG(INFO) << "access control on: " << server->tokens_->size() << " token(s) from "
+                      << options.auth_tokens_file;
+  }
+  if (tls.has_value()) {
+    BNSERVE_LOG(INFO) << (tls->mutual() ? "mutual TLS" : "TLS") << " on " << options.listen;
   }
   SetServing(server->server_.get(), true);
   BnserveServer* self = server.get();

@@ -26,7 +26,16 @@
 // workers (so watchers see the final events); gRPC shuts down with the
 // deadline; the database is closed last (on destruction).
 //
-// Thread-safety: Shutdown may be called from any thread, once or more.
+// Security (README "Security"): with tls_cert_file and tls_key_file the port
+// speaks TLS only (tls_client_ca_file: clients must present a certificate
+// that chains to it); with auth_tokens_file every call needs a bearer token
+// whose role AccessPolicy allows (GrpcAuthorizer, checked first in each
+// handler); state-changing calls get an "audit:" log line
+// (GrpcAuditInterceptorFactory). Start logs a WARNING when it listens on a
+// non-loopback address without both.
+//
+// Thread-safety: Shutdown may be called from any thread, once or more;
+// ReloadTokens too.
 #ifndef BNSERVE_SERVER_BNSERVE_SERVER_H_
 #define BNSERVE_SERVER_BNSERVE_SERVER_H_
 
@@ -41,6 +50,7 @@
 #include "grpcpp/server.h"
 #include "server/data_resolver.h"
 #include "server/diagnostics_service.h"
+#include "server/grpc_authorizer.h"
 #include "server/inference_service.h"
 #include "server/job_manager.h"
 #include "server/model_catalog.h"
@@ -49,6 +59,7 @@
 #include "server/open_inference_service.h"
 #include "server/server_metrics.h"
 #include "server/sqlite_model_store.h"
+#include "server/token_store.h"
 #include "server/training_service.h"
 
 namespace bnserve {
@@ -71,12 +82,26 @@ struct BnserveServerOptions {
   // When set, EnsureDefaultModel(default_model) at start: the seed network is
   // trained on mnist-digits unless a job for that model was ever submitted.
   std::string default_model;
+  // TLS: PEM files of the server's certificate and key (both or neither);
+  // a client CA turns on mutual TLS (client certificates required and
+  // verified). Empty: plaintext.
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  std::string tls_client_ca_file;
+  // The token file (TokenStore); empty: no access control.
+  std::string auth_tokens_file;
+  // Register server reflection (open to anyone: it shows the API's schema).
+  // gRPC's reflection plugin is process-wide: once one server of the process
+  // had it, later ones get it too.
+  bool reflection = true;
 };
 
 class BnserveServer {
  public:
   // Opens the store, restores the jobs and starts serving. Unavailable if
-  // the port cannot be bound; store errors as SqliteModelStore::Open.
+  // the port cannot be bound; store errors as SqliteModelStore::Open; TLS
+  // file errors as TlsConfig::Load and token file errors as
+  // TokenStore::Open (checked before anything else).
   static absl::StatusOr<std::unique_ptr<BnserveServer>> Start(
       const BnserveServerOptions& options);
 
@@ -100,6 +125,14 @@ class BnserveServer {
   // The gRPC health service name whose status is SERVING once a version of
   // `model_name` has been ready while it was the model's latest version.
   static std::string ModelHealthServiceName(const std::string& model_name);
+
+  // Reads the token file again (SIGHUP). On error keeps the tokens in use
+  // and returns it; FailedPrecondition when the server has no token file.
+  absl::Status ReloadTokens();
+
+  // Whether `listen` ("host:port") is a loopback address (127.0.0.0/8,
+  // [::1], localhost); false for wildcards and every other host.
+  static bool IsLoopbackAddress(const std::string& listen);
 
   JobManager* jobs() { return jobs_.get(); }
   OpenInference* open_inference() { return open_inference_.get(); }
@@ -132,6 +165,8 @@ class BnserveServer {
   // Declared in construction order; destroyed in reverse (the metrics last:
   // the HTTP port may scrape until the very end).
   const std::unique_ptr<ServerMetrics> metrics_;
+  std::unique_ptr<TokenStore> tokens_;  // null: no access control
+  std::unique_ptr<GrpcAuthorizer> authorizer_;
   std::unique_ptr<SqliteModelStore> store_;
   std::unique_ptr<ModelCatalog> catalog_;
   std::unique_ptr<DataResolver> data_;

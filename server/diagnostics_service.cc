@@ -10,6 +10,10 @@ namespace bnserve {
 grpc::ServerUnaryReactor* DiagnosticsService::Echo(grpc::CallbackServerContext* context,
                                                    const v1::PredictRequest* request,
                                                    v1::PredictResponse* response) {
+  if (absl::Status allowed = AuthorizeCall(authorizer_, *context, "/bnserve.v1.Diagnostics/Echo");
+      !allowed.ok()) {
+    return FinishUnary(context, allowed);
+  }
   // Predict's own shape check (no overflow for any shape, the same message).
   absl::StatusOr<ConstMatrixMapT<float>> inputs = MapTensor(request->inputs());
   if (!inputs.ok()) return FinishUnary(context, inputs.status());

@@ -12,6 +12,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "bnserve/v1/diagnostics.grpc.pb.h"
+#include "server/grpc_authorizer.h"
 
 namespace bnserve {
 
@@ -20,12 +21,19 @@ class DiagnosticsService final : public v1::Diagnostics::CallbackService {
   // The number of columns of Echo's probabilities (a 10-class model's).
   static constexpr int kEchoClasses = 10;
 
+  // `authorizer` (null: no access control) must outlive the service.
+  explicit DiagnosticsService(const GrpcAuthorizer* authorizer = nullptr)
+      : authorizer_(authorizer) {}
+
   // Answers at once (see diagnostics.proto): probabilities [rows, 10] of 0.1,
   // `rows` zero classes. INVALID_ARGUMENT when the inputs' shape is not
   // [rows, features] matching the number of values.
   grpc::ServerUnaryReactor* Echo(grpc::CallbackServerContext* context,
                                  const v1::PredictRequest* request,
                                  v1::PredictResponse* response) override;
+
+ private:
+  const GrpcAuthorizer* const authorizer_;
 };
 
 }  // namespace bnserve

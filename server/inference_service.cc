@@ -103,12 +103,22 @@ absl::Status InferenceServiceImpl::DoEvaluate(const v1::EvaluateRequest& request
 grpc::ServerUnaryReactor* InferenceServiceImpl::Predict(grpc::CallbackServerContext* context,
                                                         const v1::PredictRequest* request,
                                                         v1::PredictResponse* response) {
+  if (absl::Status allowed =
+          AuthorizeCall(authorizer_, *context, "/bnserve.v1.InferenceService/Predict");
+      !allowed.ok()) {
+    return FinishUnary(context, allowed);
+  }
   return FinishUnary(context, DoPredict(*request, response));
 }
 
 grpc::ServerUnaryReactor* InferenceServiceImpl::Evaluate(grpc::CallbackServerContext* context,
                                                          const v1::EvaluateRequest* request,
                                                          v1::EvaluateResponse* response) {
+  if (absl::Status allowed =
+          AuthorizeCall(authorizer_, *context, "/bnserve.v1.InferenceService/Evaluate");
+      !allowed.ok()) {
+    return FinishUnary(context, allowed);
+  }
   // An evaluation may load a built-in split and run a forward pass over tens
   // of thousands of rows: seconds. It runs on its own thread so that no gRPC
   // callback thread is held. `request` and `response` live until Finish; the

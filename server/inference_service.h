@@ -27,6 +27,7 @@
 #include "bnserve/v1/inference_service.grpc.pb.h"
 #include "core/evaluation.h"
 #include "server/data_resolver.h"
+#include "server/grpc_authorizer.h"
 #include "server/model_catalog.h"
 #include "server/predictor.h"
 #include "server/server_metrics.h"
@@ -51,13 +52,15 @@ class InferenceServiceImpl final : public v1::InferenceService::CallbackService 
   // The pointers must outlive the service; `metrics` may be null (nothing
   // recorded).
   InferenceServiceImpl(ModelCatalog* catalog, DataResolver* data,
-                       const InferenceServiceOptions& options, ServerMetrics* metrics = nullptr)
+                       const InferenceServiceOptions& options, ServerMetrics* metrics = nullptr,
+                       const GrpcAuthorizer* authorizer = nullptr)
       : catalog_(catalog),
         data_(data),
         options_(options),
         predictor_(catalog, PredictorOptions{options.max_batch, options.max_response_bytes,
                                              options.max_evaluation_bytes}),
-        metrics_(metrics) {}
+        metrics_(metrics),
+        authorizer_(authorizer) {}
 
   // Waits until every running Evaluate thread has finished.
   ~InferenceServiceImpl() override;
@@ -91,6 +94,7 @@ class InferenceServiceImpl final : public v1::InferenceService::CallbackService 
   const InferenceServiceOptions options_;
   const Predictor predictor_;
   ServerMetrics* const metrics_;
+  const GrpcAuthorizer* const authorizer_;  // null: no access control
   absl::Mutex mu_;
   int running_evaluations_ ABSL_GUARDED_BY(mu_) = 0;
 };

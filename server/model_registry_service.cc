@@ -35,6 +35,11 @@ absl::StatusOr<v1::ImportModelRequest> ParseImportModelRequest(const grpc::ByteB
 grpc::ServerUnaryReactor* ModelRegistryServiceImpl::ListModels(
     grpc::CallbackServerContext* context, const v1::ListModelsRequest* request,
     v1::ListModelsResponse* response) {
+  if (absl::Status allowed =
+          AuthorizeCall(authorizer_, *context, "/bnserve.v1.ModelRegistry/ListModels");
+      !allowed.ok()) {
+    return FinishUnary(context, allowed);
+  }
   absl::StatusOr<std::vector<v1::Model>> models = registry_->ListModels();
   if (models.ok()) {
     for (v1::Model& model : *models) *response->add_models() = std::move(model);
@@ -45,6 +50,12 @@ grpc::ServerUnaryReactor* ModelRegistryServiceImpl::ListModels(
 grpc::ServerUnaryReactor* ModelRegistryServiceImpl::GetModel(
     grpc::CallbackServerContext* context, const v1::GetModelRequest* request,
     v1::ModelVersion* response) {
+  if (absl::Status allowed =
+          AuthorizeCall(authorizer_, *context, "/bnserve.v1.ModelRegistry/GetModel",
+                        request->include_parameters());
+      !allowed.ok()) {
+    return FinishUnary(context, allowed);
+  }
   return FinishUnary(context, registry_->Get(request->model(), request->include_parameters()),
                      response);
 }
@@ -52,6 +63,11 @@ grpc::ServerUnaryReactor* ModelRegistryServiceImpl::GetModel(
 grpc::ServerUnaryReactor* ModelRegistryServiceImpl::DeleteModelVersion(
     grpc::CallbackServerContext* context, const v1::DeleteModelVersionRequest* request,
     google::protobuf::Empty* response) {
+  if (absl::Status allowed =
+          AuthorizeCall(authorizer_, *context, "/bnserve.v1.ModelRegistry/DeleteModelVersion");
+      !allowed.ok()) {
+    return FinishUnary(context, allowed);
+  }
   return FinishUnary(context,
                      registry_->DeleteVersion(request->model_name(), request->version()));
 }
@@ -59,6 +75,11 @@ grpc::ServerUnaryReactor* ModelRegistryServiceImpl::DeleteModelVersion(
 grpc::ServerUnaryReactor* ModelRegistryServiceImpl::SetAlias(
     grpc::CallbackServerContext* context, const v1::SetAliasRequest* request,
     v1::Model* response) {
+  if (absl::Status allowed =
+          AuthorizeCall(authorizer_, *context, "/bnserve.v1.ModelRegistry/SetAlias");
+      !allowed.ok()) {
+    return FinishUnary(context, allowed);
+  }
   return FinishUnary(
       context, registry_->SetAlias(request->model_name(), request->alias(), request->version()),
       response);
@@ -67,18 +88,33 @@ grpc::ServerUnaryReactor* ModelRegistryServiceImpl::SetAlias(
 grpc::ServerUnaryReactor* ModelRegistryServiceImpl::DeleteAlias(
     grpc::CallbackServerContext* context, const v1::DeleteAliasRequest* request,
     google::protobuf::Empty* response) {
+  if (absl::Status allowed =
+          AuthorizeCall(authorizer_, *context, "/bnserve.v1.ModelRegistry/DeleteAlias");
+      !allowed.ok()) {
+    return FinishUnary(context, allowed);
+  }
   return FinishUnary(context, registry_->DeleteAlias(request->model_name(), request->alias()));
 }
 
 grpc::ServerUnaryReactor* ModelRegistryServiceImpl::ExportModel(
     grpc::CallbackServerContext* context, const v1::ExportModelRequest* request,
     v1::ModelVersion* response) {
+  if (absl::Status allowed =
+          AuthorizeCall(authorizer_, *context, "/bnserve.v1.ModelRegistry/ExportModel");
+      !allowed.ok()) {
+    return FinishUnary(context, allowed);
+  }
   return FinishUnary(context, registry_->Get(request->model(), true), response);
 }
 
 grpc::ServerUnaryReactor* ModelRegistryServiceImpl::ImportModel(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* request_bytes,
     grpc::ByteBuffer* response_bytes) {
+  if (absl::Status allowed =
+          AuthorizeCall(authorizer_, *context, "/bnserve.v1.ModelRegistry/ImportModel");
+      !allowed.ok()) {
+    return FinishUnary(context, allowed);
+  }
   absl::StatusOr<v1::ImportModelRequest> request = ParseImportModelRequest(*request_bytes);
   if (!request.ok()) return FinishUnary(context, request.status());
   v1::ModelVersion version = std::move(*request->mutable_model());

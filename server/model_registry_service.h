@@ -14,6 +14,7 @@
 
 #include "bnserve/v1/model_registry.grpc.pb.h"
 #include "grpcpp/support/byte_buffer.h"
+#include "server/grpc_authorizer.h"
 #include "server/model_catalog.h"
 
 namespace bnserve {
@@ -23,7 +24,10 @@ class ModelRegistryServiceImpl final
           v1::ModelRegistry::CallbackService> {
  public:
   // `catalog` must outlive the service.
-  explicit ModelRegistryServiceImpl(ModelCatalog* catalog) : registry_(catalog) {}
+  // `authorizer` (null: no access control) must outlive the service.
+  explicit ModelRegistryServiceImpl(ModelCatalog* catalog,
+                                    const GrpcAuthorizer* authorizer = nullptr)
+      : registry_(catalog), authorizer_(authorizer) {}
 
   grpc::ServerUnaryReactor* ListModels(grpc::CallbackServerContext* context,
                                        const v1::ListModelsRequest* request,
@@ -52,6 +56,7 @@ class ModelRegistryServiceImpl final
 
  private:
   ModelCatalog* const registry_;  // the catalog this service fronts
+  const GrpcAuthorizer* const authorizer_;
 };
 
 }  // namespace bnserve

@@ -9,6 +9,7 @@
 #define BNSERVE_SERVER_OPEN_INFERENCE_SERVICE_H_
 
 #include "inference/open_inference_grpc.grpc.pb.h"
+#include "server/grpc_authorizer.h"
 #include "server/open_inference.h"
 
 namespace bnserve {
@@ -16,7 +17,10 @@ namespace bnserve {
 class OpenInferenceServiceImpl final : public inference::GRPCInferenceService::CallbackService {
  public:
   // `inference` must outlive the service.
-  explicit OpenInferenceServiceImpl(OpenInference* inference) : inference_(inference) {}
+  // `authorizer` (null: no access control) must outlive the service.
+  explicit OpenInferenceServiceImpl(OpenInference* inference,
+                                    const GrpcAuthorizer* authorizer = nullptr)
+      : inference_(inference), authorizer_(authorizer) {}
 
   grpc::ServerUnaryReactor* ServerLive(grpc::CallbackServerContext* context,
                                        const inference::ServerLiveRequest* request,
@@ -39,6 +43,7 @@ class OpenInferenceServiceImpl final : public inference::GRPCInferenceService::C
 
  private:
   OpenInference* const inference_;
+  const GrpcAuthorizer* const authorizer_;
 };
 
 }  // namespace bnserve

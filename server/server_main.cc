@@ -1,5 +1,6 @@
 // bnserve: the gRPC server. Reads flags, starts BnserveServer, waits for
-// SIGINT or SIGTERM and shuts down gracefully.
+// SIGINT or SIGTERM and shuts down gracefully; SIGHUP reloads the token file
+// (--auth_tokens; a bad file keeps the tokens in use and logs an error).
 //
 // Signals are blocked in every thread before any thread starts and taken by
 // sigwait() in main(), so no work happens inside a signal handler.
@@ -36,6 +37,18 @@ ABSL_FLAG(int, model_cache, 8, "model versions kept loaded for Predict and Evalu
 ABSL_FLAG(std::string, default_model, "",
           "if set, train the book's seed network on mnist-digits under this model name at the "
           "first start (when no job for that model was ever submitted)");
+ABSL_FLAG(std::string, tls_cert, "",
+          "PEM certificate (chain) of the server: with --tls_key, the port speaks TLS only");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "PEM CA certificate(s): turns on mutual TLS, clients must present a certificate "
+          "signed by it");
+ABSL_FLAG(std::string, auth_tokens, "",
+          "token file, one \"name role sha256hex\" per line (roles viewer, trainer, admin): "
+          "every call but health needs \"authorization: Bearer <token>\"; reloaded on SIGHUP");
+ABSL_FLAG(bool, reflection, true,
+          "serve gRPC server reflection (open to anyone, also with --auth_tokens: it shows the "
+          "API's schema, no data)");
 ABSL_FLAG(int, shutdown_grace_seconds, 5, "how long in-flight RPCs may take at shutdown");
 
 int main(int argc, char** argv) {
@@ -50,6 +63,7 @@ int main(int argc, char** argv) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   bnserve::BnserveServerOptions options;
@@ -64,6 +78,11 @@ int main(int argc, char** argv) {
   options.model_cache = absl::GetFlag(FLAGS_model_cache);
   options.max_job_memory_mb = absl::GetFlag(FLAGS_max_job_memory_mb);
   options.default_model = absl::GetFlag(FLAGS_default_model);
+  options.tls_cert_file = absl::GetFlag(FLAGS_tls_cert);
+  options.tls_key_file = absl::GetFlag(FLAGS_tls_key);
+  options.tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca);
+  options.auth_tokens_file = absl::GetFlag(FLAGS_auth_tokens);
+  options.reflection = absl::GetFlag(FLAGS_reflection);
   if (options.workers < 1 || options.max_batch < 1 || options.max_epochs < 1 ||
       options.max_queue < 1 || options.max_message_mb < 1 || options.model_cache < 1 ||
       options.max_job_memory_mb < 1) {
@@ -89,7 +108,12 @@ int main(int argc, char** argv) {
                     << options.workers << " worker(s))";
 
   int signal_number = 0;
-  sigwait(&signals, &signal_number);
+  while (sigwait(&signals, &signal_number) == 0 && signal_number == SIGHUP) {
+    absl::Status reloaded = (*server)->ReloadTokens();
+    if (!reloaded.ok()) {
+      BNSERVE_LOG(ERROR) << "SIGHUP: tokens not reloaded, the old ones stay in use: " << reloaded;
+    }
+  }
   BNSERVE_LOG(INFO) << "received signal " << signal_number << ", shutting down";
   (*server)->Shutdown(absl::Seconds(absl::GetFlag(FLAGS_shutdown_grace_seconds)));
   server->reset();  // closes the database

@@ -13,6 +13,13 @@
 namespace bnserve {
 namespace {
 
+// A WatchJob refused before it starts: finishes with `status` at once.
+class RefusedWatchReactor final : public grpc::ServerWriteReactor<v1::JobEvent> {
+ public:
+  explicit RefusedWatchReactor(const absl::Status& status) { Finish(ToGrpcStatus(status)); }
+  void OnDone() override { delete this; }
+};
+
 // Streams one job's events. Created by WatchJob; deletes itself in OnDone.
 class WatchJobReactor final : public grpc::ServerWriteReactor<v1::JobEvent> {
  public:
@@ -106,29 +113,54 @@ class WatchJobReactor final : public grpc::ServerWriteReactor<v1::JobEvent> {
 grpc::ServerUnaryReactor* TrainingServiceImpl::Train(grpc::CallbackServerContext* context,
                                                      const v1::TrainRequest* request,
                                                      v1::Job* response) {
+  if (absl::Status allowed =
+          AuthorizeCall(authorizer_, *context, "/bnserve.v1.TrainingService/Train");
+      !allowed.ok()) {
+    return FinishUnary(context, allowed);
+  }
   return FinishUnary(context, jobs_->Submit(*request), response);
 }
 
 grpc::ServerUnaryReactor* TrainingServiceImpl::GetJob(grpc::CallbackServerContext* context,
                                                       const v1::GetJobRequest* request,
                                                       v1::Job* response) {
+  if (absl::Status allowed =
+          AuthorizeCall(authorizer_, *context, "/bnserve.v1.TrainingService/GetJob");
+      !allowed.ok()) {
+    return FinishUnary(context, allowed);
+  }
   return FinishUnary(context, jobs_->Get(request->job_id()), response);
 }
 
 grpc::ServerUnaryReactor* TrainingServiceImpl::ListJobs(grpc::CallbackServerContext* context,
                                                         const v1::ListJobsRequest* request,
                                                         v1::ListJobsResponse* response) {
+  if (absl::Status allowed =
+          AuthorizeCall(authorizer_, *context, "/bnserve.v1.TrainingService/ListJobs");
+      !allowed.ok()) {
+    return FinishUnary(context, allowed);
+  }
   return FinishUnary(context, jobs_->List(*request), response);
 }
 
 grpc::ServerUnaryReactor* TrainingServiceImpl::CancelJob(grpc::CallbackServerContext* context,
                                                          const v1::CancelJobRequest* request,
                                                          v1::Job* response) {
+  if (absl::Status allowed =
+          AuthorizeCall(authorizer_, *context, "/bnserve.v1.TrainingService/CancelJob");
+      !allowed.ok()) {
+    return FinishUnary(context, allowed);
+  }
   return FinishUnary(context, jobs_->Cancel(request->job_id()), response);
 }
 
 grpc::ServerWriteReactor<v1::JobEvent>* TrainingServiceImpl::WatchJob(
     grpc::CallbackServerContext* context, const v1::WatchJobRequest* request) {
+  if (absl::Status allowed =
+          AuthorizeCall(authorizer_, *context, "/bnserve.v1.TrainingService/WatchJob");
+      !allowed.ok()) {
+    return new RefusedWatchReactor(allowed);
+  }
   return new WatchJobReactor(jobs_, request->job_id());
 }
 

@@ -13,6 +13,7 @@
 #define BNSERVE_SERVER_TRAINING_SERVICE_H_
 
 #include "bnserve/v1/training_service.grpc.pb.h"
+#include "server/grpc_authorizer.h"
 #include "server/job_manager.h"
 
 namespace bnserve {
@@ -20,7 +21,9 @@ namespace bnserve {
 class TrainingServiceImpl final : public v1::TrainingService::CallbackService {
  public:
   // `jobs` must outlive the service.
-  explicit TrainingServiceImpl(JobManager* jobs) : jobs_(jobs) {}
+  // `authorizer` (null: no access control) must outlive the service.
+  explicit TrainingServiceImpl(JobManager* jobs, const GrpcAuthorizer* authorizer = nullptr)
+      : jobs_(jobs), authorizer_(authorizer) {}
 
   grpc::ServerUnaryReactor* Train(grpc::CallbackServerContext* context,
                                   const v1::TrainRequest* request, v1::Job* response) override;
@@ -38,6 +41,7 @@ class TrainingServiceImpl final : public v1::TrainingService::CallbackService {
 
  private:
   JobManager* const jobs_;
+  const GrpcAuthorizer* const authorizer_;
 };
 
 }  // namespace bnserve
