@@ -38,6 +38,9 @@ global flags:
   --server host:port   default $BNSERVE_SERVER, else 127.0.0.1:50051
   --json               print responses as protobuf JSON (one object per line)
   --timeout DURATION   deadline of each call (5s, 250ms; default 30s; streams: none)
+  --token TOKEN        bearer token of every call (default $BNSERVE_TOKEN)
+  --tls-ca FILE        connect with TLS, trusting this PEM CA for the server
+  --tls-cert FILE      client certificate for mutual TLS (with --tls-key FILE)
 
 exit codes: 0 ok, 1 a call failed (CODE: message on stderr), 2 bad command line,
             3 a followed job FAILED or was CANCELLED, 4 server not SERVING.

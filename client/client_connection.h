@@ -1,6 +1,9 @@
 // ClientConnection: one gRPC channel to a bnserve server and a stub per
 // service, plus the options every bnctl subcommand shares (--server, --json,
-// --timeout) and the conversion of a failed call into a printed error.
+// --timeout, --token, --tls-ca, --tls-cert, --tls-key) and the conversion of
+// a failed call into a printed error. With --tls-ca (or a client
+// certificate) the channel is TLS; with a token every call carries
+// "authorization: Bearer <token>".
 //
 // The stubs are thread-safe (gRPC's are); a ClientConnection may be shared by
 // threads once created. NewContext() returns a fresh context per call.
@@ -33,13 +36,28 @@ struct GlobalOptions {
   absl::Duration timeout = absl::Seconds(30);
   bool timeout_given = false;
   bool help = false;
+  // Bearer token sent with every call; default $BNSERVE_TOKEN.
+  std::string token;
+  // TLS: the CA that signed the server's certificate (empty with a client
+  // certificate: the system's roots), and the client's certificate and key
+  // for mutual TLS. Paths; LoadTlsFiles reads them into the *_pem fields.
+  std::string tls_ca, tls_cert, tls_key;
+  std::string tls_ca_pem, tls_cert_pem, tls_key_pem;
+
+  bool tls() const { return !tls_ca.empty() || !tls_cert.empty(); }
 
   // Defaults, with the environment applied.
   static GlobalOptions Defaults();
 };
 
-// Registers --server, --json, --timeout and --help on `parser`.
+// Registers --server, --json, --timeout, --token, --tls-ca, --tls-cert,
+// --tls-key and --help on `parser`.
 void AddGlobalFlags(ArgParser* parser, GlobalOptions* options);
+
+// Reads the TLS files named in `options` into its *_pem fields.
+// InvalidArgument when only one of --tls-cert and --tls-key is given, or a
+// file cannot be read (naming it).
+absl::Status LoadTlsFiles(GlobalOptions* options);
 
 class ClientConnection {
  public:
@@ -55,8 +73,8 @@ class ClientConnection {
   grpc::health::v1::Health::Stub& health() { return *health_; }
   const std::shared_ptr<grpc::Channel>& channel() const { return channel_; }
 
-  // A context with the --timeout deadline; for a stream, a deadline only when
-  // --timeout was given.
+  // A context with the --timeout deadline (for a stream, a deadline only when
+  // --timeout was given) and the bearer token, if any.
   std::unique_ptr<grpc::ClientContext> NewContext(bool streaming = false) const;
 
  private:

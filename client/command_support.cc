@@ -18,6 +18,7 @@ std::optional<int> ParseCommand(ArgParser* parser, const CommandArgs& args,
     return kExitOk;
   }
   globals->timeout_given = globals->timeout_given || parser->IsSet("timeout");
+  if (absl::Status tls = LoadTlsFiles(globals); !tls.ok()) return ReportUsageError(tls, *parser);
   if (parsed->size() < min_positional || parsed->size() > max_positional) {
     return ReportUsageError(
         absl::InvalidArgumentError(absl::StrCat("wrong number of arguments (", parsed->size(),

@@ -27,9 +27,9 @@ void WatchInto(ClientConnection* connection, const std::string& job_id,
                JobProgress* progress) {
   v1::WatchJobRequest request;
   request.set_job_id(job_id);
-  grpc::ClientContext context;
+  std::unique_ptr<grpc::ClientContext> context = connection->NewContext(/*streaming=*/true);
   std::unique_ptr<grpc::ClientReader<v1::JobEvent>> reader =
-      connection->training().WatchJob(&context, request);
+      connection->training().WatchJob(context.get(), request);
   v1::JobEvent event;
   bool finished = false;
   while (reader->Read(&event)) {

@@ -69,6 +69,23 @@ class BnserveProcess:
                     self.http_address = http_match.group(1)
                 self._seen.notify_all()
 
+    def send_signal(self, number):
+        self._process.send_signal(number)
+
+    def wait_for_log(self, pattern, timeout=30):
+        """Waits until a log line matches the regular expression `pattern`; returns it."""
+        deadline = time.monotonic() + timeout
+        with self._seen:
+            while True:
+                for line in self.log_lines:
+                    if re.search(pattern, line):
+                        return line
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise RuntimeError("no log line matches %r:\n%s"
+                                       % (pattern, "".join(self.log_lines)))
+                self._seen.wait(min(remaining, 0.2))
+
     def __exit__(self, *exc):
         if self._process.poll() is None:
             self._process.send_signal(signal.SIGTERM)

@@ -5,7 +5,9 @@ Every method is one RPC (watch and wait stream or poll); errors are
 grpc.RpcError with the server's status code. A Client is safe to use from
 several threads (gRPC channels and stubs are).
 """
+import collections
 import dataclasses
+import os
 from typing import Dict, Iterator, List, Optional, Sequence
 
 import grpc
@@ -146,14 +148,69 @@ def _data_spec(dataset, split, limit) -> "_types.DataSpec":
     return spec
 
 
+class _BearerToken(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
+    """Adds "authorization: Bearer <token>" to every call of a channel."""
+
+    def __init__(self, token: str):
+        self._metadata = ("authorization", "Bearer " + token)
+
+    def _with_token(self, details):
+        metadata = list(details.metadata or []) + [self._metadata]
+        return details._replace(metadata=metadata) if hasattr(details, "_replace") else \
+            _CallDetails(details.method, details.timeout, metadata, details.credentials,
+                         getattr(details, "wait_for_ready", None),
+                         getattr(details, "compression", None))
+
+    def intercept_unary_unary(self, continuation, details, request):
+        return continuation(self._with_token(details), request)
+
+    def intercept_unary_stream(self, continuation, details, request):
+        return continuation(self._with_token(details), request)
+
+
+class _CallDetails(collections.namedtuple(
+        "_CallDetails", ("method", "timeout", "metadata", "credentials", "wait_for_ready",
+                         "compression")), grpc.ClientCallDetails):
+    pass
+
+
+def _read(path: Optional[str]) -> Optional[bytes]:
+    if path is None:
+        return None
+    with open(path, "rb") as f:
+        return f.read()
+
+
 class Client:
-    """A connection to one bnserve server."""
+    """A connection to one bnserve server.
+
+    token: a bearer token sent with every call (the server's --auth_tokens);
+    default $BNSERVE_TOKEN. tls_ca: PEM file of the CA that signed the
+    server's certificate: connect with TLS. tls_cert, tls_key: the client's
+    certificate and key for mutual TLS (--tls_client_ca on the server)."""
 
     def __init__(self, target: str = "127.0.0.1:50051", timeout: float = 60.0,
-                 channel: Optional[grpc.Channel] = None, max_message_mb: int = 64):
+                 channel: Optional[grpc.Channel] = None, max_message_mb: int = 64,
+                 token: Optional[str] = None, tls_ca: Optional[str] = None,
+                 tls_cert: Optional[str] = None, tls_key: Optional[str] = None):
         options = [("grpc.max_receive_message_length", max_message_mb << 20),
                    ("grpc.max_send_message_length", max_message_mb << 20)]
-        self._channel = channel or grpc.insecure_channel(target, options=options)
+        if (tls_cert is None) != (tls_key is None):
+            raise ValueError("tls_cert and tls_key go together")
+        if channel is None:
+            if tls_ca is not None or tls_cert is not None:
+                credentials = grpc.ssl_channel_credentials(
+                    root_certificates=_read(tls_ca), private_key=_read(tls_key),
+                    certificate_chain=_read(tls_cert))
+                channel = grpc.secure_channel(target, credentials, options=options)
+            else:
+                channel = grpc.insecure_channel(target, options=options)
+        self._raw_channel = channel
+        if token is None:
+            token = os.environ.get("BNSERVE_TOKEN") or None
+        if token:
+            channel = grpc.intercept_channel(channel, _BearerToken(token))
+        self._channel = channel
         self._timeout = timeout
         self._training = _training_grpc.TrainingServiceStub(self._channel)
         self._inference = _inference_grpc.InferenceServiceStub(self._channel)
@@ -161,7 +218,7 @@ class Client:
         self._v2 = _v2_grpc.GRPCInferenceServiceStub(self._channel)
 
     def close(self):
-        self._channel.close()
+        self._raw_channel.close()
 
     def __enter__(self):
         return self
