@@ -22,7 +22,9 @@ absl::StatusOr<Prediction> Predictor::Predict(const v1::ModelRef& model,
   ASSIGN_OR_RETURN(LoadedModel loaded, catalog_->Load(model));
   Prediction prediction;
   const absl::Time start = absl::Now();
-  ASSIGN_OR_RETURN(prediction.probabilities, loaded.network->PredictProbabilities(rows, mode));
+  // INFERENCE: the folded network when the catalog folds; else the stored one.
+  ASSIGN_OR_RETURN(prediction.probabilities,
+                   loaded.NetworkFor(mode).PredictProbabilities(rows, mode));
   prediction.compute_duration = absl::Now() - start;
   const Matrix& probabilities = prediction.probabilities;
   prediction.predicted_classes.resize(static_cast<size_t>(probabilities.rows()));

@@ -32,6 +32,7 @@
 #include "bnserve/v1/training_service.grpc.pb.h"
 #include "client/client_connection.h"
 #include "client/proto_format.h"
+#include "core/batch_norm_folding.h"
 #include "core/builtin_datasets.h"
 #include "core/network.h"
 #include "gmock/gmock.h"
@@ -376,14 +377,26 @@ TEST_F(E2eTest, TrainFollowPredictEvaluateThroughBnctl) {
   EXPECT_THAT(missing.err, HasSubstr("NOT_FOUND"));
 }
 
+// INFERENCE answers come from the BatchNorm-folded network (the server's
+// default, which GetModel reports): bit for bit FoldBatchNorm of GetModel's
+// tensors, and within 1e-5 of the stored network, which BATCH_STATISTICS
+// runs.
 TEST_F(E2eTest, PredictAgreesWithCoreNetworkFromGetModelTensors) {
   ASSERT_OK_AND_ASSIGN(v1::Job job, TrainSmall("exact"));
   ASSERT_EQ(job.state(), v1::SUCCEEDED) << job.reason();
   ASSERT_OK_AND_ASSIGN(v1::ModelVersion version, GetModel(Ref("exact", 1), true));
+  EXPECT_TRUE(version.served_folded());
   ASSERT_OK_AND_ASSIGN(
       Network<float> network,
       Network<float>::FromTensors(CoreConfigFromProto(version.network()), TensorMap(version)));
+  ASSERT_OK_AND_ASSIGN(Network<float> folded, FoldBatchNorm(network));
   const Matrix rows = TestRows(64);
+  {
+    ASSERT_OK_AND_ASSIGN(v1::PredictResponse response,
+                         Predict(Ref("exact", 1), TensorFromMatrix(rows), v1::INFERENCE));
+    ASSERT_OK_AND_ASSIGN(Matrix expected, folded.PredictProbabilities(rows, BnMode::kInference));
+    EXPECT_EQ(MaxAbsDiff(response.probabilities(), TensorFromMatrix(expected)), 0.0);
+  }
   for (v1::BnMode mode : {v1::INFERENCE, v1::BATCH_STATISTICS}) {
     ASSERT_OK_AND_ASSIGN(v1::PredictResponse response,
                          Predict(Ref("exact", 1), TensorFromMatrix(rows), mode));
