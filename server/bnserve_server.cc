@@ -70,6 +70,7 @@ absl::StatusOr<std::unique_ptr<BnserveServer>> BnserveServer::Start(
   inference_options.max_batch = options.max_batch;
   // An Evaluate forward pass gets the memory budget of a training job.
   inference_options.max_evaluation_bytes = int64_t{options.max_job_memory_mb} << 20;
+  inference_options.max_response_bytes = int64_t{options.max_message_mb} << 20;
   server->inference_service_ = std::make_unique<InferenceServiceImpl>(
       server->catalog_.get(), server->data_.get(), inference_options);
   server->registry_service_ = std::make_unique<ModelRegistryServiceImpl>(server->catalog_.get());
@@ -87,6 +88,9 @@ absl::StatusOr<std::unique_ptr<BnserveServer>> BnserveServer::Start(
   const int max_bytes = options.max_message_mb * 1024 * 1024;
   builder.SetMaxReceiveMessageSize(max_bytes);
   builder.SetMaxSendMessageSize(max_bytes);
+  // gRPC sets SO_REUSEPORT by default: a second server on the same port
+  // would start silently and split the clients. One owner per port.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   if (!options.listen.empty()) {
     builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &server->port_);
   }
@@ -102,7 +106,8 @@ absl::StatusOr<std::unique_ptr<BnserveServer>> BnserveServer::Start(
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || (!options.listen.empty() && server->port_ == 0)) {
     server->jobs_->Shutdown();
-    return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen));
+    return absl::UnavailableError(absl::StrCat(
+        "cannot listen on ", options.listen, " (is another server using the port?)"));
   }
   SetServing(server->server_.get(), true);
   BnserveServer* self = server.get();
