@@ -75,11 +75,12 @@ struct LoadedModel {
   std::shared_ptr<const Network<float>> inference_network;
 
   // Whether INFERENCE-mode answers come from a folded network.
-  bool folded() const { return inference_network != network; }
-  // The network to run in `mode`: inference_network for kInference,
-  // network for kBatchStatistics.
+  bool folded() const { return inference_network != nullptr && inference_network != network; }
+  // The network to run in `mode`: inference_network for kInference (when
+  // set), network for kBatchStatistics.
   const Network<float>& NetworkFor(BnMode mode) const {
-    return mode == BnMode::kInference ? *inference_network : *network;
+    return mode == BnMode::kInference && inference_network != nullptr ? *inference_network
+                                                                      : *network;
   }
 };
 
