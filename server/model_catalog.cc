@@ -21,6 +21,13 @@ namespace {
 
 bool IsNameChar(char c) { return absl::ascii_isalnum(c) || c == '.' || c == '_' || c == '-'; }
 
+// A client's string for an error message: itself when short, else its
+// first 32 bytes and its length (an 8 KiB name must not come back whole).
+std::string Quote(const std::string& text) {
+  if (text.size() <= 64) return absl::StrCat("\"", text, "\"");
+  return absl::StrCat("of ", text.size(), " bytes starting \"", text.substr(0, 32), "\"");
+}
+
 // InvalidArgument naming the first tensor with a NaN or infinite value, or a
 // running_var with a negative one: such a network answers NaN.
 absl::Status CheckTensorValues(const v1::ModelVersion& version) {
@@ -53,7 +60,7 @@ absl::Status ModelCatalog::ValidateModelName(const std::string& name) {
   for (char c : name) ok = ok && IsNameChar(c);
   if (!ok) {
     return absl::InvalidArgumentError(
-        absl::StrCat("model name \"", name, "\" must match [A-Za-z0-9._-]{1,64}"));
+        absl::StrCat("model name ", Quote(name), " must match [A-Za-z0-9._-]{1,64}"));
   }
   return absl::OkStatus();
 }
@@ -63,7 +70,7 @@ absl::Status ModelCatalog::ValidateAlias(const std::string& alias) {
   for (char c : alias) ok = ok && IsNameChar(c);
   if (!ok) {
     return absl::InvalidArgumentError(
-        absl::StrCat("alias \"", alias, "\" must match [A-Za-z][A-Za-z0-9._-]{0,63}"));
+        absl::StrCat("alias ", Quote(alias), " must match [A-Za-z][A-Za-z0-9._-]{0,63}"));
   }
   return absl::OkStatus();
 }
@@ -137,11 +144,11 @@ absl::StatusOr<int> ModelCatalog::Resolve(const v1::ModelRef& ref) {
 
 absl::StatusOr<LoadedModel> ModelCatalog::Load(const v1::ModelRef& ref) {
   ASSIGN_OR_RETURN(int version, Resolve(ref));
-  return LoadVersion(ref.name(), version);
+  return LoadVersion(ref.name(), version, /*count_hit=*/true);
 }
 
 absl::StatusOr<LoadedModel> ModelCatalog::LoadVersion(const std::string& model_name,
-                                                      int version) {
+                                                      int version, bool count_hit) {
   LoadedModel loaded{model_name, version, nullptr, nullptr};
   const std::string key = Key(model_name, version);
   uint64_t deletions_before;
@@ -149,11 +156,13 @@ absl::StatusOr<LoadedModel> ModelCatalog::LoadVersion(const std::string& model_n
     absl::MutexLock lock(&mu_);
     auto it = cache_.find(key);
     if (it != cache_.end()) {
+      if (count_hit) ++cache_hits_;
       it->second.last_used = ++tick_;
       loaded.network = it->second.network;
       loaded.inference_network = it->second.inference_network;
       return loaded;
     }
+    ++cache_misses_;
     deletions_before = deletions_;
   }
   ASSIGN_OR_RETURN(v1::ModelVersion stored, store_->GetVersion(model_name, version, true));
@@ -203,6 +212,16 @@ absl::StatusOr<LoadedModel> ModelCatalog::LoadVersion(const std::string& model_n
   return loaded;
 }
 
+ModelCacheStats ModelCatalog::cache_stats() {
+  absl::MutexLock lock(&mu_);
+  ModelCacheStats stats;
+  stats.hits = cache_hits_;
+  stats.misses = cache_misses_;
+  stats.entries = static_cast<int64_t>(cache_.size());
+  stats.capacity = cache_capacity_;
+  return stats;
+}
+
 void ModelCatalog::KeepLatestReady(const std::string& model_name) {
   {
     absl::MutexLock lock(&loader_mu_);
@@ -239,7 +258,7 @@ void ModelCatalog::LoaderLoop() {
     const auto [model_name, version] = load_queue_.front();
     load_queue_.pop_front();
     loader_mu_.Unlock();
-    const absl::Status status = LoadVersion(model_name, version).status();
+    const absl::Status status = LoadVersion(model_name, version, /*count_hit=*/false).status();
     if (!status.ok()) {
       BNSERVE_LOG(WARNING) << "background load of version " << version << " of \""
                            << model_name << "\" failed: " << status;
