@@ -25,6 +25,7 @@
 #include "client/commands.h"
 #include "client/data_dir.h"
 #include "client/proto_format.h"
+#include "core/batch_norm_folding.h"
 #include "core/builtin_datasets.h"
 #include "core/network.h"
 #include "server/proto_convert.h"
@@ -235,6 +236,11 @@ int RunBench(const CommandArgs& args, GlobalOptions globals) {
   if (!local.ok()) return ReportError(local.status());
   absl::StatusOr<BnMode> local_mode = BnModeFromProto(*bn_mode);
   if (!local_mode.ok()) return ReportError(local_mode.status());
+  // The network the server runs: INFERENCE on a folding server is the fold.
+  if (version.served_folded() && *local_mode == BnMode::kInference) {
+    local = FoldBatchNorm(*local);
+    if (!local.ok()) return ReportError(local.status());
+  }
   const int features = version.network().input_size() > 0 ? version.network().input_size() : 784;
   const DataDirChoice data_dir = FindDataDir(ThisProcessDataDirSources(data_dir_flag));
   absl::StatusOr<Dataset> data = LoadBuiltinDataset(

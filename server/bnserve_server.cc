@@ -106,8 +106,9 @@ absl::StatusOr<std::unique_ptr<BnserveServer>> BnserveServer::Start(
   }
   server->authorizer_ = std::make_unique<GrpcAuthorizer>(server->tokens_.get());
   const GrpcAuthorizer* authorizer = server->authorizer_.get();
-  ASSIGN_OR_RETURN(server->store_, SqliteModelStore::Open(options.registry_path));
-  server->catalog_ = std::make_unique<ModelCatalog>(server->store_.get(), options.model_cache);
+  ASSIGN_OR_RETURN(server->store_, SqliteModelStore::Open(options.registry_path, options.durability));
+  server->catalog_ = std::make_unique<ModelCatalog>(server->store_.get(), options.model_cache,
+                                                    options.fold_batchnorm);
   server->data_ = std::make_unique<DataResolver>(options.data_dir);
   JobManagerOptions job_options;
   job_options.workers = options.workers;

@@ -69,6 +69,7 @@ struct BnserveServerOptions {
   // port, in-process channels only.
   std::string listen = "127.0.0.1:50051";
   std::string registry_path = "var/bnserve.db";
+  SqliteModelStore::Durability durability = SqliteModelStore::Durability::kNormal;
   std::string data_dir = "var/data";
   int workers = 1;
   int max_batch = 10000;
@@ -76,6 +77,9 @@ struct BnserveServerOptions {
   int max_queue = 64;
   int max_message_mb = 64;
   int model_cache = 8;
+  // Serve INFERENCE-mode predictions with each version's BatchNorm-folded
+  // network (ModelCatalog); false: with the stored network.
+  bool fold_batchnorm = true;
   // Largest estimated working memory of one training job (and of one
   // Evaluate forward pass), in MiB.
   int max_job_memory_mb = 4096;

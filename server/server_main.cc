@@ -34,6 +34,9 @@ ABSL_FLAG(int, max_job_memory_mb, 4096,
           "largest estimated working memory of one training job or Evaluate forward pass; "
           "a bigger network or batch is RESOURCE_EXHAUSTED");
 ABSL_FLAG(int, model_cache, 8, "model versions kept loaded for Predict and Evaluate");
+ABSL_FLAG(bool, fold_batchnorm, true,
+          "answer INFERENCE-mode predictions with each version's BatchNorm layers folded into "
+          "the Affine layers before them (BATCH_STATISTICS always runs the stored network)");
 ABSL_FLAG(std::string, default_model, "",
           "if set, train the book's seed network on mnist-digits under this model name at the "
           "first start (when no job for that model was ever submitted)");
@@ -49,6 +52,9 @@ ABSL_FLAG(std::string, auth_tokens, "",
 ABSL_FLAG(bool, reflection, true,
           "serve gRPC server reflection (open to anyone, also with --auth_tokens: it shows the "
           "API's schema, no data)");
+ABSL_FLAG(std::string, durability, "normal",
+          "normal: a committed version or job survives a crash of the process (SQLite WAL, "
+          "synchronous=NORMAL); full: also a power loss (synchronous=FULL, a sync per write)");
 ABSL_FLAG(int, shutdown_grace_seconds, 5, "how long in-flight RPCs may take at shutdown");
 
 int main(int argc, char** argv) {
@@ -76,6 +82,7 @@ int main(int argc, char** argv) {
   options.max_queue = absl::GetFlag(FLAGS_max_queue);
   options.max_message_mb = absl::GetFlag(FLAGS_max_message_mb);
   options.model_cache = absl::GetFlag(FLAGS_model_cache);
+  options.fold_batchnorm = absl::GetFlag(FLAGS_fold_batchnorm);
   options.max_job_memory_mb = absl::GetFlag(FLAGS_max_job_memory_mb);
   options.default_model = absl::GetFlag(FLAGS_default_model);
   options.tls_cert_file = absl::GetFlag(FLAGS_tls_cert);
@@ -83,6 +90,13 @@ int main(int argc, char** argv) {
   options.tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca);
   options.auth_tokens_file = absl::GetFlag(FLAGS_auth_tokens);
   options.reflection = absl::GetFlag(FLAGS_reflection);
+  const std::string durability = absl::GetFlag(FLAGS_durability);
+  if (durability == "full") {
+    options.durability = bnserve::SqliteModelStore::Durability::kFull;
+  } else if (durability != "normal") {
+    BNSERVE_LOG(ERROR) << "--durability must be normal or full, got \"" << durability << "\"";
+    return EXIT_FAILURE;
+  }
   if (options.workers < 1 || options.max_batch < 1 || options.max_epochs < 1 ||
       options.max_queue < 1 || options.max_message_mb < 1 || options.model_cache < 1 ||
       options.max_job_memory_mb < 1) {
