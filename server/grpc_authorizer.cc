@@ -44,6 +44,11 @@ std::string GrpcAuthorizer::CallerName(const grpc::ServerContextBase& context) c
   return identity.has_value() ? identity->name : "unauthenticated";
 }
 
+std::string CallerNameOf(const GrpcAuthorizer* authorizer,
+                         const grpc::ServerContextBase& context) {
+  return authorizer == nullptr ? "anonymous" : authorizer->CallerName(context);
+}
+
 absl::Status AuthorizeCall(const GrpcAuthorizer* authorizer, const grpc::ServerContextBase& context,
                            absl::string_view method, bool include_parameters) {
   if (authorizer == nullptr) return absl::OkStatus();

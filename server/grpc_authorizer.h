@@ -57,6 +57,9 @@ class GrpcAuthorizer {
   const TokenStore* const tokens_;
 };
 
+// `authorizer->CallerName(context)`, or "anonymous" when `authorizer` is null.
+std::string CallerNameOf(const GrpcAuthorizer* authorizer, const grpc::ServerContextBase& context);
+
 // `authorizer->Authorize(...)`, or OK when `authorizer` is null.
 absl::Status AuthorizeCall(const GrpcAuthorizer* authorizer,
                            const grpc::ServerContextBase& context, absl::string_view method,

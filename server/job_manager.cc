@@ -122,7 +122,8 @@ absl::Status JobManager::Start() {
   return absl::OkStatus();
 }
 
-absl::StatusOr<v1::Job> JobManager::Submit(const v1::TrainRequest& request) {
+absl::StatusOr<v1::Job> JobManager::Submit(const v1::TrainRequest& request,
+                                           const std::string& created_by) {
   ASSIGN_OR_RETURN(TrainingPlan plan, PlanTraining(request, limits_, *data_));
   v1::TrainRequest recorded = RecordedRequest(request);
 
@@ -140,6 +141,7 @@ absl::StatusOr<v1::Job> JobManager::Submit(const v1::TrainRequest& request) {
   job.set_state(v1::QUEUED);
   *job.mutable_request() = std::move(recorded);
   job.set_total_epochs(plan.trainer.epochs);
+  job.set_created_by(created_by);
   record->plan = std::make_unique<const TrainingPlan>(std::move(plan));
   *job.mutable_created_at() = TimeToProto(absl::Now());
   RETURN_IF_ERROR(store_->PutJob(job));
@@ -383,6 +385,7 @@ void JobManager::Succeed(JobRecord* record, const Network<float>& network,
     finished = record->job;
   }
   *metadata.mutable_training() = finished.request();
+  metadata.set_created_by(finished.created_by());
   finished.set_state(v1::SUCCEEDED);
   finished.clear_reason();
   *finished.mutable_finished_at() = TimeToProto(absl::Now());

@@ -118,7 +118,9 @@ class JobManager {
   // its sizes are known; Unavailable after Shutdown. Data-dependent problems
   // found when the data are loaded (e.g. a feature count that does not match
   // input_size, or the memory at the data's real size) fail the job instead.
-  absl::StatusOr<v1::Job> Submit(const v1::TrainRequest& request);
+  // `created_by` (who submitted it) is recorded in the job and the version.
+  absl::StatusOr<v1::Job> Submit(const v1::TrainRequest& request,
+                                 const std::string& created_by = "");
 
   // NotFound for an unknown id.
   absl::StatusOr<v1::Job> Get(const std::string& job_id);

@@ -124,6 +124,7 @@ grpc::ServerUnaryReactor* ModelRegistryServiceImpl::ImportModel(
   version.clear_job_id();
   version.clear_created_at();
   version.clear_aliases();
+  version.set_created_by(CallerNameOf(authorizer_, *context));
   version.clear_served_folded();  // the exporting server's, not this one's
   version.clear_onnx_model();
   version.set_version(0);

@@ -118,7 +118,8 @@ grpc::ServerUnaryReactor* TrainingServiceImpl::Train(grpc::CallbackServerContext
       !allowed.ok()) {
     return FinishUnary(context, allowed);
   }
-  return FinishUnary(context, jobs_->Submit(*request), response);
+  return FinishUnary(context, jobs_->Submit(*request, CallerNameOf(authorizer_, *context)),
+                     response);
 }
 
 grpc::ServerUnaryReactor* TrainingServiceImpl::GetJob(grpc::CallbackServerContext* context,

@@ -229,6 +229,30 @@ TEST_F(GrpcAuthorizerTest, RolesOnRealCalls) {
   EXPECT_TRUE(PredictAs("viewer-token", "m").ok());
 }
 
+TEST_F(GrpcAuthorizerTest, JobsAndVersionsRecordWhoCreatedThem) {
+  v1::Job job = TrainAs("trainer-token", "m");
+  ASSERT_EQ(job.state(), v1::SUCCEEDED);
+  EXPECT_EQ(job.created_by(), "bob");
+  v1::GetModelRequest get;
+  get.mutable_model()->set_name("m");
+  v1::ModelVersion version;
+  ASSERT_TRUE(registry_->GetModel(With("viewer-token").get(), get, &version).ok());
+  EXPECT_EQ(version.created_by(), "bob");
+
+  v1::ExportModelRequest export_request;
+  export_request.mutable_model()->set_name("m");
+  v1::ModelVersion exported;
+  ASSERT_TRUE(registry_->ExportModel(With("admin-token").get(), export_request, &exported).ok());
+  v1::ImportModelRequest import;
+  *import.mutable_model() = exported;
+  import.mutable_model()->set_created_by("someone-else");  // ignored
+  import.set_model_name("copy");
+  v1::ModelVersion imported;
+  grpc::Status status = registry_->ImportModel(With("admin-token").get(), import, &imported);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(imported.created_by(), "carol");
+}
+
 TEST_F(GrpcAuthorizerTest, GetModelWithParametersNeedsAdmin) {
   ASSERT_EQ(TrainAs("admin-token", "m").state(), v1::SUCCEEDED);
   v1::GetModelRequest request;
