@@ -24,7 +24,7 @@ PACKAGES=(
   libeigen3-dev libabsl-dev zlib1g-dev libsqlite3-dev
   libprotobuf-dev protobuf-compiler libgrpc-dev libgrpc++-dev protobuf-compiler-grpc
   libgtest-dev libgmock-dev googletest libbenchmark-dev
-  prometheus-cpp-dev libcivetweb-dev nlohmann-json3-dev
+  prometheus-cpp-dev libcivetweb-dev nlohmann-json3-dev libcurl4-openssl-dev
   python3 python3-grpcio python3-protobuf prometheus curl
   dataset-fashion-mnist
 )
