@@ -16,6 +16,7 @@
 #include "grpcpp/support/channel_arguments.h"
 #include "server/default_model.h"
 #include "server/grpc_parse_failure_interceptor.h"
+#include "server/v2_rest_routes.h"
 
 namespace bnserve {
 namespace {
@@ -60,6 +61,11 @@ absl::StatusOr<std::unique_ptr<BnserveServer>> BnserveServer::Start(
       server->catalog_.get(), server->data_.get(), inference_options);
   server->registry_service_ = std::make_unique<ModelRegistryServiceImpl>(server->catalog_.get());
   server->diagnostics_service_ = std::make_unique<DiagnosticsService>();
+  server->predictor_ = std::make_unique<Predictor>(server->catalog_.get(), options.max_batch);
+  OpenInferenceOptions open_inference_options;
+  open_inference_options.default_model = options.default_model;
+  server->open_inference_ = std::make_unique<OpenInference>(
+      server->catalog_.get(), server->predictor_.get(), open_inference_options);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -83,6 +89,19 @@ absl::StatusOr<std::unique_ptr<BnserveServer>> BnserveServer::Start(
     server->jobs_->Shutdown();
     return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen));
   }
+  if (!options.http_listen.empty()) {
+    HttpServerOptions http_options;
+    http_options.listen = options.http_listen;
+    http_options.threads = options.http_threads;
+    // A REST body may be as large as a gRPC message.
+    http_options.max_body_bytes = int64_t{options.max_message_mb} << 20;
+    http_options.request_timeout = options.http_request_timeout;
+    // No metrics function yet: no /metrics route (server/server_metrics
+    // provides it).
+    ASSIGN_OR_RETURN(server->http_,
+                     HttpServer::Start(http_options,
+                                       V2RestRoutes(server->open_inference_.get(), nullptr)));
+  }
   SetServing(server->server_.get(), true);
   if (!server->options_.default_model.empty()) {
     RETURN_IF_ERROR(EnsureDefaultModel(server->options_.default_model, server->jobs_.get()));
@@ -104,10 +123,12 @@ void BnserveServer::Shutdown(absl::Duration deadline) {
   absl::MutexLock lock(&shutdown_mu_);
   if (shut_down_) return;
   shut_down_ = true;
+  const absl::Time end = absl::Now() + deadline;
   if (server_ != nullptr) SetServing(server_.get(), false);
+  if (http_ != nullptr) http_->Shutdown(end - absl::Now());
   if (jobs_ != nullptr) jobs_->Shutdown("server shutting down");
   if (server_ != nullptr) {
-    server_->Shutdown(absl::ToChronoTime(absl::Now() + deadline));
+    server_->Shutdown(absl::ToChronoTime(end));
     server_->Wait();
   }
   BNSERVE_LOG(INFO) << "bnserve stopped";

@@ -1,16 +1,21 @@
 // BnserveServer: the assembled bnserve process — SQLite store, model
 // catalog, data resolver, job manager, the three gRPC services (plus the
 // stateless Diagnostics echo of the load tool), the standard health service
-// and reflection — built, started and shut down as one.
+// and reflection, and the HTTP port with the Open Inference Protocol's REST
+// routes (server/v2_rest_routes.h) — built, started and shut down as one.
 //
 //   BnserveServerOptions options;
 //   options.listen = "127.0.0.1:0";            // any free port
+//   options.http_listen = "127.0.0.1:0";       // any free port; "": no HTTP
 //   ASSIGN_OR_RETURN(std::unique_ptr<BnserveServer> server,
 //                    BnserveServer::Start(options));
-//   ... server->port(), server->InProcessChannel() ...
+//   ... server->port(), server->http_port(), server->InProcessChannel() ...
 //   server->Shutdown(absl::Seconds(5));
 //
-// Shutdown order: health NOT_SERVING; the job manager stops accepting,
+// The HTTP port starts after gRPC. Shutdown order: health NOT_SERVING; the
+// HTTP port answers 503 to new requests, waits for the running ones and
+// closes (so no HTTP request meets a half-stopped server); the job manager
+// stops accepting,
 // cancels queued and running jobs ("server shutting down") and joins its
 // workers (so watchers see the final events); gRPC shuts down with the
 // deadline; the database is closed last (on destruction).
@@ -19,6 +24,7 @@
 #ifndef BNSERVE_SERVER_BNSERVE_SERVER_H_
 #define BNSERVE_SERVER_BNSERVE_SERVER_H_
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -29,10 +35,13 @@
 #include "grpcpp/server.h"
 #include "server/data_resolver.h"
 #include "server/diagnostics_service.h"
+#include "server/http_server.h"
 #include "server/inference_service.h"
 #include "server/job_manager.h"
 #include "server/model_catalog.h"
 #include "server/model_registry_service.h"
+#include "server/open_inference.h"
+#include "server/predictor.h"
 #include "server/sqlite_model_store.h"
 #include "server/training_service.h"
 
@@ -56,6 +65,14 @@ struct BnserveServerOptions {
   // When set, EnsureDefaultModel(default_model) at start: the seed network is
   // trained on mnist-digits unless a job for that model was ever submitted.
   std::string default_model;
+  // host:port of the HTTP port (Open Inference REST routes); "127.0.0.1:0"
+  // picks a free port; empty: none. (bnserve's --http_listen defaults to
+  // 127.0.0.1:8000; here it is off, so that tests never collide on 8000.)
+  std::string http_listen;
+  // HTTP worker threads: requests, and kept-alive connections, served at once.
+  int http_threads = 16;
+  // The longest an HTTP read or write may wait for the peer.
+  absl::Duration http_request_timeout = absl::Seconds(30);
 };
 
 class BnserveServer {
@@ -74,6 +91,9 @@ class BnserveServer {
   // The bound TCP port (0 without one).
   int port() const { return port_; }
 
+  // The bound HTTP port (0 without one).
+  int http_port() const { return http_ != nullptr ? http_->port() : 0; }
+
   // A channel to this server that bypasses the network (with the same
   // message size limits).
   std::shared_ptr<grpc::Channel> InProcessChannel();
@@ -84,6 +104,7 @@ class BnserveServer {
 
   JobManager* jobs() { return jobs_.get(); }
   ModelCatalog* catalog() { return catalog_.get(); }
+  OpenInference* open_inference() { return open_inference_.get(); }
 
  private:
   explicit BnserveServer(const BnserveServerOptions& options);
@@ -98,7 +119,11 @@ class BnserveServer {
   std::unique_ptr<InferenceServiceImpl> inference_service_;
   std::unique_ptr<ModelRegistryServiceImpl> registry_service_;
   std::unique_ptr<DiagnosticsService> diagnostics_service_;
+  // The Open Inference Protocol over the same Predictor code as Predict.
+  std::unique_ptr<Predictor> predictor_;
+  std::unique_ptr<OpenInference> open_inference_;
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<HttpServer> http_;
   int port_ = 0;
   absl::Mutex shutdown_mu_;
   bool shut_down_ ABSL_GUARDED_BY(shutdown_mu_) = false;

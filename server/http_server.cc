@@ -2,6 +2,7 @@
 
 #include <civetweb.h>
 #include <netdb.h>
+#include <pthread.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -88,7 +89,12 @@ void WriteResponse(mg_connection* connection, const HttpResponse& response) {
 class HttpServer::HandlerThreads {
  public:
   explicit HandlerThreads(int count) {
-    for (int i = 0; i < count; ++i) threads_.emplace_back([this] { Loop(); });
+    for (int i = 0; i < count; ++i) {
+      threads_.emplace_back([this] {
+        pthread_setname_np(pthread_self(), "http-handler");
+        Loop();
+      });
+    }
   }
 
   // Lets the queued work finish, then joins the threads.
