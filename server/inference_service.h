@@ -36,6 +36,8 @@ struct InferenceServiceOptions {
   int max_concurrent_evaluations = 2;
   // Largest estimated working memory of one Evaluate forward pass, in bytes.
   int64_t max_evaluation_bytes = int64_t{4096} << 20;
+  // Largest Predict response (probabilities and classes), in bytes.
+  int64_t max_response_bytes = int64_t{64} << 20;
   // Rows per forward pass of an INFERENCE-mode Evaluate.
   int evaluation_slice_rows = kEvaluationSliceRows;
 };
@@ -48,7 +50,8 @@ class InferenceServiceImpl final : public v1::InferenceService::CallbackService 
       : catalog_(catalog),
         data_(data),
         options_(options),
-        predictor_(catalog, options.max_batch) {}
+        predictor_(catalog, PredictorOptions{options.max_batch, options.max_response_bytes,
+                                             options.max_evaluation_bytes}) {}
 
   // Waits until every running Evaluate thread has finished.
   ~InferenceServiceImpl() override;
@@ -62,6 +65,9 @@ class InferenceServiceImpl final : public v1::InferenceService::CallbackService 
   grpc::ServerUnaryReactor* Evaluate(grpc::CallbackServerContext* context,
                                      const v1::EvaluateRequest* request,
                                      v1::EvaluateResponse* response) override;
+
+  // The Predictor behind Predict, shared with the Open Inference Protocol.
+  const Predictor* predictor() const { return &predictor_; }
 
   // The work of each RPC, as plain functions (also used by tests).
   absl::Status DoPredict(const v1::PredictRequest& request, v1::PredictResponse* response);

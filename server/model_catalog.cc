@@ -11,6 +11,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "core/logging.h"
 #include "core/status_macros.h"
 #include "server/proto_convert.h"
 
@@ -18,6 +19,13 @@ namespace bnserve {
 namespace {
 
 bool IsNameChar(char c) { return absl::ascii_isalnum(c) || c == '.' || c == '_' || c == '-'; }
+
+// A client's string for an error message: itself when short, else its
+// first 32 bytes and its length (an 8 KiB name must not come back whole).
+std::string Quote(const std::string& text) {
+  if (text.size() <= 64) return absl::StrCat("\"", text, "\"");
+  return absl::StrCat("of ", text.size(), " bytes starting \"", text.substr(0, 32), "\"");
+}
 
 // InvalidArgument naming the first tensor with a NaN or infinite value, or a
 // running_var with a negative one: such a network answers NaN.
@@ -49,7 +57,7 @@ absl::Status ModelCatalog::ValidateModelName(const std::string& name) {
   for (char c : name) ok = ok && IsNameChar(c);
   if (!ok) {
     return absl::InvalidArgumentError(
-        absl::StrCat("model name \"", name, "\" must match [A-Za-z0-9._-]{1,64}"));
+        absl::StrCat("model name ", Quote(name), " must match [A-Za-z0-9._-]{1,64}"));
   }
   return absl::OkStatus();
 }
@@ -59,7 +67,7 @@ absl::Status ModelCatalog::ValidateAlias(const std::string& alias) {
   for (char c : alias) ok = ok && IsNameChar(c);
   if (!ok) {
     return absl::InvalidArgumentError(
-        absl::StrCat("alias \"", alias, "\" must match [A-Za-z][A-Za-z0-9._-]{0,63}"));
+        absl::StrCat("alias ", Quote(alias), " must match [A-Za-z][A-Za-z0-9._-]{0,63}"));
   }
   return absl::OkStatus();
 }
@@ -133,8 +141,13 @@ absl::StatusOr<int> ModelCatalog::Resolve(const v1::ModelRef& ref) {
 
 absl::StatusOr<LoadedModel> ModelCatalog::Load(const v1::ModelRef& ref) {
   ASSIGN_OR_RETURN(int version, Resolve(ref));
-  LoadedModel loaded{ref.name(), version, nullptr};
-  const std::string key = Key(ref.name(), version);
+  return LoadVersion(ref.name(), version);
+}
+
+absl::StatusOr<LoadedModel> ModelCatalog::LoadVersion(const std::string& model_name,
+                                                      int version) {
+  LoadedModel loaded{model_name, version, nullptr};
+  const std::string key = Key(model_name, version);
   uint64_t deletions_before;
   {
     absl::MutexLock lock(&mu_);
@@ -146,26 +159,99 @@ absl::StatusOr<LoadedModel> ModelCatalog::Load(const v1::ModelRef& ref) {
     }
     deletions_before = deletions_;
   }
-  ASSIGN_OR_RETURN(v1::ModelVersion stored, store_->GetVersion(ref.name(), version, true));
+  ASSIGN_OR_RETURN(v1::ModelVersion stored, store_->GetVersion(model_name, version, true));
   absl::StatusOr<Network<float>> network = NetworkFromVersion(stored);
   if (!network.ok()) {
-    return absl::DataLossError(absl::StrCat("stored version ", version, " of \"", ref.name(),
+    return absl::DataLossError(absl::StrCat("stored version ", version, " of \"", model_name,
                                             "\" does not build: ",
                                             network.status().message()));
   }
+  // The warm-up: one row through the serving path, so that a version is
+  // ready only once it has answered (and its first request pays no
+  // first-touch cost of its own).
+  const Matrix zeros = Matrix::Zero(1, network->config().input_size);
+  RETURN_IF_ERROR(network->PredictProbabilities(zeros, BnMode::kInference).status());
   loaded.network = std::make_shared<const Network<float>>(std::move(network).value());
-  absl::MutexLock lock(&mu_);
-  if (deletions_ == deletions_before) {
-    cache_[key] = CacheEntry{loaded.network, ++tick_};
-    while (static_cast<int>(cache_.size()) > cache_capacity_) {
-      auto oldest = cache_.begin();
-      for (auto it = cache_.begin(); it != cache_.end(); ++it) {
-        if (it->second.last_used < oldest->second.last_used) oldest = it;
+  bool inserted = false;
+  {
+    absl::MutexLock lock(&mu_);
+    if (deletions_ == deletions_before) {
+      cache_[key] = CacheEntry{loaded.network, ++tick_};
+      inserted = true;
+      while (static_cast<int>(cache_.size()) > cache_capacity_) {
+        auto oldest = cache_.begin();
+        for (auto it = cache_.begin(); it != cache_.end(); ++it) {
+          if (it->second.last_used < oldest->second.last_used) oldest = it;
+        }
+        cache_.erase(oldest);
       }
-      cache_.erase(oldest);
     }
   }
+  if (inserted && ready_listener_) ready_listener_(model_name, version);
   return loaded;
+}
+
+void ModelCatalog::KeepLatestReady(const std::string& model_name) {
+  {
+    absl::MutexLock lock(&loader_mu_);
+    keep_ready_.insert(model_name);
+  }
+  v1::ModelRef latest;
+  latest.set_name(model_name);
+  absl::StatusOr<int> version = Resolve(latest);
+  if (version.ok()) LoadInBackground(model_name, *version);
+}
+
+bool ModelCatalog::IsReady(const std::string& model_name, int version) {
+  absl::MutexLock lock(&mu_);
+  return cache_.contains(Key(model_name, version));
+}
+
+void ModelCatalog::LoadInBackground(const std::string& model_name, int version) {
+  if (IsReady(model_name, version)) return;
+  absl::MutexLock lock(&loader_mu_);
+  if (stopping_ || !loading_.insert(Key(model_name, version)).second) return;
+  load_queue_.emplace_back(model_name, version);
+  if (!loader_.joinable()) loader_ = std::thread([this] { LoaderLoop(); });
+}
+
+void ModelCatalog::LoaderLoop() {
+  absl::MutexLock lock(&loader_mu_);
+  while (true) {
+    loader_mu_.Await(absl::Condition(
+        +[](ModelCatalog* self) ABSL_EXCLUSIVE_LOCKS_REQUIRED(self->loader_mu_) {
+          return self->stopping_ || !self->load_queue_.empty();
+        },
+        this));
+    if (stopping_) return;
+    const auto [model_name, version] = load_queue_.front();
+    load_queue_.pop_front();
+    loader_mu_.Unlock();
+    const absl::Status status = LoadVersion(model_name, version).status();
+    if (!status.ok()) {
+      BNSERVE_LOG(WARNING) << "background load of version " << version << " of \""
+                           << model_name << "\" failed: " << status;
+    }
+    loader_mu_.Lock();
+    loading_.erase(Key(model_name, version));
+  }
+}
+
+ModelCatalog::~ModelCatalog() { StopBackgroundLoads(); }
+
+void ModelCatalog::StopBackgroundLoads() {
+  std::thread loader;
+  {
+    absl::MutexLock lock(&loader_mu_);
+    stopping_ = true;
+    loader = std::move(loader_);
+  }
+  if (loader.joinable()) loader.join();
+}
+
+absl::StatusOr<v1::Model> ModelCatalog::GetModel(const std::string& model_name) {
+  RETURN_IF_ERROR(ValidateModelName(model_name));
+  return store_->GetModel(model_name);
 }
 
 absl::StatusOr<v1::ModelVersion> ModelCatalog::Get(const v1::ModelRef& ref,
@@ -197,6 +283,12 @@ absl::StatusOr<v1::ModelVersion> ModelCatalog::RegisterNetwork(const Network<flo
 absl::StatusOr<v1::ModelVersion> ModelCatalog::Store(const v1::ModelVersion& version,
                                                      const v1::Job* finished_job) {
   ASSIGN_OR_RETURN(int number, store_->AddVersion(version, finished_job));
+  bool keep_ready;
+  {
+    absl::MutexLock lock(&loader_mu_);
+    keep_ready = keep_ready_.contains(version.model_name());
+  }
+  if (keep_ready) LoadInBackground(version.model_name(), number);
   return store_->GetVersion(version.model_name(), number, false);
 }
 

@@ -20,17 +20,29 @@
 // methods of Network may run concurrently, and a network stays alive while a
 // request uses it even if it is evicted.
 //
+// Readiness: a version enters the cache only after it has answered a
+// warm-up inference (one row of zeros, INFERENCE mode), so a cached version
+// is "ready" (IsReady). LoadInBackground loads a version on the catalog's
+// own loader thread; no lock is held while a version is read and built, so
+// loading one version never makes a Predict of another wait. A listener set
+// with SetReadyListener hears of every version that enters the cache.
+//
 // Thread-safety: thread-safe.
 #ifndef BNSERVE_SERVER_MODEL_CATALOG_H_
 #define BNSERVE_SERVER_MODEL_CATALOG_H_
 
 #include <cstdint>
+#include <deque>
+#include <functional>
 #include <memory>
 #include <string>
+#include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -54,6 +66,13 @@ class ModelCatalog {
   // `store` must outlive the catalog.
   explicit ModelCatalog(ModelStore* store, int cache_capacity = 8);
 
+  // StopBackgroundLoads().
+  ~ModelCatalog();
+
+  // Drops queued background loads and waits for the one in progress (and
+  // its listener call); later LoadInBackground calls do nothing. Idempotent.
+  void StopBackgroundLoads();
+
   ModelCatalog(const ModelCatalog&) = delete;
   ModelCatalog& operator=(const ModelCatalog&) = delete;
 
@@ -69,6 +88,29 @@ class ModelCatalog {
   // The network of the version `ref` selects, from the cache or the store.
   // Errors as Resolve; DataLoss if the stored tensors do not build a network.
   absl::StatusOr<LoadedModel> Load(const v1::ModelRef& ref);
+
+  // Whether the version is loaded, warmed up and in the cache (no store
+  // access, never blocks on a load).
+  bool IsReady(const std::string& model_name, int version);
+
+  // Loads the version on the loader thread unless it is ready or already
+  // queued; errors of that load are logged. Returns at once.
+  void LoadInBackground(const std::string& model_name, int version);
+
+  // From now on, keeps the latest version of `model_name` ready: loads it in
+  // the background now (if the model has a version) and each time a new
+  // version of it is registered through this catalog.
+  void KeepLatestReady(const std::string& model_name);
+
+  // Called (from the thread that loaded it, with no catalog lock held) for
+  // every version that enters the cache. Set it before serving; not
+  // thread-safe against concurrent loads.
+  using ReadyListener = std::function<void(const std::string& model_name, int version)>;
+  void SetReadyListener(ReadyListener listener) { ready_listener_ = std::move(listener); }
+
+  // The model's versions and aliases. InvalidArgument for a bad name;
+  // NotFound for a model without versions.
+  absl::StatusOr<v1::Model> GetModel(const std::string& model_name);
 
   // The version's metadata, and its tensors when `include_tensors`.
   absl::StatusOr<v1::ModelVersion> Get(const v1::ModelRef& ref, bool include_tensors);
@@ -112,6 +154,13 @@ class ModelCatalog {
 
   static std::string Key(const std::string& model_name, int version);
 
+  // Load's tail for a resolved version: the cached network, or one read,
+  // built, warmed up and cached.
+  absl::StatusOr<LoadedModel> LoadVersion(const std::string& model_name, int version);
+
+  // The loader thread's loop: loads queued versions until stopping_.
+  void LoaderLoop();
+
   // Stores a checked version and returns its metadata (Register's tail).
   absl::StatusOr<v1::ModelVersion> Store(const v1::ModelVersion& version,
                                          const v1::Job* finished_job);
@@ -133,6 +182,15 @@ class ModelCatalog {
   // Incremented by every delete: a load that started before a delete does
   // not put its (possibly deleted) network into the cache.
   uint64_t deletions_ ABSL_GUARDED_BY(mu_) = 0;
+
+  ReadyListener ready_listener_;
+  // Background loads: keys queued (and the one being loaded, until done).
+  absl::Mutex loader_mu_;
+  std::deque<std::pair<std::string, int>> load_queue_ ABSL_GUARDED_BY(loader_mu_);
+  absl::flat_hash_set<std::string> loading_ ABSL_GUARDED_BY(loader_mu_);
+  bool stopping_ ABSL_GUARDED_BY(loader_mu_) = false;
+  absl::flat_hash_set<std::string> keep_ready_ ABSL_GUARDED_BY(loader_mu_);
+  std::thread loader_ ABSL_GUARDED_BY(loader_mu_);  // started by the first LoadInBackground
 };
 
 }  // namespace bnserve

@@ -1,35 +1,156 @@
-// STOPGAP for the http-rest branch: the lead's open_inference.cc replaces
-// this file at merge (take main's version). It implements the header's
-// contract closely enough for the REST routes and their tests: readiness is
-// "the version resolves and loads" (the catalog has no IsReady yet).
 #include "server/open_inference.h"
 
-#include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "core/status_macros.h"
+#include "server/proto_convert.h"
 
 namespace bnserve {
 namespace {
+
+static_assert(sizeof(float) == 4 && sizeof(double) == 8, "IEEE 754 floats expected");
+
+// The protocol's raw contents are little-endian; so is every x86-64 host.
+constexpr bool kLittleEndian = __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__;
+static_assert(kLittleEndian, "raw tensor contents are read in host byte order");
 
 absl::StatusOr<BnMode> BnModeFromParameters(
     const google::protobuf::Map<std::string, inference::InferParameter>& parameters) {
   auto it = parameters.find(OpenInference::kBnModeParameter);
   if (it == parameters.end()) return BnMode::kInference;
-  if (it->second.parameter_choice_case() != inference::InferParameter::kStringParam) {
-    return absl::InvalidArgumentError("parameter bn_mode must be a string");
+  const inference::InferParameter& value = it->second;
+  if (value.parameter_choice_case() == inference::InferParameter::kStringParam) {
+    if (value.string_param() == "inference") return BnMode::kInference;
+    if (value.string_param() == "batch_statistics") return BnMode::kBatchStatistics;
   }
-  if (it->second.string_param() == "inference") return BnMode::kInference;
-  if (it->second.string_param() == "batch_statistics") return BnMode::kBatchStatistics;
-  return absl::InvalidArgumentError(absl::StrCat(
-      "parameter bn_mode is \"", it->second.string_param(),
-      "\"; expected \"inference\" or \"batch_statistics\""));
+  return absl::InvalidArgumentError(
+      "parameter \"bn_mode\" must be the string \"inference\" or \"batch_statistics\"");
+}
+
+// The rows of the request's only input, as a [rows, cols] float matrix: a
+// view of the request's own FP32 values, or `converted` holding FP64 values
+// converted to float.
+absl::StatusOr<ConstMatrixMapT<float>> InputRows(const inference::ModelInferRequest& request,
+                                                 const Predictor& predictor, Matrix* converted) {
+  if (request.inputs_size() != 1 || request.inputs(0).name() != OpenInference::kInputName) {
+    std::vector<std::string> names;
+    for (const auto& input : request.inputs()) names.push_back(absl::StrCat("\"", input.name(), "\""));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "bnserve models take exactly one input, \"input\"; the request has ",
+        names.empty() ? "none" : absl::StrJoin(names, ", ")));
+  }
+  const inference::ModelInferRequest::InferInputTensor& input = request.inputs(0);
+  if (input.shape_size() != 2 || input.shape(0) <= 0 || input.shape(1) <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "input \"input\" must have shape [N, features] with N, features > 0; got [",
+        absl::StrJoin(input.shape(), ", "), "]"));
+  }
+  const int64_t rows = input.shape(0);
+  const int64_t cols = input.shape(1);
+  RETURN_IF_ERROR(predictor.CheckRows(rows));
+  if (cols > std::numeric_limits<int32_t>::max()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("input \"input\" has ", cols, " features per row, more than any model"));
+  }
+  const int64_t count = rows * cols;  // <= max_batch * 2^31: no overflow
+  const bool raw = request.raw_input_contents_size() > 0;
+  if (raw && request.raw_input_contents_size() != 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "raw_input_contents has ", request.raw_input_contents_size(),
+        " entries for 1 input"));
+  }
+  if (raw && input.has_contents()) {
+    return absl::InvalidArgumentError(
+        "input \"input\" has both contents and raw_input_contents; send one");
+  }
+  const std::string& datatype = input.datatype();
+  if (datatype != "FP32" && datatype != "FP64") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "input \"input\" has datatype \"", datatype, "\"; bnserve takes FP32 (or FP64)"));
+  }
+  const int64_t element_bytes = datatype == "FP32" ? 4 : 8;
+  if (raw) {
+    const std::string& bytes = request.raw_input_contents(0);
+    if (static_cast<int64_t>(bytes.size()) != count * element_bytes) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "raw contents of input \"input\" are ", bytes.size(), " bytes; shape [", rows, ", ",
+          cols, "] of ", datatype, " needs ", count * element_bytes));
+    }
+    if (datatype == "FP32") {
+      return ConstMatrixMapT<float>(reinterpret_cast<const float*>(bytes.data()), rows, cols);
+    }
+    std::vector<double> values(static_cast<size_t>(count));
+    std::memcpy(values.data(), bytes.data(), bytes.size());
+    *converted = Eigen::Map<const Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic,
+                                                Eigen::RowMajor>>(values.data(), rows, cols)
+                     .cast<float>();
+  } else if (datatype == "FP32") {
+    const auto& values = input.contents().fp32_contents();
+    if (values.size() != count) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "input \"input\" has ", values.size(), " fp32_contents values; shape [", rows, ", ",
+          cols, "] needs ", count));
+    }
+    return ConstMatrixMapT<float>(values.data(), rows, cols);
+  } else {
+    const auto& values = input.contents().fp64_contents();
+    if (values.size() != count) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "input \"input\" has ", values.size(), " fp64_contents values; shape [", rows, ", ",
+          cols, "] needs ", count));
+    }
+    *converted = Eigen::Map<const Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic,
+                                                Eigen::RowMajor>>(values.data(), rows, cols)
+                     .cast<float>();
+  }
+  return ConstMatrixMapT<float>(converted->data(), converted->rows(), converted->cols());
+}
+
+// Which outputs to return, in response order. InvalidArgument for an
+// unknown or repeated name.
+absl::StatusOr<std::vector<std::string>> RequestedOutputs(
+    const inference::ModelInferRequest& request) {
+  std::vector<std::string> names;
+  if (request.outputs_size() == 0) {
+    return std::vector<std::string>{OpenInference::kProbabilitiesName,
+                                    OpenInference::kPredictedClassName};
+  }
+  for (const auto& output : request.outputs()) {
+    if (output.name() != OpenInference::kProbabilitiesName &&
+        output.name() != OpenInference::kPredictedClassName) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "unknown output \"", output.name(), "\"; bnserve models have \"",
+          OpenInference::kProbabilitiesName, "\" and \"", OpenInference::kPredictedClassName,
+          "\""));
+    }
+    for (const std::string& seen : names) {
+      if (seen == output.name()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("output \"", output.name(), "\" is requested twice"));
+      }
+    }
+    names.push_back(output.name());
+  }
+  return names;
+}
+
+void AddTensorMetadata(const std::string& name, const std::string& datatype,
+                       std::vector<int64_t> shape,
+                       google::protobuf::RepeatedPtrField<
+                           inference::ModelMetadataResponse::TensorMetadata>* out) {
+  inference::ModelMetadataResponse::TensorMetadata* tensor = out->Add();
+  tensor->set_name(name);
+  tensor->set_datatype(datatype);
+  tensor->mutable_shape()->Add(shape.begin(), shape.end());
 }
 
 }  // namespace
@@ -40,11 +161,11 @@ absl::StatusOr<v1::ModelRef> OpenInference::ModelRefFromV2(const std::string& na
   v1::ModelRef ref;
   ref.set_name(name);
   if (version.empty()) return ref;
-  if (std::all_of(version.begin(), version.end(), [](char c) { return absl::ascii_isdigit(c); })) {
+  if (absl::ascii_isdigit(version[0])) {
     int number = 0;
     if (!absl::SimpleAtoi(version, &number) || number <= 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("model version \"", version, "\" is not a positive version number"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "model version \"", version, "\" must be a positive version number or an alias"));
     }
     ref.set_version(number);
     return ref;
@@ -58,47 +179,50 @@ bool OpenInference::ServerReady() {
   if (options_.default_model.empty()) return true;
   v1::ModelRef ref;
   ref.set_name(options_.default_model);
-  return catalog_->Load(ref).ok();
+  absl::StatusOr<int> version = catalog_->Resolve(ref);
+  if (!version.ok()) return false;  // not trained yet, or the store failed
+  if (catalog_->IsReady(ref.name(), *version)) return true;
+  catalog_->LoadInBackground(ref.name(), *version);
+  return false;
 }
 
 absl::StatusOr<bool> OpenInference::ModelReady(const std::string& name,
                                                const std::string& version) {
   ASSIGN_OR_RETURN(v1::ModelRef ref, ModelRefFromV2(name, version));
-  RETURN_IF_ERROR(catalog_->Resolve(ref).status());
-  return catalog_->Load(ref).ok();
+  ASSIGN_OR_RETURN(int number, catalog_->Resolve(ref));
+  if (catalog_->IsReady(name, number)) return true;
+  catalog_->LoadInBackground(name, number);
+  return false;
 }
 
 void OpenInference::ServerMetadata(inference::ServerMetadataResponse* response) const {
-  response->set_name("bnserve");
-  response->set_version("0.1.0");
+  response->set_name(kServerName);
+  response->set_version(kServerVersion);
   response->add_extensions("binary_tensor_data");
 }
 
 absl::Status OpenInference::ModelMetadata(const inference::ModelMetadataRequest& request,
                                           inference::ModelMetadataResponse* response) {
   ASSIGN_OR_RETURN(v1::ModelRef ref, ModelRefFromV2(request.name(), request.version()));
-  ASSIGN_OR_RETURN(LoadedModel loaded, catalog_->Load(ref));
-  ASSIGN_OR_RETURN(std::vector<v1::Model> models, catalog_->ListModels());
-  response->set_name(loaded.model_name);
-  for (const v1::Model& model : models) {
-    if (model.name() != loaded.model_name) continue;
-    for (int v : model.versions()) response->add_versions(absl::StrCat(v));
-  }
+  ASSIGN_OR_RETURN(v1::ModelVersion version, catalog_->Get(ref, /*include_tensors=*/false));
+  ASSIGN_OR_RETURN(v1::Model model, catalog_->GetModel(request.name()));
+  response->set_name(model.name());
+  for (int number : model.versions()) response->add_versions(std::to_string(number));
   response->set_platform(kPlatform);
-  auto* input = response->add_inputs();
-  input->set_name(kInputName);
-  input->set_datatype("FP32");
-  input->add_shape(-1);
-  input->add_shape(loaded.network->config().input_size);
-  auto* probabilities = response->add_outputs();
-  probabilities->set_name(kProbabilitiesName);
-  probabilities->set_datatype("FP32");
-  probabilities->add_shape(-1);
-  probabilities->add_shape(loaded.network->config().output_size);
-  auto* predicted = response->add_outputs();
-  predicted->set_name(kPredictedClassName);
-  predicted->set_datatype("INT32");
-  predicted->add_shape(-1);
+  ASSIGN_OR_RETURN(NetworkConfig config, NetworkConfigFromProto(version.network(), /*default_input_size=*/0));
+  AddTensorMetadata(kInputName, "FP32", {-1, config.input_size}, response->mutable_inputs());
+  AddTensorMetadata(kProbabilitiesName, "FP32", {-1, config.output_size},
+                    response->mutable_outputs());
+  AddTensorMetadata(kPredictedClassName, "INT32", {-1}, response->mutable_outputs());
+  auto& properties = *response->mutable_properties();
+  properties["version"] = std::to_string(version.version());
+  properties["batch_normalization"] = config.use_batchnorm ? "true" : "false";
+  properties["hidden_sizes"] = absl::StrJoin(config.hidden_sizes, ",");
+  properties["bn_modes"] = "inference,batch_statistics";
+  properties["max_batch_size"] = std::to_string(predictor_->max_batch());
+  for (const auto& [alias, target] : model.aliases()) {
+    if (target == version.version()) properties[absl::StrCat("alias.", alias)] = "true";
+  }
   return absl::OkStatus();
 }
 
@@ -106,100 +230,41 @@ absl::Status OpenInference::ModelInfer(const inference::ModelInferRequest& reque
                                        inference::ModelInferResponse* response) {
   ASSIGN_OR_RETURN(v1::ModelRef ref, ModelRefFromV2(request.model_name(), request.model_version()));
   ASSIGN_OR_RETURN(BnMode mode, BnModeFromParameters(request.parameters()));
-  if (request.inputs_size() != 1 || request.inputs(0).name() != kInputName) {
-    return absl::InvalidArgumentError("the request needs exactly one input, \"input\"");
-  }
-  const auto& input = request.inputs(0);
-  if (input.shape_size() != 2) {
-    return absl::InvalidArgumentError("input shape must be [rows, features]");
-  }
-  const int64_t rows = input.shape(0);
-  const int64_t features = input.shape(1);
-  RETURN_IF_ERROR(predictor_->CheckRows(rows));
-  if (rows < 0 || features < 0 || (features > 0 && rows > INT64_MAX / features)) {
-    return absl::InvalidArgumentError("input shape is out of range");
-  }
-  const int64_t count = rows * features;
-  const bool raw = request.raw_input_contents_size() > 0;
-  std::vector<float> values;
-  if (input.datatype() == "FP32") {
-    if (raw) {
-      const std::string& bytes = request.raw_input_contents(0);
-      if (static_cast<int64_t>(bytes.size()) != count * 4) {
-        return absl::InvalidArgumentError("raw input size does not match the shape");
-      }
-      values.resize(static_cast<size_t>(count));
-      std::memcpy(values.data(), bytes.data(), bytes.size());
-    } else {
-      if (input.contents().fp32_contents_size() != count) {
-        return absl::InvalidArgumentError("input value count does not match the shape");
-      }
-      values.assign(input.contents().fp32_contents().begin(),
-                    input.contents().fp32_contents().end());
-    }
-  } else if (input.datatype() == "FP64") {
-    std::vector<double> doubles;
-    if (raw) {
-      const std::string& bytes = request.raw_input_contents(0);
-      if (static_cast<int64_t>(bytes.size()) != count * 8) {
-        return absl::InvalidArgumentError("raw input size does not match the shape");
-      }
-      doubles.resize(static_cast<size_t>(count));
-      std::memcpy(doubles.data(), bytes.data(), bytes.size());
-    } else {
-      if (input.contents().fp64_contents_size() != count) {
-        return absl::InvalidArgumentError("input value count does not match the shape");
-      }
-      doubles.assign(input.contents().fp64_contents().begin(),
-                     input.contents().fp64_contents().end());
-    }
-    values.assign(doubles.begin(), doubles.end());
-  } else {
-    return absl::InvalidArgumentError(
-        absl::StrCat("input datatype ", input.datatype(), " is not FP32 or FP64"));
-  }
-  ConstMatrixMapT<float> x(values.data(), rows, features);
-  ASSIGN_OR_RETURN(Prediction prediction, predictor_->Predict(ref, x, mode));
+  ASSIGN_OR_RETURN(std::vector<std::string> outputs, RequestedOutputs(request));
+  Matrix converted;
+  ASSIGN_OR_RETURN(ConstMatrixMapT<float> rows, InputRows(request, *predictor_, &converted));
+  ASSIGN_OR_RETURN(Prediction prediction, predictor_->Predict(ref, rows, mode));
 
-  bool want_probabilities = request.outputs_size() == 0;
-  bool want_classes = request.outputs_size() == 0;
-  for (const auto& output : request.outputs()) {
-    if (output.name() == kProbabilitiesName) {
-      want_probabilities = true;
-    } else if (output.name() == kPredictedClassName) {
-      want_classes = true;
-    } else {
-      return absl::InvalidArgumentError(absl::StrCat("unknown output \"", output.name(), "\""));
-    }
-  }
   response->set_model_name(prediction.model_name);
-  response->set_model_version(absl::StrCat(prediction.version));
+  response->set_model_version(std::to_string(prediction.version));
   response->set_id(request.id());
-  const Matrix& p = prediction.probabilities;
-  if (want_probabilities) {
-    auto* out = response->add_outputs();
-    out->set_name(kProbabilitiesName);
-    out->set_datatype("FP32");
-    out->add_shape(p.rows());
-    out->add_shape(p.cols());
-    if (raw) {
-      response->add_raw_output_contents(
-          std::string(reinterpret_cast<const char*>(p.data()), p.size() * sizeof(float)));
+  const bool raw = request.raw_input_contents_size() > 0;
+  const Matrix& probabilities = prediction.probabilities;
+  const std::vector<int32_t>& classes = prediction.predicted_classes;
+  for (const std::string& name : outputs) {
+    inference::ModelInferResponse::InferOutputTensor* tensor = response->add_outputs();
+    tensor->set_name(name);
+    if (name == kProbabilitiesName) {
+      tensor->set_datatype("FP32");
+      tensor->add_shape(probabilities.rows());
+      tensor->add_shape(probabilities.cols());
+      if (raw) {
+        response->add_raw_output_contents()->assign(
+            reinterpret_cast<const char*>(probabilities.data()),
+            sizeof(float) * static_cast<size_t>(probabilities.size()));
+      } else {
+        tensor->mutable_contents()->mutable_fp32_contents()->Add(
+            probabilities.data(), probabilities.data() + probabilities.size());
+      }
     } else {
-      out->mutable_contents()->mutable_fp32_contents()->Add(p.data(), p.data() + p.size());
-    }
-  }
-  if (want_classes) {
-    auto* out = response->add_outputs();
-    out->set_name(kPredictedClassName);
-    out->set_datatype("INT32");
-    out->add_shape(static_cast<int64_t>(prediction.predicted_classes.size()));
-    const std::vector<int32_t>& classes = prediction.predicted_classes;
-    if (raw) {
-      response->add_raw_output_contents(std::string(
-          reinterpret_cast<const char*>(classes.data()), classes.size() * sizeof(int32_t)));
-    } else {
-      out->mutable_contents()->mutable_int_contents()->Add(classes.begin(), classes.end());
+      tensor->set_datatype("INT32");
+      tensor->add_shape(static_cast<int64_t>(classes.size()));
+      if (raw) {
+        response->add_raw_output_contents()->assign(
+            reinterpret_cast<const char*>(classes.data()), sizeof(int32_t) * classes.size());
+      } else {
+        tensor->mutable_contents()->mutable_int_contents()->Add(classes.begin(), classes.end());
+      }
     }
   }
   return absl::OkStatus();

@@ -55,6 +55,10 @@ class OpenInference {
   static constexpr const char* kPredictedClassName = "predicted_class";
   static constexpr const char* kPlatform = "bnserve_mlp";
   static constexpr const char* kBnModeParameter = "bn_mode";
+  // ServerMetadata's name and version (the CMake project's, defined by
+  // server/CMakeLists.txt).
+  static constexpr const char* kServerName = "bnserve";
+  static constexpr const char* kServerVersion = BNSERVE_VERSION;
 
   // The pointers must outlive this object.
   OpenInference(ModelCatalog* catalog, const Predictor* predictor,

@@ -42,16 +42,30 @@ struct Prediction {
   absl::Duration compute_duration;
 };
 
+struct PredictorOptions {
+  // A batch of more rows is ResourceExhausted.
+  int max_batch = 10000;
+  // A response larger than this (rows x classes probabilities and rows
+  // classes, in bytes: what the client would receive) is ResourceExhausted
+  // before any computing; the server sets its gRPC message limit.
+  int64_t max_response_bytes = int64_t{64} << 20;
+  // A forward pass whose buffers (EstimateForwardBytes) exceed this is
+  // ResourceExhausted before it allocates them.
+  int64_t max_forward_bytes = int64_t{4096} << 20;
+};
+
 class Predictor {
  public:
-  // `catalog` must outlive the predictor. A batch of more than `max_batch`
-  // rows is ResourceExhausted.
-  Predictor(ModelCatalog* catalog, int max_batch) : catalog_(catalog), max_batch_(max_batch) {}
+  // `catalog` must outlive the predictor.
+  Predictor(ModelCatalog* catalog, const PredictorOptions& options)
+      : catalog_(catalog), options_(options) {}
+  Predictor(ModelCatalog* catalog, int max_batch)
+      : Predictor(catalog, PredictorOptions{max_batch}) {}
 
   Predictor(const Predictor&) = delete;
   Predictor& operator=(const Predictor&) = delete;
 
-  int max_batch() const { return max_batch_; }
+  int max_batch() const { return options_.max_batch; }
 
   // ResourceExhausted for more rows than max_batch(). Front ends call it as
   // soon as they know the row count, before converting any input.
@@ -59,15 +73,17 @@ class Predictor {
 
   // Class probabilities of `rows` under the version `model` selects.
   // InvalidArgument: non-finite input, a feature count other than the
-  // model's input size, an empty batch, BATCH_STATISTICS with one row;
-  // ResourceExhausted as CheckRows; the catalog's errors (NotFound for an
-  // unknown model, version or alias).
+  // model's input size, an empty batch, BATCH_STATISTICS with one row,
+  // inputs so large that the probabilities are not finite;
+  // ResourceExhausted as CheckRows, and for a response or a forward pass
+  // beyond the options' limits (the message names the limit); the catalog's
+  // errors (NotFound for an unknown model, version or alias).
   absl::StatusOr<Prediction> Predict(const v1::ModelRef& model, const ConstMatrixRef<float>& rows,
                                      BnMode mode) const;
 
  private:
   ModelCatalog* const catalog_;
-  const int max_batch_;
+  const PredictorOptions options_;
 };
 
 }  // namespace bnserve

@@ -1,13 +1,16 @@
 #include "server/sqlite_model_store.h"
 
+#include <fcntl.h>
 #include <sqlite3.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <memory>
 #include <string>
-#include <system_error>
 #include <utility>
 #include <vector>
 
@@ -98,15 +101,23 @@ absl::Status NoSuchVersionError(const std::string& model_name, int version) {
 
 absl::StatusOr<std::unique_ptr<SqliteModelStore>> SqliteModelStore::Open(
     const std::string& path) {
-  const std::filesystem::path parent = std::filesystem::path(path).parent_path();
-  if (!parent.empty()) {
-    std::error_code error;
-    std::filesystem::create_directories(parent, error);
-    if (error) {
-      return absl::InternalError(absl::StrCat("cannot create directory ", parent.string(),
-                                              ": ", error.message()));
+  // Missing directories are created owner-only, one component at a time.
+  std::filesystem::path prefix;
+  for (const std::filesystem::path& part : std::filesystem::path(path).parent_path()) {
+    prefix /= part;
+    if (mkdir(prefix.c_str(), 0700) != 0 && errno != EEXIST) {
+      return absl::InternalError(absl::StrCat("cannot create directory ", prefix.string(), ": ",
+                                              std::strerror(errno)));
     }
   }
+  ASSIGN_OR_RETURN(RegistryLock lock, RegistryLock::Acquire(path));
+  // A new database file is owner-only: it holds every model's parameters.
+  const int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    return absl::InternalError(
+        absl::StrCat("cannot open database ", path, ": ", std::strerror(errno)));
+  }
+  close(fd);
   sqlite3* db = nullptr;
   const int rc = sqlite3_open_v2(path.c_str(), &db,
                                  SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr);
@@ -115,7 +126,7 @@ absl::StatusOr<std::unique_ptr<SqliteModelStore>> SqliteModelStore::Open(
     sqlite3_close(db);
     return absl::InternalError(absl::StrCat("cannot open database ", path, ": ", message));
   }
-  std::unique_ptr<SqliteModelStore> store(new SqliteModelStore(db));
+  std::unique_ptr<SqliteModelStore> store(new SqliteModelStore(db, std::move(lock)));
   {
     absl::MutexLock lock(&store->mu_);
     sqlite3_busy_timeout(db, 5000);
@@ -126,7 +137,8 @@ absl::StatusOr<std::unique_ptr<SqliteModelStore>> SqliteModelStore::Open(
   return store;
 }
 
-SqliteModelStore::SqliteModelStore(sqlite3* db) : db_(db) {}
+SqliteModelStore::SqliteModelStore(sqlite3* db, RegistryLock lock)
+    : db_(db), lock_(std::move(lock)) {}
 
 SqliteModelStore::~SqliteModelStore() {
   absl::MutexLock lock(&mu_);

@@ -28,6 +28,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "server/model_store.h"
+#include "server/registry_lock.h"
 #include "server/sqlite_statement.h"
 
 struct sqlite3;
@@ -38,7 +39,12 @@ namespace bnserve {
 class SqliteModelStore : public ModelStore {
  public:
   // Opens (creating if needed, with its parent directories) the database at
-  // `path` and its schema. Internal (or Unavailable when locked) on failure.
+  // `path` and its schema. A new directory is created 0700 and a new
+  // database file 0600 (SQLite gives its -wal and -shm files the database's
+  // mode). The registry is held by this store alone (RegistryLock):
+  // FailedPrecondition "registry PATH is in use by pid N" while another
+  // store, in this process or another, has it open. Internal (or Unavailable
+  // when SQLite reports it busy) on other failures.
   static absl::StatusOr<std::unique_ptr<SqliteModelStore>> Open(const std::string& path);
 
   // Finalizes every statement and closes the database.
@@ -68,7 +74,7 @@ class SqliteModelStore : public ModelStore {
   absl::StatusOr<int> FailUnfinishedJobs(const std::string& reason) override;
 
  private:
-  explicit SqliteModelStore(sqlite3* db);
+  SqliteModelStore(sqlite3* db, RegistryLock lock);
 
   // The cached prepared statement for `sql` (prepared on first use), reset
   // and unbound when the returned SqliteStatement goes out of scope.
@@ -100,6 +106,8 @@ class SqliteModelStore : public ModelStore {
   // Advanced (release) after each catalog write; read (acquire) without mu_.
   std::atomic<uint64_t> catalog_generation_{0};
   sqlite3* db_ ABSL_GUARDED_BY(mu_);
+  // Released after the database is closed (member order).
+  RegistryLock lock_;
   absl::flat_hash_map<std::string, sqlite3_stmt*> statements_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -3,6 +3,7 @@
 // gRPC stubs. Training is kept tiny (hundreds of samples, small layers, 2-3
 // epochs) so that each test takes a few seconds.
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include <algorithm>
@@ -768,8 +769,8 @@ TEST_F(E2eTest, BenchReportsEveryCombination) {
   for (absl::string_view line : absl::StrSplit(bench.out, '\n')) {
     std::vector<std::string> fields = absl::StrSplit(line, ' ', absl::SkipEmpty());
     int batch = 0, clients = 0;
-    double calls_per_second = 0, model_p50 = 0, over = 0;
-    if (fields.size() == 11 && absl::SimpleAtoi(fields[0], &batch) &&
+    double calls_per_second = 0, model_p50 = 0, over = 0, v2_calls_per_second = 0;
+    if (fields.size() == 13 && absl::SimpleAtoi(fields[0], &batch) &&
         absl::SimpleAtoi(fields[1], &clients) && absl::SimpleAtod(fields[2], &calls_per_second)) {
       ++rows;
       EXPECT_GT(calls_per_second, 0) << line;
@@ -777,6 +778,10 @@ TEST_F(E2eTest, BenchReportsEveryCombination) {
       // floor p50 + model p50.
       EXPECT_TRUE(absl::SimpleAtod(fields[9], &model_p50) && model_p50 > 0) << line;
       EXPECT_TRUE(absl::SimpleAtod(fields[10], &over) && over > 0) << line;
+      // The Open Inference Protocol's ModelInfer on the same rows.
+      EXPECT_TRUE(absl::SimpleAtod(fields[11], &v2_calls_per_second) &&
+                  v2_calls_per_second > 0)
+          << line;
     }
   }
   EXPECT_EQ(rows, 4) << bench.out;
@@ -796,10 +801,10 @@ TEST_F(E2eTest, BenchMeasuresRestJsonAndBinaryNextToPredict) {
   for (absl::string_view line : absl::StrSplit(bench.out, '\n')) {
     std::vector<std::string> fields = absl::StrSplit(line, ' ', absl::SkipEmpty());
     int batch = 0;
-    if (fields.size() != 16 || !absl::SimpleAtoi(fields[0], &batch)) continue;
+    if (fields.size() != 18 || !absl::SimpleAtoi(fields[0], &batch)) continue;
     ++rows;
     // json call/s, json p50, bin call/s, bin p50, bin/pred: all measured.
-    for (int i = 11; i < 16; ++i) {
+    for (int i = 13; i < 18; ++i) {
       double value = 0;
       EXPECT_TRUE(absl::SimpleAtod(fields[i], &value) && value > 0) << i << ": " << line;
     }
@@ -988,6 +993,38 @@ TEST_F(E2eTest, EverythingSurvivesAGracefulRestart) {
   EXPECT_NE(fresh.job_id(), running.job_id());
   ASSERT_OK_AND_ASSIGN(fresh, WatchToEnd(fresh.job_id()));
   EXPECT_EQ(fresh.model_version(), 2);
+}
+
+// One owner per registry and per port: a second bnserve on the same
+// registry, or on the same port, refuses to start and says why, and the
+// first keeps serving.
+TEST_F(E2eTest, ASecondServerOnTheSameRegistryOrPortRefusesToStart) {
+  const std::string registry = dir_.path() + "/registry.db";
+  CommandResult same_registry =
+      RunCommand({BNSERVE_BINARY, "--listen", absl::StrCat("127.0.0.1:", testing::PickFreePort()),
+                  "--registry", registry, "--data_dir", kDataDir},
+                 absl::Seconds(20));
+  EXPECT_NE(same_registry.exit_code, 0);
+  EXPECT_THAT(same_registry.out + same_registry.err,
+              HasSubstr(absl::StrCat("registry ", registry, " is in use by pid ",
+                                     server_->pid())));
+
+  CommandResult same_port =
+      RunCommand({BNSERVE_BINARY, "--listen", server_->address(), "--registry",
+                  dir_.path() + "/other.db", "--data_dir", kDataDir},
+                 absl::Seconds(20));
+  EXPECT_NE(same_port.exit_code, 0);
+  EXPECT_THAT(same_port.out + same_port.err,
+              HasSubstr(absl::StrCat("cannot listen on ", server_->address())));
+
+  CommandResult health = Bnctl({"health"});
+  EXPECT_EQ(health.exit_code, 0) << Describe(health);
+  // The registry file and the lock are owner-only.
+  for (const std::string& path : {registry, registry + ".lock"}) {
+    struct stat info;
+    ASSERT_EQ(stat(path.c_str(), &info), 0) << path;
+    EXPECT_EQ(info.st_mode & 0777, 0600) << path;
+  }
 }
 
 TEST_F(E2eTest, AJobKilledWithTheServerComesBackFailed) {

@@ -3,6 +3,8 @@
 // touch the running statistics.
 #include "core/network.h"
 
+#include <sys/resource.h>
+
 #include <cmath>
 #include <cstddef>
 #include <cstring>
@@ -190,6 +192,31 @@ TEST(NetworkTest, FromTensorsAndImportRejectWrongNamesAndShapes) {
   partial.erase("W3");
   ASSERT_OK(net.ImportTensors(partial));
   EXPECT_EQ(net.ExportTensors().at("b1"), Matrix::Constant(1, 4, 5.0f));
+}
+
+// An untrusted config is checked against its tensors before the network is
+// built. Each ctest case runs in a process of its own, so the peak RSS
+// before the call is this test's: building the 1048576-63-1 network of the
+// issue (66 M parameters, zero-filled) would raise it by about 500 MiB.
+TEST(NetworkTest, FromTensorsRejectsMissingTensorsWithoutBuildingTheNetwork) {
+  NetworkConfig config;
+  config.input_size = 1048576;
+  config.hidden_sizes = {63};
+  config.output_size = 1;
+  const auto peak_kib = [] {
+    struct rusage usage;
+    getrusage(RUSAGE_SELF, &usage);
+    return usage.ru_maxrss;
+  };
+  const long before = peak_kib();
+  EXPECT_THAT(Network<float>::FromTensors(config, {}),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  std::map<std::string, Matrix> wrong = {{"W1", Matrix::Zero(2, 63)}};
+  absl::StatusOr<Network<float>> rejected = Network<float>::FromTensors(config, wrong);
+  EXPECT_THAT(rejected, StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(std::string(rejected.status().message()),
+              ::testing::HasSubstr("W1 has shape 2x63, expected 1048576x63"));
+  EXPECT_LT(peak_kib() - before, 64 * 1024) << "KiB of peak RSS grew";
 }
 
 // The network's inference function written out with loops in double from the

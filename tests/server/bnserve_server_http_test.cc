@@ -102,6 +102,21 @@ class BnserveServerHttpTest : public ::testing::Test {
     return reply.ok() ? *reply : HttpReply{};
   }
 
+  // Polls GET `path` (a model's /ready) until it answers 200, for up to 10 s;
+  // every answer before is 503 {"name": model, "ready": false} (the version
+  // loads in the background after the first ask). Returns the last reply.
+  HttpReply WaitUntilReady(const std::string& path, const std::string& model) {
+    const absl::Time deadline = absl::Now() + absl::Seconds(10);
+    HttpReply reply = Call("GET", path);
+    while (reply.status != 200 && absl::Now() < deadline) {
+      EXPECT_EQ(reply.status, 503) << path << ": " << reply.body;
+      EXPECT_EQ(Json(reply), json({{"name", model}, {"ready", false}})) << path;
+      absl::SleepFor(absl::Milliseconds(10));
+      reply = Call("GET", path);
+    }
+    return reply;
+  }
+
   // The reply's JSON body (null if it is none).
   static json Json(const HttpReply& reply) {
     return json::parse(reply.body, nullptr, /*allow_exceptions=*/false);
@@ -184,10 +199,34 @@ TEST_F(BnserveServerHttpTest, HealthMetadataAndReadinessRoutes) {
     EXPECT_EQ(model["inputs"][0]["datatype"], "FP32");
   }
   for (const char* path : {"/v2/models/small/ready", "/v2/models/small/versions/1/ready"}) {
-    HttpReply reply = Call("GET", path);
+    HttpReply reply = WaitUntilReady(path, "small");
     EXPECT_EQ(reply.status, 200) << path;
     EXPECT_EQ(Json(reply), json::parse(R"({"name":"small","ready":true})")) << path;
   }
+}
+
+TEST(BnserveServerHttpReadinessTest, ServerIsNotReadyUntilTheDefaultModelIs) {
+  BnserveServerOptions options;
+  options.listen = "127.0.0.1:0";
+  options.http_listen = "127.0.0.1:0";
+  options.registry_path = TempPath("registry.db");
+  options.data_dir = "var/data";
+  // Training the default model takes seconds; the first answer comes before.
+  options.default_model = "digits";
+  absl::StatusOr<std::unique_ptr<BnserveServer>> server = BnserveServer::Start(options);
+  ASSERT_OK(server.status());
+  HttpClient client;
+  HttpClientRequest request;
+  request.url = absl::StrCat("http://127.0.0.1:", (*server)->http_port(), "/v2/health/ready");
+  ASSERT_OK_AND_ASSIGN(HttpReply ready, client.Send(request));
+  EXPECT_EQ(ready.status, 503);
+  EXPECT_EQ(ready.Header("Content-Type"), "application/json");
+  EXPECT_EQ(json::parse(ready.body), json::parse(R"({"ready":false})"));
+  // Liveness does not wait for models.
+  request.url = absl::StrCat("http://127.0.0.1:", (*server)->http_port(), "/v2/health/live");
+  ASSERT_OK_AND_ASSIGN(HttpReply live, client.Send(request));
+  EXPECT_EQ(live.status, 200);
+  (*server)->Shutdown(absl::Seconds(2));
 }
 
 TEST_F(BnserveServerHttpTest, UnknownModelsVersionsAndRoutesAre404BadNamesAre400) {
@@ -204,7 +243,7 @@ TEST_F(BnserveServerHttpTest, UnknownModelsVersionsAndRoutesAre404BadNamesAre400
   EXPECT_THAT(Json(bad_name)["error"].get<std::string>(), HasSubstr("\"a/b\""));
   EXPECT_EQ(Call("GET", "/v2/models/small/versions/0").status, 400);
   // A percent-encoded name that decodes to the model's own.
-  EXPECT_EQ(Call("GET", "/v2/models/sm%61ll/ready").status, 200);
+  EXPECT_EQ(WaitUntilReady("/v2/models/sm%61ll/ready", "small").status, 200);
   EXPECT_EQ(Call("POST", "/v2/models/small/ready").status, 405);
   EXPECT_EQ(Call("GET", "/v2/models/small/infer").status, 405);
 }

@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "bnserve/v1/inference_service.grpc.pb.h"
@@ -26,12 +27,14 @@
 #include "grpcpp/security/credentials.h"
 #include "gtest/gtest.h"
 #include "server/proto_convert.h"
+#include "tests/server/grpc_test_util.h"
 #include "tests/server/server_test_util.h"
 #include "tests/testing/status_matchers.h"
 
 namespace bnserve {
 namespace {
 
+using ::bnserve::testing::HealthCheck;
 using ::bnserve::testing::SmallTrainRequest;
 using ::bnserve::testing::SyntheticData;
 using ::bnserve::testing::TempPath;
@@ -184,6 +187,51 @@ TEST_F(BnserveServerTest, BatchStatisticsNeverChangesStoredRunningStatistics) {
   for (int i = 0; i < before.tensors_size(); ++i) {
     EXPECT_EQ(before.tensors(i).SerializeAsString(), after.tensors(i).SerializeAsString())
         << before.tensors(i).name();
+  }
+}
+
+// A client's 32 KiB name or job id comes back as a short error over TCP, not
+// as gRPC's "metadata size exceeds limit" (or a hang).
+TEST_F(BnserveServerTest, HugeNamesGetAShortErrorOverTcp) {
+  auto tcp = grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->port()),
+                                 grpc::InsecureChannelCredentials());
+  auto inference = v1::InferenceService::NewStub(tcp);
+  auto training = v1::TrainingService::NewStub(tcp);
+  auto registry = v1::ModelRegistry::NewStub(tcp);
+  const std::string huge(32 << 10, 'n');
+  const auto deadline = [] { return absl::ToChronoTime(absl::Now() + absl::Seconds(10)); };
+  {
+    v1::PredictRequest request;
+    request.mutable_model()->set_name(huge);
+    *request.mutable_inputs() = SyntheticData(1, 12, 3, 1).features();
+    grpc::ClientContext context;
+    context.set_deadline(deadline());
+    v1::PredictResponse response;
+    const grpc::Status status = inference->Predict(&context, request, &response);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << status.error_message();
+    EXPECT_LT(status.error_message().size(), 200u);
+  }
+  {
+    v1::SetAliasRequest request;
+    request.set_model_name("m");
+    request.set_alias(huge);
+    request.set_version(1);
+    grpc::ClientContext context;
+    context.set_deadline(deadline());
+    v1::Model response;
+    const grpc::Status status = registry->SetAlias(&context, request, &response);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << status.error_message();
+    EXPECT_LT(status.error_message().size(), 200u);
+  }
+  {
+    v1::GetJobRequest request;
+    request.set_job_id(huge);
+    grpc::ClientContext context;
+    context.set_deadline(deadline());
+    v1::Job response;
+    const grpc::Status status = training->GetJob(&context, request, &response);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND) << status.error_message();
+    EXPECT_LE(status.error_message().size(), 1024u);
   }
 }
 
@@ -682,36 +730,6 @@ TEST_F(BnserveServerTest, PredictRunsConcurrentlyWithTraining) {
   v1::Job cancelled;
   ASSERT_TRUE(training_->CancelJob(&cancel_context, cancel, &cancelled).ok());
   EXPECT_EQ(WaitForEnd(job.job_id()).state(), v1::CANCELLED);
-}
-
-// grpc.health.v1.Health/Check through a generic stub (the health messages
-// are tiny: request {service}, response {status}; SERVING = 1).
-std::string HealthCheck(const std::shared_ptr<grpc::Channel>& channel, const std::string& service,
-                        grpc::Status* status) {
-  grpc::GenericStub stub(channel);
-  std::string request_bytes;
-  if (!service.empty()) {
-    request_bytes = std::string("\x0a", 1) + static_cast<char>(service.size()) + service;
-  }
-  grpc::Slice slice(request_bytes);
-  grpc::ByteBuffer request(&slice, 1);
-  grpc::ByteBuffer response;
-  grpc::ClientContext context;
-  absl::Notification done;
-  stub.UnaryCall(&context, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request,
-                 &response, [&](grpc::Status s) {
-                   *status = s;
-                   done.Notify();
-                 });
-  EXPECT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(10)));
-  std::vector<grpc::Slice> slices;
-  std::string bytes;
-  if (status->ok() && response.Dump(&slices).ok()) {
-    for (const grpc::Slice& s : slices) {
-      bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
-    }
-  }
-  return bytes;
 }
 
 TEST_F(BnserveServerTest, HealthServiceReportsServing) {

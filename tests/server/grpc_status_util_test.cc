@@ -1,6 +1,9 @@
 #include "server/grpc_status_util.h"
 
+#include <string>
+
 #include "absl/status/status.h"
+#include "absl/strings/match.h"
 #include "grpcpp/support/status.h"
 #include "gtest/gtest.h"
 
@@ -16,6 +19,23 @@ TEST(GrpcStatusUtilTest, StatusCodesMapNumberForNumber) {
       EXPECT_EQ(converted.error_message(), "why");
     }
   }
+}
+
+TEST(GrpcStatusUtilTest, LongMessagesAreCutAtACharacterBoundary) {
+  std::string utf8;
+  for (int i = 0; i < 2000; ++i) utf8 += "\xC3\xA9";  // "é" x 2000
+  for (const std::string& text : {std::string(5000, 'a'), utf8}) {
+    const grpc::Status converted = ToGrpcStatus(absl::InvalidArgumentError(text));
+    EXPECT_EQ(converted.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_LE(converted.error_message().size(), kMaxErrorMessageBytes);
+    EXPECT_TRUE(absl::EndsWith(converted.error_message(), "... (truncated)"));
+    const std::string kept = converted.error_message().substr(
+        0, converted.error_message().size() - std::string("... (truncated)").size());
+    EXPECT_TRUE(absl::StartsWith(text, kept));
+    if (text == utf8) EXPECT_EQ(kept.size() % 2, 0u);  // no half character
+  }
+  const std::string short_text(kMaxErrorMessageBytes, 'b');
+  EXPECT_EQ(ToGrpcStatus(absl::NotFoundError(short_text)).error_message(), short_text);
 }
 
 }  // namespace

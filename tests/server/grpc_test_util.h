@@ -57,6 +57,20 @@ inline grpc::Status RawUnaryCall(const std::shared_ptr<grpc::Channel>& channel,
   return status;
 }
 
+// grpc.health.v1.Health/Check of `service` (the health messages are tiny:
+// request {service}, response {status}; SERVING = 1): the response bytes,
+// and the call's status in *status.
+inline std::string HealthCheck(const std::shared_ptr<grpc::Channel>& channel,
+                               const std::string& service, grpc::Status* status) {
+  std::string request;
+  if (!service.empty()) {
+    request = std::string("\x0a", 1) + static_cast<char>(service.size()) + service;
+  }
+  std::string response;
+  *status = RawUnaryCall(channel, "/grpc.health.v1.Health/Check", request, &response);
+  return response;
+}
+
 // A BnserveServer on a free loopback port with a fresh registry, and a
 // channel to it.
 class LoopbackServerTest : public ::testing::Test {

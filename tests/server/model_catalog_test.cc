@@ -5,9 +5,11 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <thread>
 #include <vector>
 
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "core/network.h"
@@ -384,6 +386,114 @@ TEST_F(ModelCatalogTest, ConcurrentResolutionNeverGoesBackInTime) {
   EXPECT_EQ(stale.load(), 0);
   EXPECT_EQ(failed.load(), 0);
   EXPECT_THAT(catalog_->Resolve(AliasRef("m", "prod")), IsOkAndHolds(kVersions));
+}
+
+// A store whose GetVersion of one blocked version waits until released.
+class GatedStore : public ForwardingModelStore {
+ public:
+  using ForwardingModelStore::ForwardingModelStore;
+  void Block(int version) {
+    absl::MutexLock lock(&mu_);
+    blocked_ = version;
+  }
+  void Release() {
+    absl::MutexLock lock(&mu_);
+    blocked_ = 0;
+  }
+  bool Waiting() {
+    absl::MutexLock lock(&mu_);
+    return waiting_;
+  }
+  absl::StatusOr<v1::ModelVersion> GetVersion(const std::string& model_name, int version,
+                                              bool include_tensors) override {
+    {
+      absl::MutexLock lock(&mu_);
+      if (version == blocked_) {
+        waiting_ = true;
+        mu_.Await(absl::Condition(
+            +[](GatedStore* self) ABSL_EXCLUSIVE_LOCKS_REQUIRED(self->mu_) {
+              return self->blocked_ == 0;
+            },
+            this));
+        waiting_ = false;
+      }
+    }
+    return ForwardingModelStore::GetVersion(model_name, version, include_tensors);
+  }
+
+ private:
+  absl::Mutex mu_;
+  int blocked_ ABSL_GUARDED_BY(mu_) = 0;
+  bool waiting_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+// Polls `condition` for up to 10 s.
+template <typename Condition>
+bool Eventually(Condition condition) {
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (absl::Now() < deadline) {
+    if (condition()) return true;
+    absl::SleepFor(absl::Milliseconds(2));
+  }
+  return condition();
+}
+
+TEST_F(ModelCatalogTest, AVersionIsReadyOnlyOnceLoadedAndWarmedUp) {
+  ASSERT_OK(catalog_->Register(FreshVersion("m", 1), nullptr).status());
+  std::vector<std::pair<std::string, int>> ready;
+  absl::Mutex ready_mu;
+  catalog_->SetReadyListener([&](const std::string& name, int version) {
+    absl::MutexLock lock(&ready_mu);
+    ready.emplace_back(name, version);
+  });
+  EXPECT_FALSE(catalog_->IsReady("m", 1));
+  ASSERT_OK(catalog_->Load(Ref("m")).status());
+  EXPECT_TRUE(catalog_->IsReady("m", 1));
+  ASSERT_OK(catalog_->Load(Ref("m")).status());  // a cache hit: no second event
+  absl::MutexLock lock(&ready_mu);
+  EXPECT_EQ(ready, (std::vector<std::pair<std::string, int>>{{"m", 1}}));
+}
+
+TEST_F(ModelCatalogTest, BackgroundLoadOfOneVersionNeverMakesAnotherWait) {
+  GatedStore gated(store_.get());
+  ModelCatalog catalog(&gated, /*cache_capacity=*/4);
+  ASSERT_OK(catalog.Register(FreshVersion("m", 1), nullptr).status());
+  ASSERT_OK(catalog.Register(FreshVersion("m", 2), nullptr).status());
+  v1::ModelRef one = Ref("m");
+  one.set_version(1);
+  ASSERT_OK(catalog.Load(one).status());
+
+  gated.Block(2);
+  catalog.LoadInBackground("m", 2);
+  ASSERT_TRUE(Eventually([&] { return gated.Waiting(); }));
+  // Version 2 is stuck in the store; version 1 still answers at once, and
+  // resolving the latest (2) is not blocked either.
+  for (int i = 0; i < 100; ++i) ASSERT_OK(catalog.Load(one).status());
+  EXPECT_THAT(catalog.Resolve(Ref("m")), IsOkAndHolds(2));
+  EXPECT_FALSE(catalog.IsReady("m", 2));
+  catalog.LoadInBackground("m", 2);  // already queued: no second load
+  gated.Release();
+  EXPECT_TRUE(Eventually([&] { return catalog.IsReady("m", 2); }));
+}
+
+TEST_F(ModelCatalogTest, KeepLatestReadyLoadsEachNewVersionInTheBackground) {
+  ASSERT_OK(catalog_->Register(FreshVersion("m", 1), nullptr).status());
+  ASSERT_OK(catalog_->Register(FreshVersion("other", 1), nullptr).status());
+  catalog_->KeepLatestReady("m");
+  EXPECT_TRUE(Eventually([&] { return catalog_->IsReady("m", 1); }));
+  ASSERT_OK(catalog_->Register(FreshVersion("m", 2), nullptr).status());
+  EXPECT_TRUE(Eventually([&] { return catalog_->IsReady("m", 2); }));
+  ASSERT_OK(catalog_->Register(FreshVersion("other", 2), nullptr).status());
+  absl::SleepFor(absl::Milliseconds(50));
+  EXPECT_FALSE(catalog_->IsReady("other", 2));  // not kept ready: loaded on first use
+}
+
+TEST_F(ModelCatalogTest, StoppedBackgroundLoadsIgnoreLaterRequests) {
+  ASSERT_OK(catalog_->Register(FreshVersion("m", 1), nullptr).status());
+  catalog_->StopBackgroundLoads();
+  catalog_->LoadInBackground("m", 1);
+  absl::SleepFor(absl::Milliseconds(50));
+  EXPECT_FALSE(catalog_->IsReady("m", 1));
 }
 
 }  // namespace

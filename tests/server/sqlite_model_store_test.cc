@@ -1,5 +1,8 @@
 #include "server/sqlite_model_store.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -7,9 +10,11 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/network.h"
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/proto_convert.h"
@@ -87,6 +92,35 @@ TEST(SqliteModelStoreTest, VersionRoundTripsBitExactlyIncludingRunningStatistics
 
   ASSERT_OK_AND_ASSIGN(v1::ModelVersion metadata, store->GetVersion("digits", 1, false));
   EXPECT_EQ(metadata.tensors_size(), 0);
+}
+
+TEST(SqliteModelStoreTest, ARegistryHasOneStoreAtATime) {
+  const std::string path = TempPath("locked/store.db");
+  {
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<SqliteModelStore> first, SqliteModelStore::Open(path));
+    absl::StatusOr<std::unique_ptr<SqliteModelStore>> second = SqliteModelStore::Open(path);
+    EXPECT_THAT(second, StatusIs(absl::StatusCode::kFailedPrecondition));
+    EXPECT_THAT(std::string(second.status().message()),
+                ::testing::HasSubstr(absl::StrCat("is in use by pid ", getpid())));
+    ASSERT_OK(first->AddVersion(RandomVersion("digits", 1), nullptr).status());
+  }
+  // Closing releases it; the data are intact.
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<SqliteModelStore> again, SqliteModelStore::Open(path));
+  EXPECT_OK(again->GetVersion("digits", 1, true).status());
+}
+
+TEST(SqliteModelStoreTest, ANewRegistryAndItsDirectoryAreOwnerOnly) {
+  const std::string dir = TempPath("private");
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<SqliteModelStore> store,
+                       SqliteModelStore::Open(dir + "/sub/store.db"));
+  ASSERT_OK(store->AddVersion(RandomVersion("digits", 1), nullptr).status());
+  for (const auto& [path, mode] : std::vector<std::pair<std::string, int>>{
+           {dir, 0700}, {dir + "/sub", 0700}, {dir + "/sub/store.db", 0600},
+           {dir + "/sub/store.db-wal", 0600}, {dir + "/sub/store.db.lock", 0600}}) {
+    struct stat info;
+    ASSERT_EQ(stat(path.c_str(), &info), 0) << path;
+    EXPECT_EQ(info.st_mode & 0777, mode) << path;
+  }
 }
 
 TEST(SqliteModelStoreTest, EverythingSurvivesReopen) {

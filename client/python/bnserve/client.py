@@ -1,0 +1,332 @@
+"""Client: a typed layer over bnserve's gRPC API (bnserve.v1 and the Open
+Inference Protocol), with NumPy arrays in and out.
+
+Every method is one RPC (watch and wait stream or poll); errors are
+grpc.RpcError with the server's status code. A Client is safe to use from
+several threads (gRPC channels and stubs are).
+"""
+import dataclasses
+from typing import Dict, Iterator, List, Optional, Sequence
+
+import grpc
+import numpy as np
+
+from bnserve.v1 import inference_service_pb2 as _inference
+from bnserve.v1 import inference_service_pb2_grpc as _inference_grpc
+from bnserve.v1 import model_registry_pb2 as _registry
+from bnserve.v1 import model_registry_pb2_grpc as _registry_grpc
+from bnserve.v1 import training_service_pb2 as _training
+from bnserve.v1 import training_service_pb2_grpc as _training_grpc
+from bnserve.v1 import types_pb2 as _types
+from bnserve.v2 import open_inference_grpc_pb2 as _v2
+from bnserve.v2 import open_inference_grpc_pb2_grpc as _v2_grpc
+
+_ACTIVATIONS = {"relu": _types.RELU, "sigmoid": _types.SIGMOID, "tanh": _types.TANH}
+_OPTIMIZERS = {"sgd": _types.SGD, "momentum": _types.MOMENTUM, "nesterov": _types.NESTEROV,
+               "adagrad": _types.ADAGRAD, "rmsprop": _types.RMSPROP, "adam": _types.ADAM}
+_BN_MODES = {"inference": _types.INFERENCE, "batch_statistics": _types.BATCH_STATISTICS}
+_SPLITS = {"train": _types.TRAIN, "test": _types.TEST}
+_TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED"}
+
+
+@dataclasses.dataclass
+class Epoch:
+    epoch: int
+    train_loss: float
+    train_accuracy: float
+    validation_accuracy: float
+    seconds: float
+
+    @staticmethod
+    def _from(proto) -> "Epoch":
+        return Epoch(proto.epoch, proto.train_loss, proto.train_accuracy,
+                     proto.validation_accuracy, proto.seconds)
+
+
+@dataclasses.dataclass
+class Job:
+    job_id: str
+    model_name: str
+    state: str
+    reason: str
+    model_version: int
+    total_epochs: int
+    epochs: List[Epoch]
+    description: str
+    use_batchnorm: bool
+    weight_init_std: float
+
+    @property
+    def done(self) -> bool:
+        return self.state in _TERMINAL
+
+    @staticmethod
+    def _from(proto) -> "Job":
+        network = proto.request.network
+        return Job(proto.job_id, proto.model_name, _training.JobState.Name(proto.state),
+                   proto.reason, proto.model_version, proto.total_epochs,
+                   [Epoch._from(e) for e in proto.epochs], proto.request.description,
+                   network.use_batchnorm if network.HasField("use_batchnorm") else True,
+                   network.weight_init.std)
+
+
+@dataclasses.dataclass
+class Prediction:
+    probabilities: np.ndarray  # float32 [N, classes]
+    classes: np.ndarray        # int32 [N]
+    model_name: str
+    model_version: int
+
+
+@dataclasses.dataclass
+class Evaluation:
+    loss: float
+    accuracy: float
+    per_class_accuracy: np.ndarray
+    confusion_matrix: np.ndarray  # int64 [classes, classes]: row true, column predicted
+    num_examples: int
+    model_name: str
+    model_version: int
+
+
+@dataclasses.dataclass
+class Model:
+    name: str
+    versions: List[int]
+    aliases: Dict[str, int]
+    latest_version: int
+
+
+@dataclasses.dataclass
+class ModelVersion:
+    model_name: str
+    version: int
+    job_id: str
+    input_size: int
+    hidden_sizes: List[int]
+    output_size: int
+    activation: str
+    use_batchnorm: bool
+    bn_eps: float
+    aliases: List[str]
+    # W1, b1, gamma1, beta1, running_mean1, running_var1, ... when asked for.
+    tensors: Dict[str, np.ndarray]
+
+
+def _tensor(array) -> "_types.Tensor":
+    array = np.ascontiguousarray(array, dtype=np.float32)
+    if array.ndim != 2:
+        raise ValueError("expected a 2-D array [rows, features], got shape %s" % (array.shape,))
+    tensor = _types.Tensor()
+    tensor.shape.extend(array.shape)
+    tensor.values.extend(array.ravel().tolist())
+    return tensor
+
+
+def _array(tensor) -> np.ndarray:
+    return np.asarray(tensor.values, dtype=np.float32).reshape(tuple(tensor.shape))
+
+
+def _model_ref(name, version=None, alias=None) -> "_types.ModelRef":
+    ref = _types.ModelRef(name=name)
+    if version is not None and alias is not None:
+        raise ValueError("give a version or an alias, not both")
+    if version is not None:
+        ref.version = int(version)
+    elif alias is not None:
+        ref.alias = alias
+    return ref
+
+
+def _data_spec(dataset, split, limit) -> "_types.DataSpec":
+    spec = _types.DataSpec()
+    spec.builtin.name = dataset
+    spec.builtin.split = _SPLITS[split]
+    spec.builtin.limit = limit
+    return spec
+
+
+class Client:
+    """A connection to one bnserve server."""
+
+    def __init__(self, target: str = "127.0.0.1:50051", timeout: float = 60.0,
+                 channel: Optional[grpc.Channel] = None, max_message_mb: int = 64):
+        options = [("grpc.max_receive_message_length", max_message_mb << 20),
+                   ("grpc.max_send_message_length", max_message_mb << 20)]
+        self._channel = channel or grpc.insecure_channel(target, options=options)
+        self._timeout = timeout
+        self._training = _training_grpc.TrainingServiceStub(self._channel)
+        self._inference = _inference_grpc.InferenceServiceStub(self._channel)
+        self._registry = _registry_grpc.ModelRegistryStub(self._channel)
+        self._v2 = _v2_grpc.GRPCInferenceServiceStub(self._channel)
+
+    def close(self):
+        self._channel.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    # ---- training -------------------------------------------------------------
+    def train(self, model: str, dataset: str = "mnist-digits", limit: int = 0,
+              epochs: int = 20, batch_size: int = 100,
+              hidden_sizes: Sequence[int] = (100, 100, 100, 100, 100),
+              activation: str = "relu", weight_init_std=None, batchnorm: bool = True,
+              optimizer: str = "sgd", learning_rate: Optional[float] = None, seed: int = 0,
+              validation_split: Optional[str] = None, validation_limit: int = 0,
+              description: str = "") -> Job:
+        """Submits a training job on a built-in data set and returns it (QUEUED).
+
+        weight_init_std: a number (the book's weight_init_std), "he", "xavier"
+        or None (He)."""
+        request = _training.TrainRequest(model_name=model, epochs=epochs,
+                                         batch_size=batch_size, seed=seed,
+                                         description=description)
+        network = request.network
+        network.hidden_sizes.extend(hidden_sizes)
+        network.activation = _ACTIVATIONS[activation]
+        network.use_batchnorm = batchnorm
+        if weight_init_std in (None, "he"):
+            network.weight_init.kind = _types.WeightInit.HE
+        elif weight_init_std == "xavier":
+            network.weight_init.kind = _types.WeightInit.XAVIER
+        else:
+            network.weight_init.kind = _types.WeightInit.STD
+            network.weight_init.std = float(weight_init_std)
+        request.optimizer.type = _OPTIMIZERS[optimizer]
+        if learning_rate is not None:
+            request.optimizer.learning_rate = learning_rate
+        request.train_data.CopyFrom(_data_spec(dataset, "train", limit))
+        if validation_split is not None:
+            request.validation_data.CopyFrom(
+                _data_spec(dataset, validation_split, validation_limit))
+        return Job._from(self._training.Train(request, timeout=self._timeout))
+
+    def job(self, job_id: str) -> Job:
+        return Job._from(self._training.GetJob(_training.GetJobRequest(job_id=job_id),
+                                               timeout=self._timeout))
+
+    def jobs(self, model: Optional[str] = None) -> List[Job]:
+        """Every job (of `model` when given), following the pages."""
+        jobs, token = [], ""
+        while True:
+            response = self._training.ListJobs(
+                _training.ListJobsRequest(model_name=model or "", page_size=1000,
+                                          page_token=token), timeout=self._timeout)
+            jobs += [Job._from(j) for j in response.jobs]
+            token = response.next_page_token
+            if not token:
+                return jobs
+
+    def cancel(self, job_id: str) -> Job:
+        return Job._from(self._training.CancelJob(_training.CancelJobRequest(job_id=job_id),
+                                                  timeout=self._timeout))
+
+    def watch(self, job_id: str) -> Iterator[Epoch]:
+        """The job's epochs as the server reports them (history first), until it ends."""
+        for event in self._training.WatchJob(_training.WatchJobRequest(job_id=job_id)):
+            if event.HasField("epoch"):
+                yield Epoch._from(event.epoch)
+
+    def wait(self, job_id: str) -> Job:
+        """Blocks until the job ends; returns it in its terminal state."""
+        for event in self._training.WatchJob(_training.WatchJobRequest(job_id=job_id)):
+            if event.HasField("finished"):
+                return Job._from(event.finished)
+        return self.job(job_id)
+
+    # ---- inference ------------------------------------------------------------
+    def predict(self, model: str, x, version: Optional[int] = None,
+                alias: Optional[str] = None, bn_mode: str = "inference") -> Prediction:
+        """bnserve.v1 Predict of the rows of `x` ([N, features])."""
+        request = _inference.PredictRequest(model=_model_ref(model, version, alias),
+                                            inputs=_tensor(x), bn_mode=_BN_MODES[bn_mode])
+        response = self._inference.Predict(request, timeout=self._timeout)
+        return Prediction(_array(response.probabilities),
+                          np.asarray(response.predicted_classes, dtype=np.int32),
+                          response.model_name, response.model_version)
+
+    def infer(self, model: str, x, version: str = "", bn_mode: str = "inference",
+              outputs: Optional[Sequence[str]] = None) -> Dict[str, np.ndarray]:
+        """The Open Inference Protocol's ModelInfer (raw contents): output name -> array."""
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        request = _v2.ModelInferRequest(model_name=model, model_version=str(version))
+        request.inputs.add(name="input", datatype="FP32", shape=list(x.shape))
+        request.raw_input_contents.append(x.tobytes())
+        request.parameters["bn_mode"].string_param = bn_mode
+        for name in outputs or ():
+            request.outputs.add(name=name)
+        response = self._v2.ModelInfer(request, timeout=self._timeout)
+        dtypes = {"FP32": np.float32, "INT32": np.int32}
+        result = {}
+        for output, raw in zip(response.outputs, response.raw_output_contents):
+            result[output.name] = np.frombuffer(raw, dtype=dtypes[output.datatype]).reshape(
+                tuple(output.shape))
+        return result
+
+    def evaluate(self, model: str, dataset: str = "mnist-digits", split: str = "test",
+                 limit: int = 0, version: Optional[int] = None, alias: Optional[str] = None,
+                 bn_mode: str = "inference") -> Evaluation:
+        request = _inference.EvaluateRequest(model=_model_ref(model, version, alias),
+                                             data=_data_spec(dataset, split, limit),
+                                             bn_mode=_BN_MODES[bn_mode])
+        r = self._inference.Evaluate(request, timeout=self._timeout)
+        classes = r.num_classes
+        return Evaluation(r.loss, r.accuracy, np.asarray(r.per_class_accuracy),
+                          np.asarray(r.confusion_matrix, dtype=np.int64).reshape(classes,
+                                                                                  classes),
+                          r.num_examples, r.model_name, r.model_version)
+
+    # ---- registry -------------------------------------------------------------
+    def models(self) -> List[Model]:
+        response = self._registry.ListModels(_registry.ListModelsRequest(),
+                                             timeout=self._timeout)
+        return [Model(m.name, list(m.versions), dict(m.aliases), m.latest_version)
+                for m in response.models]
+
+    def get_model(self, model: str, version: Optional[int] = None,
+                  alias: Optional[str] = None, parameters: bool = False) -> ModelVersion:
+        request = _registry.GetModelRequest(model=_model_ref(model, version, alias),
+                                            include_parameters=parameters)
+        v = self._registry.GetModel(request, timeout=self._timeout)
+        n = v.network
+        return ModelVersion(v.model_name, v.version, v.job_id, n.input_size,
+                            list(n.hidden_sizes), n.output_size,
+                            _types.Activation.Name(n.activation).lower(),
+                            n.use_batchnorm if n.HasField("use_batchnorm") else True,
+                            n.bn_eps if n.HasField("bn_eps") else 1e-6, list(v.aliases),
+                            {t.name: _array(t.tensor) for t in v.tensors})
+
+    def set_alias(self, model: str, alias: str, version: int) -> Model:
+        m = self._registry.SetAlias(
+            _registry.SetAliasRequest(model_name=model, alias=alias, version=version),
+            timeout=self._timeout)
+        return Model(m.name, list(m.versions), dict(m.aliases), m.latest_version)
+
+    def delete_version(self, model: str, version: int) -> None:
+        self._registry.DeleteModelVersion(
+            _registry.DeleteModelVersionRequest(model_name=model, version=version),
+            timeout=self._timeout)
+
+    def export(self, model: str, path: Optional[str] = None, version: Optional[int] = None,
+               alias: Optional[str] = None) -> bytes:
+        """ExportModel: the version as bytes (bnserve's binary format), also written to `path`."""
+        exported = self._registry.ExportModel(
+            _registry.ExportModelRequest(model=_model_ref(model, version, alias)),
+            timeout=self._timeout)
+        data = exported.SerializeToString()
+        if path is not None:
+            with open(path, "wb") as f:
+                f.write(data)
+        return data
+
+    def import_model(self, data: bytes, as_name: str = "") -> ModelVersion:
+        version = _registry.ModelVersion()
+        version.ParseFromString(data)
+        stored = self._registry.ImportModel(
+            _registry.ImportModelRequest(model=version, model_name=as_name),
+            timeout=self._timeout)
+        return self.get_model(stored.model_name, version=stored.version)
