@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -351,6 +352,47 @@ TEST(ParseInferRequestTest, BinaryDataErrorsAreInvalidArgument) {
       R"({"inputs":[{"name":"a","shape":[2],"datatype":"FP32","data":[1,2],"parameters":{"binary_data_size":8}}]})";
   EXPECT_THAT(message(both + data, absl::StrCat(both.size())),
               HasSubstr("both binary data and \"data\""));
+}
+
+TEST(ParseInferRequestTest, DeepNestingAndRandomDamageAreErrorsNotCrashes) {
+  // 200,000 levels of arrays: nlohmann parses and frees them without
+  // recursion; the codec walks no deeper than the shape.
+  const std::string deep = absl::StrCat(R"({"inputs":[{"name":"input","shape":[1,1],)",
+                                        R"("datatype":"FP32","data":)",
+                                        std::string(200000, '['), std::string(200000, ']'),
+                                        "}]}");
+  EXPECT_THAT(Parse(deep), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(Parse(std::string(200000, '[')), StatusIs(absl::StatusCode::kInvalidArgument));
+
+  // Valid requests, JSON and binary, with bytes overwritten, dropped or
+  // duplicated at random: every result is OK or InvalidArgument.
+  const std::vector<float> row = {0.5f, 1.5f, -2.0f, 3.0f};
+  const std::string json_body = R"({"id":"x","parameters":{"bn_mode":"inference"},
+      "inputs":[{"name":"input","shape":[2,2],"datatype":"FP32","data":[[0.5,1.5],[-2,3]]}],
+      "outputs":[{"name":"probabilities","parameters":{"binary_data":true}}]})";
+  const std::string header = R"({"inputs":[{"name":"input","shape":[1,4],"datatype":"FP32",)"
+                             R"("parameters":{"binary_data_size":16}}]})";
+  std::mt19937 rng(20261201);
+  for (int i = 0; i < 20000; ++i) {
+    const bool binary = i % 2 == 1;
+    std::string body = binary ? header + Bytes(row) : json_body;
+    const int edits = 1 + static_cast<int>(rng() % 4);
+    for (int e = 0; e < edits && !body.empty(); ++e) {
+      const size_t at = rng() % body.size();
+      switch (rng() % 3) {
+        case 0: body[at] = static_cast<char>(rng()); break;
+        case 1: body.erase(at, 1 + rng() % 8); break;
+        default: body.insert(at, body.substr(at, 1 + rng() % 8)); break;
+      }
+    }
+    absl::StatusOr<RestInferRequest> parsed = ParseInferRequest(
+        body, binary ? std::optional<std::string>(absl::StrCat(header.size())) : std::nullopt,
+        "m", "");
+    if (!parsed.ok()) {
+      ASSERT_EQ(parsed.status().code(), absl::StatusCode::kInvalidArgument)
+          << parsed.status() << " for " << body;
+    }
+  }
 }
 
 // ---- responses ---------------------------------------------------------------
