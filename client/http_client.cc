@@ -115,8 +115,8 @@ absl::StatusOr<HttpReply> HttpClient::Send(const HttpClientRequest& request) {
   const CURLcode code = curl_easy_perform(curl);
   curl_slist_free_all(headers);
   if (code != CURLE_OK) {
-    return absl::UnavailableError(absl::StrCat(request.method, " ", request.url, ": ",
-                                               error[0] != '\0' ? error : curl_easy_strerror(code)));
+    const char* message = error[0] != '\0' ? error : curl_easy_strerror(code);
+    return absl::UnavailableError(absl::StrCat(request.method, " ", request.url, ": ", message));
   }
   curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &reply.status);
   return reply;

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -236,7 +237,8 @@ absl::StatusOr<T> IntegerFromJson(const json& value, const std::string& where,
     if (u <= static_cast<uint64_t>(std::numeric_limits<T>::max())) return static_cast<T>(u);
   } else if (value.is_number_integer()) {
     const int64_t i = value.get<int64_t>();
-    if (std::numeric_limits<T>::is_signed && i >= static_cast<int64_t>(std::numeric_limits<T>::min()) &&
+    if (std::numeric_limits<T>::is_signed &&
+        i >= static_cast<int64_t>(std::numeric_limits<T>::min()) &&
         i <= static_cast<int64_t>(std::numeric_limits<T>::max())) {
       return static_cast<T>(i);
     }
@@ -383,7 +385,9 @@ int64_t TypedCount(const std::string& datatype, const inference::InferTensorCont
   if (datatype == "FP32") return c.fp32_contents_size();
   if (datatype == "FP64") return c.fp64_contents_size();
   if (datatype == "BOOL") return c.bool_contents_size();
-  if (datatype == "INT8" || datatype == "INT16" || datatype == "INT32") return c.int_contents_size();
+  if (datatype == "INT8" || datatype == "INT16" || datatype == "INT32") {
+    return c.int_contents_size();
+  }
   if (datatype == "INT64") return c.int64_contents_size();
   if (datatype == "UINT8" || datatype == "UINT16" || datatype == "UINT32") {
     return c.uint_contents_size();

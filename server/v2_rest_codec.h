@@ -54,10 +54,10 @@
 #include <cstddef>
 #include <optional>
 #include <string>
-#include "absl/strings/string_view.h"
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "inference/open_inference_grpc.pb.h"
 #include "nlohmann/json.hpp"
 

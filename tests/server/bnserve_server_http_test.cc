@@ -230,9 +230,9 @@ TEST(BnserveServerHttpReadinessTest, ServerIsNotReadyUntilTheDefaultModelIs) {
 }
 
 TEST_F(BnserveServerHttpTest, UnknownModelsVersionsAndRoutesAre404BadNamesAre400) {
-  for (const char* path : {"/v2/models/nope", "/v2/models/nope/ready", "/v2/models/small/versions/9",
-                           "/v2/models/small/versions/9/ready", "/v2/models/small/versions/prod",
-                           "/v2/nothing"}) {
+  for (const char* path :
+       {"/v2/models/nope", "/v2/models/nope/ready", "/v2/models/small/versions/9",
+        "/v2/models/small/versions/9/ready", "/v2/models/small/versions/prod", "/v2/nothing"}) {
     HttpReply reply = Call("GET", path);
     EXPECT_EQ(reply.status, 404) << path;
     EXPECT_TRUE(Json(reply)["error"].is_string()) << path << ": " << reply.body;
@@ -331,8 +331,8 @@ TEST_F(BnserveServerHttpTest, EveryErrorHasItsStatusAndTheServerServesOn) {
   EXPECT_EQ(error("/v2/models/small/infer", std::string((1 << 20) + 1, ' ')).first, 413);
   // A NaN can only come as binary data; Predict refuses it as InvalidArgument.
   const float nan_row[kFeatures] = {std::nanf("")};
-  const std::string header =
-      R"({"inputs":[{"name":"input","shape":[1,12],"datatype":"FP32","parameters":{"binary_data_size":48}}]})";
+  const std::string header = R"({"inputs":[{"name":"input","shape":[1,12],"datatype":"FP32",)"
+                             R"("parameters":{"binary_data_size":48}}]})";
   EXPECT_EQ(error("/v2/models/small/infer", header + FloatBytes(nan_row, kFeatures),
                   {absl::StrCat("Inference-Header-Content-Length: ", header.size())})
                 .first,

@@ -317,8 +317,8 @@ TEST(ParseInferRequestTest, BinaryDataOutputIsTheDefaultThatBinaryDataOverrides)
 }
 
 TEST(ParseInferRequestTest, BinaryDataErrorsAreInvalidArgument) {
-  const std::string header =
-      R"({"inputs":[{"name":"a","shape":[2],"datatype":"FP32","parameters":{"binary_data_size":8}}]})";
+  const std::string header = R"({"inputs":[{"name":"a","shape":[2],"datatype":"FP32",)"
+                             R"("parameters":{"binary_data_size":8}}]})";
   const std::string data = Bytes(std::vector<float>{1, 2});
   auto message = [](const std::string& body, std::optional<std::string> length) {
     absl::StatusOr<RestInferRequest> parsed =
@@ -340,16 +340,17 @@ TEST(ParseInferRequestTest, BinaryDataErrorsAreInvalidArgument) {
   EXPECT_THAT(message(header + data.substr(0, 7), length),
               HasSubstr("8 bytes, but only 7 bytes of binary data are left"));
   EXPECT_THAT(message(header + data + "z", length),
-              HasSubstr("the binary data are 9 bytes, but the inputs' binary_data_size add up to 8"));
+              HasSubstr("the binary data are 9 bytes, but the inputs' binary_data_size add "
+                        "up to 8"));
   const std::string json_only = R"({"inputs":[]})";
   EXPECT_THAT(message(json_only + "zz", absl::StrCat(json_only.size())),
               HasSubstr("2 bytes follow the JSON header"));
-  const std::string negative =
-      R"({"inputs":[{"name":"a","shape":[2],"datatype":"FP32","parameters":{"binary_data_size":-8}}]})";
+  const std::string negative = R"({"inputs":[{"name":"a","shape":[2],"datatype":"FP32",)"
+                               R"("parameters":{"binary_data_size":-8}}]})";
   EXPECT_THAT(message(negative + data, absl::StrCat(negative.size())),
               HasSubstr("binary_data_size: must be a non-negative integer"));
-  const std::string both =
-      R"({"inputs":[{"name":"a","shape":[2],"datatype":"FP32","data":[1,2],"parameters":{"binary_data_size":8}}]})";
+  const std::string both = R"({"inputs":[{"name":"a","shape":[2],"datatype":"FP32",)"
+                           R"("data":[1,2],"parameters":{"binary_data_size":8}}]})";
   EXPECT_THAT(message(both + data, absl::StrCat(both.size())),
               HasSubstr("both binary data and \"data\""));
 }
