@@ -56,6 +56,13 @@ absl::Status CheckDatasetFits(const Dataset& data, const NetworkConfig& network,
   return absl::OkStatus();
 }
 
+int64_t EstimateEvaluationBytes(const NetworkConfig& network, int64_t rows) {
+  const int64_t confusion_bytes =
+      int64_t{network.output_size} * network.output_size * int64_t{sizeof(int64_t)};
+  return std::min<int64_t>(EstimateForwardBytes(network, rows), INT64_MAX - confusion_bytes) +
+         confusion_bytes;
+}
+
 absl::StatusOr<Evaluation> EvaluateNetwork(const Network<float>& network, const Dataset& data,
                                            const EvaluationOptions& options) {
   if (data.size() == 0) return absl::InvalidArgumentError("the evaluation data are empty");
@@ -65,7 +72,7 @@ absl::StatusOr<Evaluation> EvaluateNetwork(const Network<float>& network, const 
   const int64_t slice_rows =
       options.mode == BnMode::kInference ? std::max(1, options.slice_rows) : n_rows;
   const int64_t pass_rows = std::min(n_rows, slice_rows);
-  const int64_t pass_bytes = EstimateForwardBytes(config, pass_rows);
+  const int64_t pass_bytes = EstimateEvaluationBytes(config, pass_rows);
   if (pass_bytes > options.max_pass_bytes) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "evaluating ", pass_rows, " rows in one pass needs about ", pass_bytes >> 20,

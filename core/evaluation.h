@@ -43,6 +43,10 @@ int64_t ForwardFloatsPerRow(const NetworkConfig& network);
 // and the probabilities. INT64_MAX when that does not fit in int64.
 int64_t EstimateForwardBytes(const NetworkConfig& network, int64_t rows);
 
+// EstimateForwardBytes plus the classes x classes confusion matrix: what one
+// evaluation pass of `rows` rows holds at once.
+int64_t EstimateEvaluationBytes(const NetworkConfig& network, int64_t rows);
+
 // InvalidArgument unless `data` fits `network`: its feature count is the
 // network's input_size, it has one label per row, and every label is in
 // [0, output_size). `role` names the data in the message ("training set").
@@ -53,7 +57,7 @@ struct EvaluationOptions {
   BnMode mode = BnMode::kInference;
   // Rows per forward pass in kInference mode (values < 1 count as 1).
   int slice_rows = kEvaluationSliceRows;
-  // One pass whose EstimateForwardBytes exceeds this is ResourceExhausted.
+  // One pass whose EstimateEvaluationBytes exceeds this is ResourceExhausted.
   int64_t max_pass_bytes = INT64_MAX;
 };
 

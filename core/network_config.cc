@@ -101,9 +101,9 @@ absl::Status ValidateNetworkConfig(const NetworkConfig& config) {
                                                      config.hidden_sizes[i]));
     }
   }
-  if (config.output_size <= 0 || config.output_size > kMaxLayerSize) {
+  if (config.output_size <= 0 || config.output_size > kMaxClasses) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "output_size must be in [1, ", kMaxLayerSize, "], got ", config.output_size));
+        "output_size must be in [1, ", kMaxClasses, "], got ", config.output_size));
   }
   if (const int64_t parameters = NetworkParameterCount(config);
       parameters > kMaxNetworkParameters) {

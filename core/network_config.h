@@ -60,7 +60,10 @@ struct NetworkConfig {
 // 0.12 M parameters).
 inline constexpr int kMaxHiddenLayers = 100;
 inline constexpr int kMaxInputSize = 1 << 20;   // features per sample
-inline constexpr int kMaxLayerSize = 1 << 14;   // units of a hidden or the output layer
+inline constexpr int kMaxLayerSize = 1 << 14;   // units of a hidden layer
+// Classes (output_size): an evaluation keeps a classes x classes confusion
+// matrix (4096: 128 MiB of int64), so the output layer is bounded tighter.
+inline constexpr int kMaxClasses = 1 << 12;
 inline constexpr int64_t kMaxNetworkParameters = int64_t{1} << 26;  // 256 MiB of float
 
 // The number of scalars in the network's tensors: W and b of every Affine,
@@ -71,7 +74,7 @@ int64_t NetworkParameterCount(const NetworkConfig& config);
 // OK, or InvalidArgument naming the offending field (sizes <= 0, dropout
 // outside [0, 1), negative lambda, momentum outside [0, 1), eps <= 0,
 // std <= 0 or not finite) or the limit exceeded (kMaxHiddenLayers,
-// kMaxInputSize, kMaxLayerSize, kMaxNetworkParameters).
+// kMaxInputSize, kMaxLayerSize, kMaxClasses, kMaxNetworkParameters).
 absl::Status ValidateNetworkConfig(const NetworkConfig& config);
 
 // As ValidateNetworkConfig, except that an input_size of 0 means "still

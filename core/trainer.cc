@@ -68,6 +68,11 @@ int EffectiveBatchSize(int batch_size, int64_t train_rows) {
   return static_cast<int>(std::min<int64_t>(batch_size, train_rows));
 }
 
+int64_t RowsPerEpoch(int batch_size, int64_t train_rows) {
+  const int64_t batch = EffectiveBatchSize(batch_size, train_rows);
+  return std::max<int64_t>(1, train_rows / batch) * batch;
+}
+
 int64_t EstimateTrainingBytes(const NetworkConfig& network, int batch_size) {
   int64_t hidden_sum = 0;
   for (int size : network.hidden_sizes) hidden_sum += size;
@@ -115,7 +120,8 @@ absl::StatusOr<std::vector<EpochMetrics>> Train(
   }
   ASSIGN_OR_RETURN(std::unique_ptr<Optimizer> optimizer, CreateOptimizer(options.optimizer));
 
-  const int iterations_per_epoch = std::max(1, train.size() / batch_size);
+  const int iterations_per_epoch =
+      static_cast<int>(RowsPerEpoch(options.batch_size, train.size()) / batch_size);
   std::mt19937_64 rng(options.seed);
   std::vector<int> order(static_cast<size_t>(train.size()));
   std::iota(order.begin(), order.end(), 0);

@@ -54,6 +54,12 @@ absl::Status ValidateTrainerOptions(const TrainerOptions& options,
 // training set when it is smaller (a permutation cannot fill a larger batch).
 int EffectiveBatchSize(int batch_size, int64_t train_rows);
 
+// The rows one epoch of Train puts through a gradient step: its iterations
+// (train_rows / EffectiveBatchSize, at least one) times that batch size. The
+// remainder of a shuffled set that does not fill a batch is left out.
+// REQUIRES: batch_size >= 1, train_rows >= 1.
+int64_t RowsPerEpoch(int batch_size, int64_t train_rows);
+
 // An upper bound, in bytes, of the working memory Train needs for `network`
 // with batches of `batch_size` rows (the data set itself not included): the
 // parameters with their gradients and up to two optimizer states, the

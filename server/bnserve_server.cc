@@ -15,6 +15,7 @@
 #include "grpcpp/server_builder.h"
 #include "grpcpp/support/channel_arguments.h"
 #include "server/default_model.h"
+#include "server/grpc_metrics_interceptor.h"
 #include "server/grpc_parse_failure_interceptor.h"
 #include "server/v2_rest_routes.h"
 
@@ -36,7 +37,8 @@ void SetServing(grpc::Server* server, bool serving) {
 
 }  // namespace
 
-BnserveServer::BnserveServer(const BnserveServerOptions& options) : options_(options) {}
+BnserveServer::BnserveServer(const BnserveServerOptions& options)
+    : options_(options), metrics_(std::make_unique<ServerMetrics>()) {}
 
 std::string BnserveServer::ModelHealthServiceName(const std::string& model_name) {
   return absl::StrCat("bnserve.model.", model_name);
@@ -62,9 +64,21 @@ absl::StatusOr<std::unique_ptr<BnserveServer>> BnserveServer::Start(
   job_options.max_queue = options.max_queue;
   job_options.max_epochs = options.max_epochs;
   job_options.max_job_bytes = int64_t{options.max_job_memory_mb} << 20;
+  ServerMetrics* metrics = server->metrics_.get();
+  job_options.on_epoch_finished = [metrics](const FinishedEpoch& epoch) {
+    metrics->RecordEpoch(epoch);
+  };
   server->jobs_ = std::make_unique<JobManager>(server->store_.get(), server->catalog_.get(),
                                                server->data_.get(), job_options);
   RETURN_IF_ERROR(server->jobs_->Start());
+  // Read at scrape time; cleared by the destructor before these go.
+  JobManager* jobs = server->jobs_.get();
+  ModelCatalog* catalog = server->catalog_.get();
+  MetricsSources sources;
+  sources.jobs = [jobs] { return jobs->Stats(); };
+  sources.model_cache = [catalog] { return catalog->cache_stats(); };
+  sources.models = [catalog] { return catalog->ListModels(); };
+  metrics->SetSources(std::move(sources));
   server->training_service_ = std::make_unique<TrainingServiceImpl>(server->jobs_.get());
   InferenceServiceOptions inference_options;
   inference_options.max_batch = options.max_batch;
@@ -72,13 +86,14 @@ absl::StatusOr<std::unique_ptr<BnserveServer>> BnserveServer::Start(
   inference_options.max_evaluation_bytes = int64_t{options.max_job_memory_mb} << 20;
   inference_options.max_response_bytes = int64_t{options.max_message_mb} << 20;
   server->inference_service_ = std::make_unique<InferenceServiceImpl>(
-      server->catalog_.get(), server->data_.get(), inference_options);
+      server->catalog_.get(), server->data_.get(), inference_options, metrics);
   server->registry_service_ = std::make_unique<ModelRegistryServiceImpl>(server->catalog_.get());
   server->diagnostics_service_ = std::make_unique<DiagnosticsService>();
   OpenInferenceOptions open_inference_options;
   open_inference_options.default_model = options.default_model;
   server->open_inference_ = std::make_unique<OpenInference>(
-      server->catalog_.get(), server->inference_service_->predictor(), open_inference_options);
+      server->catalog_.get(), server->inference_service_->predictor(), open_inference_options,
+      metrics);
   server->open_inference_service_ =
       std::make_unique<OpenInferenceServiceImpl>(server->open_inference_.get());
 
@@ -102,6 +117,8 @@ absl::StatusOr<std::unique_ptr<BnserveServer>> BnserveServer::Start(
   // INTERNAL, not gRPC's UNIMPLEMENTED, for a request that does not parse.
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
   interceptors.push_back(std::make_unique<ParseFailureInterceptorFactory>());
+  // Last, so that it counts the status the client gets.
+  interceptors.push_back(std::make_unique<GrpcMetricsInterceptorFactory>(metrics));
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || (!options.listen.empty() && server->port_ == 0)) {
@@ -116,11 +133,9 @@ absl::StatusOr<std::unique_ptr<BnserveServer>> BnserveServer::Start(
     // A REST body may be as large as a gRPC message.
     http_options.max_body_bytes = int64_t{options.max_message_mb} << 20;
     http_options.request_timeout = options.http_request_timeout;
-    // No metrics function yet: no /metrics route (server/server_metrics
-    // provides it).
     ASSIGN_OR_RETURN(server->http_,
-                     HttpServer::Start(http_options,
-                                       V2RestRoutes(server->open_inference_.get(), nullptr)));
+                     HttpServer::Start(http_options, V2RestRoutes(server->open_inference_.get(),
+                                                                  server->MetricsText())));
   }
   SetServing(server->server_.get(), true);
   BnserveServer* self = server.get();
@@ -136,7 +151,11 @@ absl::StatusOr<std::unique_ptr<BnserveServer>> BnserveServer::Start(
   return server;
 }
 
-BnserveServer::~BnserveServer() { Shutdown(); }
+BnserveServer::~BnserveServer() {
+  Shutdown();
+  // No scrape may read the job manager or the catalog once they are gone.
+  metrics_->SetSources({});
+}
 
 std::shared_ptr<grpc::Channel> BnserveServer::InProcessChannel() {
   grpc::ChannelArguments args;

@@ -2,8 +2,12 @@
 // catalog, data resolver, job manager, the three bnserve.v1 gRPC services
 // (plus the stateless Diagnostics echo of the load tool), the Open Inference
 // Protocol's GRPCInferenceService, the standard health service and
-// reflection, and the HTTP port with the Open Inference Protocol's REST
-// routes (server/v2_rest_routes.h) — built, started and shut down as one.
+// reflection, the HTTP port with the Open Inference Protocol's REST routes
+// (server/v2_rest_routes.h) and GET /metrics, and the process's metrics
+// (ServerMetrics: every gRPC call through GrpcMetricsInterceptorFactory,
+// Predict and ModelInfer, training epochs, and the jobs, cache and registry
+// read at scrape time) — built, started and shut down as one. The metrics'
+// text is MetricsText(), which GET /metrics serves.
 //
 // Health: service "" and the bnserve.v1 service names are SERVING from start
 // to shutdown (liveness); ModelHealthServiceName(m) becomes SERVING when the
@@ -31,6 +35,7 @@
 #ifndef BNSERVE_SERVER_BNSERVE_SERVER_H_
 #define BNSERVE_SERVER_BNSERVE_SERVER_H_
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -48,6 +53,7 @@
 #include "server/model_registry_service.h"
 #include "server/open_inference.h"
 #include "server/open_inference_service.h"
+#include "server/server_metrics.h"
 #include "server/sqlite_model_store.h"
 #include "server/training_service.h"
 
@@ -116,6 +122,22 @@ class BnserveServer {
   OpenInference* open_inference() { return open_inference_.get(); }
   ModelCatalog* catalog() { return catalog_.get(); }
 
+  // The process's metrics, for the HTTP port to serve and for families of
+  // its own. Predict and V2 ModelInfer record into them already: the REST
+  // route passes InferenceProtocol::kV2Http to open_inference()->ModelInfer
+  // (and RecordRefused for a body that does not parse). Lives as long as the
+  // server.
+  ServerMetrics* metrics() { return metrics_.get(); }
+
+  // The text of GET /metrics (ServerMetrics::TextExposition). Thread-safe;
+  // it answers after Shutdown too (the destructor stops its reads of the job
+  // manager and the catalog before they go). REQUIRES: not called once the
+  // server is destroyed (an HTTP server holding it stops first).
+  std::function<std::string()> MetricsText() {
+    ServerMetrics* metrics = metrics_.get();
+    return [metrics] { return metrics->TextExposition(); };
+  }
+
  private:
   explicit BnserveServer(const BnserveServerOptions& options);
 
@@ -124,7 +146,9 @@ class BnserveServer {
   void OnVersionReady(const std::string& model_name, int version);
 
   const BnserveServerOptions options_;
-  // Declared in construction order; destroyed in reverse.
+  // Declared in construction order; destroyed in reverse (the metrics last:
+  // the HTTP port may scrape until the very end).
+  const std::unique_ptr<ServerMetrics> metrics_;
   std::unique_ptr<SqliteModelStore> store_;
   std::unique_ptr<ModelCatalog> catalog_;
   std::unique_ptr<DataResolver> data_;

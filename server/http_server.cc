@@ -436,6 +436,7 @@ HttpResponse HttpServer::Serve(mg_connection* connection) {
     request.headers.emplace_back(info->http_headers[i].name, info->http_headers[i].value);
   }
   if (std::optional<HttpResponse> error = ReadBody(connection, &request)) return *error;
+  request.received = absl::Now();
   HttpResponse response;
   handler_threads_->Run([&] {
     try {

@@ -89,6 +89,8 @@ struct HttpRequest {
   // Header names as sent; Header() compares them case-insensitively.
   std::vector<std::pair<std::string, std::string>> headers;
   std::string body;
+  // When the body had been read and the handler's turn began.
+  absl::Time received;
 
   // The first header called `name` (any case), if any.
   std::optional<absl::string_view> Header(absl::string_view name) const;

@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "google/protobuf/io/coded_stream.h"
 #include "core/evaluation.h"
 #include "core/status_macros.h"
 #include "server/grpc_status_util.h"
@@ -23,18 +24,39 @@ absl::Status InferenceServiceImpl::CheckRows(int64_t rows) const {
   return predictor_.CheckRows(rows);
 }
 
-absl::Status InferenceServiceImpl::DoPredict(const v1::PredictRequest& request,
-                                             v1::PredictResponse* response) {
+absl::StatusOr<Prediction> InferenceServiceImpl::RunPredict(
+    const v1::PredictRequest& request) const {
   ASSIGN_OR_RETURN(BnMode mode, BnModeFromProto(request.bn_mode()));
   if (request.inputs().shape_size() == 2) RETURN_IF_ERROR(CheckRows(request.inputs().shape(0)));
   ASSIGN_OR_RETURN(ConstMatrixMapT<float> inputs, MapTensor(request.inputs()));
-  ASSIGN_OR_RETURN(Prediction prediction, predictor_.Predict(request.model(), inputs, mode));
-  MatrixToTensor(prediction.probabilities, response->mutable_probabilities());
-  response->mutable_predicted_classes()->Add(prediction.predicted_classes.begin(),
-                                             prediction.predicted_classes.end());
-  response->set_model_name(prediction.model_name);
-  response->set_model_version(prediction.version);
-  return absl::OkStatus();
+  return predictor_.Predict(request.model(), inputs, mode);
+}
+
+absl::Status InferenceServiceImpl::DoPredict(const v1::PredictRequest& request,
+                                             v1::PredictResponse* response) {
+  const absl::Time start = absl::Now();
+  absl::StatusOr<Prediction> prediction = RunPredict(request);
+  InferenceRecord record;
+  record.protocol = InferenceProtocol::kV1Grpc;
+  record.model = request.model().name();
+  record.bn_mode = BnModeFromProto(request.bn_mode()).value_or(BnMode::kInference);
+  if (prediction.ok()) {
+    MatrixToTensor(prediction->probabilities, response->mutable_probabilities());
+    response->mutable_predicted_classes()->Add(prediction->predicted_classes.begin(),
+                                               prediction->predicted_classes.end());
+    response->set_model_name(prediction->model_name);
+    response->set_model_version(prediction->version);
+    record.version = prediction->version;
+    record.rows = prediction->probabilities.rows();
+    record.compute_duration = prediction->compute_duration;
+  } else {
+    record.status = prediction.status();
+    // The version the request names, to count the failure under; 0 if none.
+    if (metrics_ != nullptr) record.version = catalog_->Resolve(request.model()).value_or(0);
+  }
+  record.request_duration = absl::Now() - start;
+  if (metrics_ != nullptr) metrics_->RecordInference(record);
+  return record.status;
 }
 
 absl::Status InferenceServiceImpl::DoEvaluate(const v1::EvaluateRequest& request,
@@ -47,6 +69,19 @@ absl::Status InferenceServiceImpl::DoEvaluate(const v1::EvaluateRequest& request
   ASSIGN_OR_RETURN(LoadedModel model, catalog_->Load(request.model()));
   const int num_classes = model.network->config().output_size;
   ASSIGN_OR_RETURN(std::shared_ptr<const Dataset> data, data_->Resolve(request.data(), num_classes));
+  // The answer carries a classes x classes matrix of counts (packed
+  // varints, each at most as long as the row count's).
+  const int64_t response_bytes =
+      int64_t{num_classes} * num_classes *
+          static_cast<int64_t>(google::protobuf::io::CodedOutputStream::VarintSize64(
+              static_cast<uint64_t>(data->size()))) +
+      int64_t{num_classes} * int64_t{sizeof(double)};
+  if (response_bytes > options_.max_response_bytes) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "the evaluation of a ", num_classes, "-class model would answer with ",
+        response_bytes >> 20, " MiB, more than the server's message limit of ",
+        options_.max_response_bytes >> 20, " MiB"));
+  }
   EvaluationOptions options;
   options.mode = mode;
   options.slice_rows = options_.evaluation_slice_rows;

@@ -13,6 +13,9 @@
 // BATCH_STATISTICS mode in one pass; a pass whose estimated buffers exceed
 // max_evaluation_bytes is ResourceExhausted.
 //
+// Every Predict, answered or refused, is recorded in the ServerMetrics
+// given (protocol v1_grpc; ServerMetrics::RecordInference), when one is.
+//
 // Thread-safety: thread-safe.
 #ifndef BNSERVE_SERVER_INFERENCE_SERVICE_H_
 #define BNSERVE_SERVER_INFERENCE_SERVICE_H_
@@ -26,6 +29,7 @@
 #include "server/data_resolver.h"
 #include "server/model_catalog.h"
 #include "server/predictor.h"
+#include "server/server_metrics.h"
 
 namespace bnserve {
 
@@ -44,14 +48,16 @@ struct InferenceServiceOptions {
 
 class InferenceServiceImpl final : public v1::InferenceService::CallbackService {
  public:
-  // The pointers must outlive the service.
+  // The pointers must outlive the service; `metrics` may be null (nothing
+  // recorded).
   InferenceServiceImpl(ModelCatalog* catalog, DataResolver* data,
-                       const InferenceServiceOptions& options)
+                       const InferenceServiceOptions& options, ServerMetrics* metrics = nullptr)
       : catalog_(catalog),
         data_(data),
         options_(options),
         predictor_(catalog, PredictorOptions{options.max_batch, options.max_response_bytes,
-                                             options.max_evaluation_bytes}) {}
+                                             options.max_evaluation_bytes}),
+        metrics_(metrics) {}
 
   // Waits until every running Evaluate thread has finished.
   ~InferenceServiceImpl() override;
@@ -69,18 +75,22 @@ class InferenceServiceImpl final : public v1::InferenceService::CallbackService 
   // The Predictor behind Predict, shared with the Open Inference Protocol.
   const Predictor* predictor() const { return &predictor_; }
 
-  // The work of each RPC, as plain functions (also used by tests).
+  // The work of each RPC, as plain functions (also used by tests). DoPredict
+  // records the request in the metrics.
   absl::Status DoPredict(const v1::PredictRequest& request, v1::PredictResponse* response);
   absl::Status DoEvaluate(const v1::EvaluateRequest& request, v1::EvaluateResponse* response);
 
  private:
   // ResourceExhausted for more rows than max_batch_.
   absl::Status CheckRows(int64_t rows) const;
+  // Predict's checks and forward pass, without the response and the metrics.
+  absl::StatusOr<Prediction> RunPredict(const v1::PredictRequest& request) const;
 
   ModelCatalog* const catalog_;
   DataResolver* const data_;
   const InferenceServiceOptions options_;
   const Predictor predictor_;
+  ServerMetrics* const metrics_;
   absl::Mutex mu_;
   int running_evaluations_ ABSL_GUARDED_BY(mu_) = 0;
 };

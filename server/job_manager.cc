@@ -223,6 +223,35 @@ absl::StatusOr<JobManager::WatchId> JobManager::Watch(const std::string& job_id,
   return id;
 }
 
+JobStats JobManager::Stats() {
+  absl::MutexLock lock(&mu_);
+  JobStats stats;
+  for (const auto& [seq, record] : jobs_by_seq_) {
+    switch (record->job.state()) {
+      case v1::QUEUED:
+        ++stats.queued;
+        break;
+      case v1::RUNNING:
+        ++stats.running;
+        break;
+      case v1::SUCCEEDED:
+        ++stats.succeeded;
+        break;
+      case v1::FAILED:
+        ++stats.failed;
+        break;
+      case v1::CANCELLED:
+        ++stats.cancelled;
+        break;
+      default:
+        break;
+    }
+  }
+  stats.queue_depth = static_cast<int64_t>(queue_.size());
+  stats.queue_capacity = options_.max_queue;
+  return stats;
+}
+
 void JobManager::Unwatch(const std::string& job_id, WatchId id) {
   absl::MutexLock lock(&mu_);
   auto it = jobs_.find(job_id);
@@ -307,7 +336,12 @@ void JobManager::RunJob(const std::shared_ptr<JobRecord>& record) {
     return Finish(record.get(), v1::FAILED, std::string(network.status().message()));
   }
 
-  auto on_epoch = [this, &record](const EpochMetrics& metrics) {
+  const int64_t rows_per_epoch = RowsPerEpoch(plan.trainer.batch_size, (*train)->size());
+  auto on_epoch = [this, &record, &plan, rows_per_epoch](const EpochMetrics& metrics) {
+    if (options_.on_epoch_finished) {
+      options_.on_epoch_finished(FinishedEpoch{record->job.job_id(), plan.model_name,
+                                               metrics.epoch, rows_per_epoch, metrics.seconds});
+    }
     const v1::EpochMetrics proto = EpochMetricsToProto(metrics);
     absl::MutexLock lock(&mu_);
     *record->job.add_epochs() = proto;

@@ -51,6 +51,32 @@
 
 namespace bnserve {
 
+// One epoch a worker finished (JobManagerOptions::on_epoch_finished).
+struct FinishedEpoch {
+  std::string job_id;
+  std::string model_name;
+  int epoch = 0;  // 1-based
+  // The rows that went through a gradient step (RowsPerEpoch: the training
+  // set without the remainder that fills no batch).
+  int64_t rows = 0;
+  // Wall time of the epoch, its accuracy evaluation included
+  // (EpochMetrics::seconds).
+  double seconds = 0;
+};
+
+// The jobs a JobManager holds (every job it ever ran or restored), by state,
+// at one instant (JobManager::Stats()).
+struct JobStats {
+  int64_t queued = 0;
+  int64_t running = 0;
+  int64_t succeeded = 0;
+  int64_t failed = 0;
+  int64_t cancelled = 0;
+  // Jobs waiting in the queue (equal to `queued`), and its bound max_queue.
+  int64_t queue_depth = 0;
+  int64_t queue_capacity = 0;
+};
+
 struct JobManagerOptions {
   // Training worker threads, >= 1.
   int workers = 1;
@@ -62,6 +88,10 @@ struct JobManagerOptions {
   // EstimateTrainingBytes of its network and effective batch) beyond which
   // Submit is ResourceExhausted, or the job fails when its data show it.
   int64_t max_job_bytes = int64_t{4} << 30;
+  // When set, called after every finished epoch of every job, on the
+  // worker's thread and without the manager's lock (the server's metrics
+  // count epochs and rows with it). It must be thread-safe and quick.
+  std::function<void(const FinishedEpoch&)> on_epoch_finished;
 };
 
 class JobManager {
@@ -107,6 +137,9 @@ class JobManager {
   // id for Unwatch (0 when the job had already finished: nothing to remove).
   // NotFound for an unknown id.
   absl::StatusOr<WatchId> Watch(const std::string& job_id, WatchCallback on_event);
+
+  // The jobs by state and the queue, counted under the manager's lock.
+  JobStats Stats();
 
   // Stops delivering events to a watcher. After it returns, its callback is
   // not running and will not be called again.

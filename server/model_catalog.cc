@@ -141,11 +141,11 @@ absl::StatusOr<int> ModelCatalog::Resolve(const v1::ModelRef& ref) {
 
 absl::StatusOr<LoadedModel> ModelCatalog::Load(const v1::ModelRef& ref) {
   ASSIGN_OR_RETURN(int version, Resolve(ref));
-  return LoadVersion(ref.name(), version);
+  return LoadVersion(ref.name(), version, /*count_hit=*/true);
 }
 
 absl::StatusOr<LoadedModel> ModelCatalog::LoadVersion(const std::string& model_name,
-                                                      int version) {
+                                                      int version, bool count_hit) {
   LoadedModel loaded{model_name, version, nullptr};
   const std::string key = Key(model_name, version);
   uint64_t deletions_before;
@@ -153,10 +153,12 @@ absl::StatusOr<LoadedModel> ModelCatalog::LoadVersion(const std::string& model_n
     absl::MutexLock lock(&mu_);
     auto it = cache_.find(key);
     if (it != cache_.end()) {
+      if (count_hit) ++cache_hits_;
       it->second.last_used = ++tick_;
       loaded.network = it->second.network;
       return loaded;
     }
+    ++cache_misses_;
     deletions_before = deletions_;
   }
   ASSIGN_OR_RETURN(v1::ModelVersion stored, store_->GetVersion(model_name, version, true));
@@ -189,6 +191,16 @@ absl::StatusOr<LoadedModel> ModelCatalog::LoadVersion(const std::string& model_n
   }
   if (inserted && ready_listener_) ready_listener_(model_name, version);
   return loaded;
+}
+
+ModelCacheStats ModelCatalog::cache_stats() {
+  absl::MutexLock lock(&mu_);
+  ModelCacheStats stats;
+  stats.hits = cache_hits_;
+  stats.misses = cache_misses_;
+  stats.entries = static_cast<int64_t>(cache_.size());
+  stats.capacity = cache_capacity_;
+  return stats;
 }
 
 void ModelCatalog::KeepLatestReady(const std::string& model_name) {
@@ -227,7 +239,7 @@ void ModelCatalog::LoaderLoop() {
     const auto [model_name, version] = load_queue_.front();
     load_queue_.pop_front();
     loader_mu_.Unlock();
-    const absl::Status status = LoadVersion(model_name, version).status();
+    const absl::Status status = LoadVersion(model_name, version, /*count_hit=*/false).status();
     if (!status.ok()) {
       BNSERVE_LOG(WARNING) << "background load of version " << version << " of \""
                            << model_name << "\" failed: " << status;

@@ -61,6 +61,20 @@ struct LoadedModel {
   std::shared_ptr<const Network<float>> network;
 };
 
+// The network cache's counts since the catalog was built (ModelCatalog::
+// cache_stats()).
+struct ModelCacheStats {
+  // Loads answered from the cache.
+  int64_t hits = 0;
+  // Loads of a resolved version that was not cached, which read it from the
+  // store and built it (counted whether or not that then succeeded),
+  // background loads included.
+  int64_t misses = 0;
+  // Networks in the cache now, and its capacity.
+  int64_t entries = 0;
+  int64_t capacity = 0;
+};
+
 class ModelCatalog {
  public:
   // `store` must outlive the catalog.
@@ -112,6 +126,11 @@ class ModelCatalog {
   // NotFound for a model without versions.
   absl::StatusOr<v1::Model> GetModel(const std::string& model_name);
 
+  // Hits and misses so far, and the cache's size: a hit is a Load answered
+  // from the cache, a miss a Load or background load that read and built
+  // the network (a Load whose ref does not resolve is neither).
+  ModelCacheStats cache_stats();
+
   // The version's metadata, and its tensors when `include_tensors`.
   absl::StatusOr<v1::ModelVersion> Get(const v1::ModelRef& ref, bool include_tensors);
 
@@ -155,8 +174,10 @@ class ModelCatalog {
   static std::string Key(const std::string& model_name, int version);
 
   // Load's tail for a resolved version: the cached network, or one read,
-  // built, warmed up and cached.
-  absl::StatusOr<LoadedModel> LoadVersion(const std::string& model_name, int version);
+  // built, warmed up and cached. A cached answer counts as a hit only when
+  // `count_hit` (a request's Load, not a background load).
+  absl::StatusOr<LoadedModel> LoadVersion(const std::string& model_name, int version,
+                                          bool count_hit);
 
   // The loader thread's loop: loads queued versions until stopping_.
   void LoaderLoop();
@@ -174,6 +195,8 @@ class ModelCatalog {
   absl::Mutex mu_;
   absl::flat_hash_map<std::string, CacheEntry> cache_ ABSL_GUARDED_BY(mu_);
   uint64_t tick_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t cache_hits_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t cache_misses_ ABSL_GUARDED_BY(mu_) = 0;
   // Versions and aliases of the models resolved so far, valid for the store's
   // catalog generation `catalog_generation_`; emptied when it moves. Only
   // models that exist are kept.

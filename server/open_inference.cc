@@ -227,7 +227,49 @@ absl::Status OpenInference::ModelMetadata(const inference::ModelMetadataRequest&
 }
 
 absl::Status OpenInference::ModelInfer(const inference::ModelInferRequest& request,
-                                       inference::ModelInferResponse* response) {
+                                       inference::ModelInferResponse* response,
+                                       InferenceProtocol protocol, absl::Time received) {
+  const absl::Time start = received == absl::InfinitePast() ? absl::Now() : received;
+  absl::StatusOr<Prediction> prediction = RunModelInfer(request, response);
+  if (metrics_ == nullptr) return prediction.status();
+  if (!prediction.ok()) {
+    RecordRefused(request.model_name(), request.model_version(), protocol, prediction.status(),
+                  start);
+    return prediction.status();
+  }
+  InferenceRecord record;
+  record.model = request.model_name();
+  record.version = prediction->version;
+  record.protocol = protocol;
+  record.bn_mode = BnModeFromParameters(request.parameters()).value_or(BnMode::kInference);
+  record.rows = prediction->probabilities.rows();
+  record.compute_duration = prediction->compute_duration;
+  record.request_duration = absl::Now() - start;
+  metrics_->RecordInference(record);
+  return absl::OkStatus();
+}
+
+int OpenInference::ResolvedVersion(const std::string& name, const std::string& version) {
+  absl::StatusOr<v1::ModelRef> ref = ModelRefFromV2(name, version);
+  if (!ref.ok()) return 0;
+  return catalog_->Resolve(*ref).value_or(0);
+}
+
+void OpenInference::RecordRefused(const std::string& name, const std::string& version,
+                                  InferenceProtocol protocol, const absl::Status& status,
+                                  absl::Time received) {
+  if (metrics_ == nullptr) return;
+  InferenceRecord record;
+  record.model = name;
+  record.version = ResolvedVersion(name, version);
+  record.protocol = protocol;
+  record.status = status.ok() ? absl::UnknownError("refused without a status") : status;
+  record.request_duration = absl::Now() - received;
+  metrics_->RecordInference(record);
+}
+
+absl::StatusOr<Prediction> OpenInference::RunModelInfer(
+    const inference::ModelInferRequest& request, inference::ModelInferResponse* response) {
   ASSIGN_OR_RETURN(v1::ModelRef ref, ModelRefFromV2(request.model_name(), request.model_version()));
   ASSIGN_OR_RETURN(BnMode mode, BnModeFromParameters(request.parameters()));
   ASSIGN_OR_RETURN(std::vector<std::string> outputs, RequestedOutputs(request));
@@ -267,7 +309,7 @@ absl::Status OpenInference::ModelInfer(const inference::ModelInferRequest& reque
       }
     }
   }
-  return absl::OkStatus();
+  return prediction;
 }
 
 }  // namespace bnserve

@@ -27,6 +27,12 @@
 // answers "not ready"; the server is ready once the default model (if any)
 // is ready.
 //
+// Metrics: every ModelInfer, answered or refused, is recorded once in the
+// ServerMetrics given (RecordInference), under the protocol its front end
+// passes (v2_grpc, v2_http), a failure under the version the request names.
+// A front end that refuses a request before it becomes a ModelInferRequest
+// (an HTTP body that does not parse) records it with RecordRefused.
+//
 // Thread-safety: thread-safe.
 #ifndef BNSERVE_SERVER_OPEN_INFERENCE_H_
 #define BNSERVE_SERVER_OPEN_INFERENCE_H_
@@ -35,10 +41,13 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "bnserve/v1/types.pb.h"
 #include "inference/open_inference_grpc.pb.h"
 #include "server/model_catalog.h"
 #include "server/predictor.h"
+#include "server/server_metrics.h"
 
 namespace bnserve {
 
@@ -60,10 +69,11 @@ class OpenInference {
   static constexpr const char* kServerName = "bnserve";
   static constexpr const char* kServerVersion = BNSERVE_VERSION;
 
-  // The pointers must outlive this object.
+  // The pointers must outlive this object; `metrics` may be null (nothing
+  // recorded).
   OpenInference(ModelCatalog* catalog, const Predictor* predictor,
-                const OpenInferenceOptions& options)
-      : catalog_(catalog), predictor_(predictor), options_(options) {}
+                const OpenInferenceOptions& options, ServerMetrics* metrics = nullptr)
+      : catalog_(catalog), predictor_(predictor), options_(options), metrics_(metrics) {}
 
   OpenInference(const OpenInference&) = delete;
   OpenInference& operator=(const OpenInference&) = delete;
@@ -89,14 +99,31 @@ class OpenInference {
                              inference::ModelMetadataResponse* response);
 
   // Runs the request through the Predictor. The response's model_version is
-  // the version number that answered, its id the request's.
+  // the version number that answered, its id the request's. Records the
+  // request in the metrics as one of `protocol` (the calling front end's:
+  // kV2Grpc or kV2Http), received at `received` (when the front end first
+  // had it, before its own parsing; the default: now).
   absl::Status ModelInfer(const inference::ModelInferRequest& request,
-                          inference::ModelInferResponse* response);
+                          inference::ModelInferResponse* response, InferenceProtocol protocol,
+                          absl::Time received = absl::InfinitePast());
+
+  // Records in the metrics an inference request for model `name`, version
+  // `version` (as the request names them) that the front end refused with
+  // `status` before calling ModelInfer. REQUIRES: !status.ok().
+  void RecordRefused(const std::string& name, const std::string& version,
+                     InferenceProtocol protocol, const absl::Status& status, absl::Time received);
 
  private:
+  // ModelInfer's work, without the metrics.
+  absl::StatusOr<Prediction> RunModelInfer(const inference::ModelInferRequest& request,
+                                           inference::ModelInferResponse* response);
+  // The version a V2 (name, version) pair resolves to now; 0 if none.
+  int ResolvedVersion(const std::string& name, const std::string& version);
+
   ModelCatalog* const catalog_;
   const Predictor* const predictor_;
   const OpenInferenceOptions options_;
+  ServerMetrics* const metrics_;
 };
 
 }  // namespace bnserve

@@ -42,7 +42,9 @@ grpc::ServerUnaryReactor* OpenInferenceServiceImpl::ModelMetadata(
 grpc::ServerUnaryReactor* OpenInferenceServiceImpl::ModelInfer(
     grpc::CallbackServerContext* context, const inference::ModelInferRequest* request,
     inference::ModelInferResponse* response) {
-  return FinishUnary(context, inference_->ModelInfer(*request, response));
+  const absl::Time received = absl::Now();
+  return FinishUnary(context, inference_->ModelInfer(*request, response,
+                                                     InferenceProtocol::kV2Grpc, received));
 }
 
 }  // namespace bnserve

@@ -63,18 +63,26 @@ HttpResponse ModelMetadata(OpenInference* open_inference, const HttpRequest& req
 }
 
 HttpResponse Infer(OpenInference* open_inference, const HttpRequest& request) {
+  const std::string model = Param(request, "model");
+  const std::string version = Param(request, "version");
   if (std::optional<absl::string_view> encoding = request.Header("Content-Encoding");
       encoding.has_value() && !absl::EqualsIgnoreCase(*encoding, "identity")) {
-    return HttpResponse::Error(
-        415, absl::StrCat("Content-Encoding ", *encoding, " is not supported; send the body "
-                          "uncompressed"));
+    const absl::Status refused = absl::InvalidArgumentError(absl::StrCat(
+        "Content-Encoding ", *encoding, " is not supported; send the body uncompressed"));
+    open_inference->RecordRefused(model, version, InferenceProtocol::kV2Http, refused,
+                                  request.received);
+    return HttpResponse::Error(415, refused.message());
   }
-  absl::StatusOr<RestInferRequest> parsed =
-      ParseInferRequest(request.body, request.Header(kInferenceHeaderContentLength),
-                        Param(request, "model"), Param(request, "version"));
-  if (!parsed.ok()) return HttpResponse::FromStatus(parsed.status());
+  absl::StatusOr<RestInferRequest> parsed = ParseInferRequest(
+      request.body, request.Header(kInferenceHeaderContentLength), model, version);
+  if (!parsed.ok()) {
+    open_inference->RecordRefused(model, version, InferenceProtocol::kV2Http, parsed.status(),
+                                  request.received);
+    return HttpResponse::FromStatus(parsed.status());
+  }
   inference::ModelInferResponse infer_response;
-  if (absl::Status status = open_inference->ModelInfer(parsed->request, &infer_response);
+  if (absl::Status status = open_inference->ModelInfer(
+          parsed->request, &infer_response, InferenceProtocol::kV2Http, request.received);
       !status.ok()) {
     return HttpResponse::FromStatus(status);
   }

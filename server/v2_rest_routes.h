@@ -20,7 +20,11 @@
 // (The REST document's server-ready object reads {"live": $bool}, a slip
 // for the "ready" every implementation answers.) A not-ready answer is 503
 // so that an HTTP readiness probe, which passes on 2xx and 3xx, fails.
-// /infer refuses a Content-Encoding other than identity (415).
+// /infer refuses a Content-Encoding other than identity (415). Every /infer
+// that reaches its route is recorded once in the metrics as protocol v2_http:
+// by ModelInfer, or by RecordRefused when the body does not parse (a 413,
+// answered by HttpServer before the route, is not).
+// GET /metrics serves `metrics()`, the text ServerMetrics exposes.
 //
 // Thread-safety: the routes are as thread-safe as OpenInference and the
 // metrics function, which they call concurrently.

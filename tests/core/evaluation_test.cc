@@ -77,7 +77,7 @@ TEST(EvaluationTest, APassOverTheByteLimitIsRefusedBeforeRunning) {
   ASSERT_OK_AND_ASSIGN(Network<float> network, Network<float>::Create(SmallConfig(), 3));
   EvaluationOptions options;
   options.slice_rows = 8;
-  options.max_pass_bytes = EstimateForwardBytes(SmallConfig(), 10);
+  options.max_pass_bytes = EstimateEvaluationBytes(SmallConfig(), 10);
   options.mode = BnMode::kBatchStatistics;  // one pass of all 50 rows
   const absl::Status status = EvaluateNetwork(network, RandomData(50), options).status();
   EXPECT_THAT(status, StatusIs(absl::StatusCode::kResourceExhausted));
@@ -115,6 +115,10 @@ TEST(EvaluationTest, ForwardEstimateGrowsWithRowsAndTheWidestLayer) {
   EXPECT_EQ(EstimateForwardBytes(wide, 1), 4 * 4096 * 4);
   EXPECT_EQ(ForwardFloatsPerRow(wide), 3 * 4096);
   EXPECT_EQ(EstimateForwardBytes(wide, INT64_MAX / 2), INT64_MAX);
+  // An evaluation also holds the classes x classes confusion matrix.
+  EXPECT_EQ(EstimateEvaluationBytes(wide, 1),
+            EstimateForwardBytes(wide, 1) + int64_t{8} * wide.output_size * wide.output_size);
+  EXPECT_EQ(EstimateEvaluationBytes(wide, INT64_MAX / 2), INT64_MAX);
 }
 
 }  // namespace

@@ -121,6 +121,8 @@ TEST(NetworkConfigTest, ValidateRejectsNetworksBeyondTheSizeLimits) {
       {[](NetworkConfig* c) { c->hidden_sizes = {1 << 30}; }, "hidden_sizes[0]"},
       {[](NetworkConfig* c) { c->hidden_sizes = {100, kMaxLayerSize + 1}; }, "hidden_sizes[1]"},
       {[](NetworkConfig* c) { c->output_size = std::numeric_limits<int>::max(); }, "output_size"},
+      // The 1-1-16384 model: its confusion matrix alone was 2 GiB.
+      {[](NetworkConfig* c) { c->output_size = kMaxClasses + 1; }, "output_size"},
       {[](NetworkConfig* c) { c->input_size = kMaxInputSize + 1; }, "input_size"},
       {[](NetworkConfig* c) { c->hidden_sizes.assign(kMaxHiddenLayers + 1, 1); }, "layers"},
       // Each size within its limit, the product of neighbours not.
@@ -145,7 +147,7 @@ TEST(NetworkConfigTest, ValidateRejectsNetworksBeyondTheSizeLimits) {
   wide.hidden_sizes = {kMaxLayerSize};
   EXPECT_THAT(ValidateNetworkConfig(wide), IsOk());
   NetworkConfig many_classes;
-  many_classes.output_size = kMaxLayerSize;
+  many_classes.output_size = kMaxClasses;
   EXPECT_THAT(ValidateNetworkConfig(many_classes), IsOk());
   NetworkConfig deep;
   deep.hidden_sizes.assign(kMaxHiddenLayers, 10);

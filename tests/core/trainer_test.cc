@@ -4,6 +4,7 @@
 #include <map>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -209,6 +210,27 @@ TEST(TrainerTest, BatchLargerThanTrainingSetUsesAllOfIt) {
                        }));
   EXPECT_EQ(history.size(), 2u);
   EXPECT_EQ(calls, 2);  // one iteration per epoch
+}
+
+TEST(TrainerTest, RowsPerEpochAreTheRowsOfTheIterationsTrainRuns) {
+  EXPECT_EQ(RowsPerEpoch(20, 150), 140);   // 7 full batches; 10 rows left out
+  EXPECT_EQ(RowsPerEpoch(20, 160), 160);
+  EXPECT_EQ(RowsPerEpoch(1000, 30), 30);   // one batch of the whole set
+  EXPECT_EQ(RowsPerEpoch(20, 19), 19);
+  // Train runs RowsPerEpoch / EffectiveBatchSize iterations per epoch.
+  for (const auto& [rows, batch] : {std::pair{150, 20}, std::pair{30, 1000}, std::pair{41, 8}}) {
+    ASSERT_OK_AND_ASSIGN(Network<float> net, Network<float>::Create(SmallConfig(true), 1));
+    TrainerOptions options = SmallOptions();
+    options.batch_size = batch;
+    options.epochs = 1;
+    int iterations = 0;
+    ASSERT_OK(Train(&net, Blobs(rows, 3), Dataset(), options, nullptr, [&] {
+                ++iterations;
+                return false;
+              }).status());
+    EXPECT_EQ(int64_t{iterations} * EffectiveBatchSize(batch, rows), RowsPerEpoch(batch, rows))
+        << rows << " rows, batch " << batch;
+  }
 }
 
 TEST(TrainerTest, TrainingMemoryEstimateCoversParametersBatchAndEvaluation) {

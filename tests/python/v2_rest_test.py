@@ -10,7 +10,8 @@ request. It starts a bnserve with the default model "digits", waits for
 /v2/health/ready, calls every route, and compares /infer (JSON flat and
 nested, binary in and out, both BatchNorm modes) with bnserve.v1 Predict of
 the same rows over gRPC (Debian's grpcio with the project's stubs from the
-build tree): the same float32 bits. Bad requests get their HTTP statuses.
+build tree): the same float32 bits. Bad requests get their HTTP statuses, and
+GET /metrics counts the REST requests exactly.
 
 usage: v2_rest_test.py BNSERVE PYTHON_DIR DATA_DIR
   PYTHON_DIR  the build tree's python/ (bnserve.v1 stubs, from bnserve_python)
@@ -19,6 +20,7 @@ import array
 import json
 import os
 import random
+import re
 import struct
 import sys
 import time
@@ -246,6 +248,41 @@ class V2RestTest(unittest.TestCase):
         self.assert_json_outputs_equal_predict(reply.json(), expected, n)
         self.assertNotEqual(list(self.predict(values, n).probabilities.values),
                             list(expected.probabilities.values))
+
+    def counter(self, name, labels):
+        """The value of the sample `name` whose labels include `labels`, in
+        GET /metrics' text (0 if there is none)."""
+        reply = self.call("GET", "/metrics")
+        self.assertEqual(reply.status, 200)
+        self.assertEqual(reply.headers["Content-Type"], "text/plain; version=0.0.4; charset=utf-8")
+        total = 0.0
+        for line in reply.body.decode().splitlines():
+            match = re.fullmatch(r'(\w+)(?:\{(.*)\})? (\S+)', line)
+            if not match or match.group(1) != name:
+                continue
+            have = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', match.group(2) or ""))
+            if all(have.get(key) == value for key, value in labels.items()):
+                total += float(match.group(3))
+        return total
+
+    def test_metrics_count_rest_requests_exactly(self):
+        labels = {"model": "digits", "version": "1"}
+        http = {"model": "digits", "protocol": "v2_http"}
+        success = self.counter("nv_inference_request_success", labels)
+        count = self.counter("nv_inference_count", labels)
+        failure = self.counter("nv_inference_request_failure", labels)
+        timed = self.counter("bnserve_inference_request_duration_seconds_count", http)
+        values = rows(2, seed=8)
+        document = {"inputs": [{"name": "input", "shape": [2, FEATURES], "datatype": "FP32",
+                                "data": list(values)}]}
+        for _ in range(3):
+            self.assertEqual(self.post_json("/v2/models/digits/infer", document).status, 200)
+        self.assertEqual(self.call("POST", "/v2/models/digits/infer", b"[").status, 400)
+        self.assertEqual(self.counter("nv_inference_request_success", labels), success + 3)
+        self.assertEqual(self.counter("nv_inference_count", labels), count + 6)
+        self.assertEqual(self.counter("nv_inference_request_failure", labels), failure + 1)
+        self.assertEqual(self.counter("bnserve_inference_request_duration_seconds_count", http),
+                         timed + 3)
 
     def test_bad_requests_get_their_http_status(self):
         good = {"inputs": [{"name": "input", "shape": [1, FEATURES], "datatype": "FP32",

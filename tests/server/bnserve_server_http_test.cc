@@ -2,7 +2,8 @@
 // every Open Inference REST route, /infer in JSON (flat and nested) and in
 // binary tensor data against bnserve.v1 Predict of the same rows (equal bit
 // for bit), BatchNorm modes, each error's HTTP status, and shutdown closing
-// the port.
+// the port; GET /metrics, which promtool accepts and whose counters follow
+// the REST traffic exactly.
 #include <cstring>
 #include <memory>
 #include <string>
@@ -19,6 +20,7 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "server/bnserve_server.h"
+#include "tests/server/metrics_test_util.h"
 #include "tests/server/server_test_util.h"
 #include "tests/testing/status_matchers.h"
 
@@ -343,6 +345,52 @@ TEST_F(BnserveServerHttpTest, EveryErrorHasItsStatusAndTheServerServesOn) {
 
   ExpectJsonAnswerEquals(Call("POST", "/v2/models/small/infer", JsonInfer(rows, false)),
                          Predict(rows));
+}
+
+TEST_F(BnserveServerHttpTest, MetricsCountTheRestTrafficExactlyAndPromtoolAcceptsThem) {
+  using ::bnserve::testing::ParseExposition;
+  using ::bnserve::testing::SumOf;
+  const v1::Tensor rows = SyntheticData(3, kFeatures, kClasses, 4).features();
+  const std::string data = FloatBytes(rows.values().data(), rows.values_size());
+  const std::string header =
+      json{{"inputs", json::array({{{"name", "input"},
+                                    {"shape", {3, kFeatures}},
+                                    {"datatype", "FP32"},
+                                    {"parameters", {{"binary_data_size", data.size()}}}}})}}
+          .dump();
+  // 4 answered (3 JSON, 1 binary; 3 rows each), 2 refused for version 1
+  // (a body that does not parse, a wrong shape), 1 for an unknown model.
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_EQ(Call("POST", "/v2/models/small/infer", JsonInfer(rows, i == 1)).status, 200);
+  }
+  ASSERT_EQ(Call("POST", "/v2/models/small/infer", header + data,
+                 {absl::StrCat("Inference-Header-Content-Length: ", header.size())})
+                .status,
+            200);
+  ASSERT_EQ(Call("POST", "/v2/models/small/infer", "{not json").status, 400);
+  json wrong_width = json::parse(JsonInfer(rows, false));
+  wrong_width["inputs"][0]["shape"] = {2, 18};
+  ASSERT_EQ(Call("POST", "/v2/models/small/infer", wrong_width.dump()).status, 400);
+  ASSERT_EQ(Call("POST", "/v2/models/nope/infer", JsonInfer(rows, false)).status, 404);
+
+  HttpReply reply = Call("GET", "/metrics");
+  ASSERT_EQ(reply.status, 200);
+  EXPECT_EQ(reply.Header("Content-Type"), "text/plain; version=0.0.4; charset=utf-8");
+  bnserve::testing::ExpectPromtoolAccepts(reply.body);
+  const std::vector<bnserve::testing::MetricSample> samples = ParseExposition(reply.body);
+  const std::map<std::string, std::string> small = {{"model", "small"}, {"version", "1"}};
+  EXPECT_EQ(SumOf(samples, "nv_inference_request_success", small), 4);
+  EXPECT_EQ(SumOf(samples, "nv_inference_count", small), 12);
+  EXPECT_EQ(SumOf(samples, "nv_inference_request_failure", small), 2);
+  EXPECT_EQ(SumOf(samples, "bnserve_inference_request_duration_seconds_count",
+                  {{"model", "small"}, {"protocol", "v2_http"}, {"bn_mode", "inference"}}),
+            4);
+  EXPECT_EQ(SumOf(samples, "bnserve_inference_unresolved_requests_total",
+                  {{"protocol", "v2_http"}}),
+            1);
+  EXPECT_EQ(SumOf(samples, "bnserve_inference_request_duration_seconds_count",
+                  {{"protocol", "v2_grpc"}}),
+            0);
 }
 
 TEST_F(BnserveServerHttpTest, ShutdownClosesTheHttpPort) {

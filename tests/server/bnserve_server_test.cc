@@ -1,7 +1,7 @@
 // The assembled server through real gRPC stubs (in-process channel and a
 // loopback port): validation codes, inference against the core network,
-// BatchNorm modes, the registry service, WatchJob streams, and Predict
-// running concurrently with training.
+// BatchNorm modes, the registry service, WatchJob streams, Predict
+// running concurrently with training, and metrics that match the traffic.
 #include "server/bnserve_server.h"
 
 #include <atomic>
@@ -26,8 +26,10 @@
 #include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/security/credentials.h"
 #include "gtest/gtest.h"
+#include "inference/open_inference_grpc.grpc.pb.h"
 #include "server/proto_convert.h"
 #include "tests/server/grpc_test_util.h"
+#include "tests/server/metrics_test_util.h"
 #include "tests/server/server_test_util.h"
 #include "tests/testing/status_matchers.h"
 
@@ -768,6 +770,126 @@ TEST_F(BnserveServerTest, ShutdownCancelsRunningJobsAndARestartKeepsEverything) 
   v1::ListJobsResponse jobs;
   ASSERT_TRUE(training_->ListJobs(&list_context, v1::ListJobsRequest(), &jobs).ok());
   EXPECT_EQ(jobs.jobs_size(), 2);
+}
+
+// The metrics after a known sequence of calls: one small training job, three
+// Predicts of 5 rows that succeed, two that fail on their inputs, one for a
+// model that does not exist, and one V2 ModelInfer. Every count is exact.
+TEST_F(BnserveServerTest, MetricsMatchTheTrafficExactly) {
+  ASSERT_EQ(TrainSmall("counted", 2).state(), v1::SUCCEEDED);  // 200 rows, batch 20
+  v1::PredictRequest request;
+  request.mutable_model()->set_name("counted");
+  *request.mutable_inputs() = SyntheticData(5, 12, 3, 21).features();
+  v1::PredictResponse response;
+  ASSERT_TRUE(Predict(request, &response).ok());
+  ASSERT_TRUE(Predict(request, &response).ok());
+  v1::PredictRequest batch_statistics = request;
+  batch_statistics.set_bn_mode(v1::BATCH_STATISTICS);
+  ASSERT_TRUE(Predict(batch_statistics, &response).ok());
+  v1::PredictRequest not_finite = request;
+  not_finite.mutable_inputs()->set_values(3, std::nanf(""));
+  EXPECT_EQ(Predict(not_finite, &response).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  v1::PredictRequest wrong_features = request;
+  *wrong_features.mutable_inputs() = SyntheticData(5, 11, 3, 21).features();
+  EXPECT_EQ(Predict(wrong_features, &response).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  v1::PredictRequest unknown = request;
+  unknown.mutable_model()->set_name("nobody");
+  EXPECT_EQ(Predict(unknown, &response).error_code(), grpc::StatusCode::NOT_FOUND);
+  // And one V2 ModelInfer of the same 5 rows, through the gRPC service.
+  auto v2 = inference::GRPCInferenceService::NewStub(channel_);
+  inference::ModelInferRequest infer;
+  infer.set_model_name("counted");
+  inference::ModelInferRequest::InferInputTensor* input = infer.add_inputs();
+  input->set_name("input");
+  input->set_datatype("FP32");
+  input->add_shape(5);
+  input->add_shape(12);
+  *input->mutable_contents()->mutable_fp32_contents() = request.inputs().values();
+  inference::ModelInferResponse infer_response;
+  grpc::ClientContext infer_context;
+  ASSERT_TRUE(v2->ModelInfer(&infer_context, infer, &infer_response).ok());
+
+  const std::string text = server_->MetricsText()();
+  const std::vector<testing::MetricSample> samples = testing::ParseExposition(text);
+  auto sum = [&](const std::string& name, const std::map<std::string, std::string>& labels = {}) {
+    return testing::SumOf(samples, name, labels);
+  };
+  const std::map<std::string, std::string> model = {{"model", "counted"}, {"version", "1"}};
+  // Triton's counters: three Predicts and one ModelInfer.
+  EXPECT_EQ(sum("nv_inference_request_success", model), 4);
+  EXPECT_EQ(sum("nv_inference_count", model), 20);
+  EXPECT_EQ(sum("nv_inference_exec_count", model), 4);
+  EXPECT_EQ(sum("nv_inference_request_failure",
+                {{"model", "counted"}, {"version", "1"}, {"reason", "OTHER"}}),
+            2);
+  EXPECT_EQ(sum("nv_inference_request_failure"), 2);
+  EXPECT_GT(sum("nv_inference_request_duration_us", model), 0);
+  EXPECT_LE(sum("nv_inference_compute_infer_duration_us", model),
+            sum("nv_inference_request_duration_us", model));
+  EXPECT_EQ(sum("bnserve_inference_unresolved_requests_total", {{"protocol", "v1_grpc"}}), 1);
+  // The latency histograms: one observation per success, by bn_mode.
+  std::map<std::string, std::string> series = model;
+  series["protocol"] = "v1_grpc";
+  series["bn_mode"] = "inference";
+  EXPECT_EQ(sum("bnserve_inference_request_duration_seconds_count", series), 2);
+  series["bn_mode"] = "batch_statistics";
+  EXPECT_EQ(sum("bnserve_inference_request_duration_seconds_count", series), 1);
+  series["protocol"] = "v2_grpc";
+  series["bn_mode"] = "inference";
+  EXPECT_EQ(sum("bnserve_inference_request_duration_seconds_count", series), 1);
+  EXPECT_EQ(sum("bnserve_inference_compute_duration_seconds_count"), 4);
+  // gRPC calls by method and code.
+  auto handled = [&](const std::string& method, const std::string& code) {
+    return sum("bnserve_grpc_server_handled_total", {{"grpc_method", method}, {"grpc_code", code}});
+  };
+  EXPECT_EQ(handled("Predict", "OK"), 3);
+  EXPECT_EQ(handled("Predict", "InvalidArgument"), 2);
+  EXPECT_EQ(handled("Predict", "NotFound"), 1);
+  EXPECT_EQ(sum("bnserve_grpc_server_started_total", {{"grpc_method", "Predict"}}), 6);
+  EXPECT_EQ(handled("Train", "OK"), 1);
+  EXPECT_EQ(sum("bnserve_grpc_server_handled_total",
+                {{"grpc_service", "inference.GRPCInferenceService"},
+                 {"grpc_method", "ModelInfer"},
+                 {"grpc_code", "OK"}}),
+            1);
+  EXPECT_EQ(handled("GetJob", "OK"), sum("bnserve_grpc_server_started_total",
+                                         {{"grpc_method", "GetJob"}}));  // TrainSmall's polls
+  // The model cache: the first Predict built the network, the next two, the
+  // one with the wrong feature count and the ModelInfer found it; the
+  // non-finite input was refused before the lookup, the unknown model never
+  // reached the cache.
+  EXPECT_EQ(sum("bnserve_model_cache_misses_total"), 1);
+  EXPECT_EQ(sum("bnserve_model_cache_hits_total"), 4);
+  const ModelCacheStats cache = server_->catalog()->cache_stats();
+  EXPECT_EQ(cache.hits, 4);
+  EXPECT_EQ(cache.misses, 1);
+  EXPECT_EQ(sum("bnserve_model_cache_entries"), 1);
+  // The training job: two epochs of 200 rows.
+  EXPECT_EQ(sum("bnserve_jobs", {{"state", "succeeded"}}), 1);
+  EXPECT_EQ(sum("bnserve_jobs"), 1);
+  EXPECT_EQ(sum("bnserve_job_queue_depth"), 0);
+  EXPECT_EQ(sum("bnserve_job_queue_capacity"), 64);
+  EXPECT_EQ(sum("bnserve_training_epochs_total"), 2);
+  EXPECT_EQ(sum("bnserve_training_rows_total"), 400);
+  EXPECT_GT(sum("bnserve_training_rows_per_second"), 0);
+  EXPECT_EQ(sum("bnserve_training_epoch_duration_seconds_count"), 2);
+  // The registry.
+  EXPECT_EQ(sum("bnserve_registry_models"), 1);
+  EXPECT_EQ(sum("bnserve_registry_versions", {{"model", "counted"}}), 1);
+
+  EXPECT_EQ(testing::ExpectHistogramsConsistent(text), 2 * 3 + 1);
+  testing::ExpectPromtoolAccepts(text);
+}
+
+// An HTTP server may scrape while the server shuts down: the text still
+// comes, with the jobs' final states.
+TEST_F(BnserveServerTest, MetricsStillAnswerAfterShutdown) {
+  std::function<std::string()> metrics_text = server_->MetricsText();
+  EXPECT_THAT(metrics_text(), ::testing::HasSubstr("bnserve_jobs{"));
+  server_->Shutdown();
+  EXPECT_THAT(metrics_text(), ::testing::HasSubstr("bnserve_jobs{"));
+  ServerMetrics* metrics = server_->metrics();
+  EXPECT_EQ(metrics->TextExposition(), metrics_text());
 }
 
 }  // namespace

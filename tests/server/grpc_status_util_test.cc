@@ -32,7 +32,9 @@ TEST(GrpcStatusUtilTest, LongMessagesAreCutAtACharacterBoundary) {
     const std::string kept = converted.error_message().substr(
         0, converted.error_message().size() - std::string("... (truncated)").size());
     EXPECT_TRUE(absl::StartsWith(text, kept));
-    if (text == utf8) EXPECT_EQ(kept.size() % 2, 0u);  // no half character
+    if (text == utf8) {
+      EXPECT_EQ(kept.size() % 2, 0u);  // no half character
+    }
   }
   const std::string short_text(kMaxErrorMessageBytes, 'b');
   EXPECT_EQ(ToGrpcStatus(absl::NotFoundError(short_text)).error_message(), short_text);

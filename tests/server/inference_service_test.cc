@@ -1,7 +1,8 @@
 // InferenceServiceImpl on its own: Evaluate in slices gives the numbers of
 // one pass, a BATCH_STATISTICS pass over its memory limit is
 // ResourceExhausted, and concurrent Evaluates are bounded (a store that
-// blocks the model load keeps the evaluations running).
+// blocks the model load keeps the evaluations running). Every Predict is
+// recorded in the metrics, a failure under the version it names.
 #include "server/inference_service.h"
 
 #include <chrono>
@@ -26,7 +27,9 @@
 #include "server/model_catalog.h"
 #include "server/proto_convert.h"
 #include "server/sqlite_model_store.h"
+#include "server/server_metrics.h"
 #include "tests/server/forwarding_model_store.h"
+#include "tests/server/metrics_test_util.h"
 #include "tests/server/server_test_util.h"
 #include "tests/testing/status_matchers.h"
 
@@ -149,7 +152,7 @@ TEST_F(InferenceServiceTest, SlicedEvaluationEqualsOnePassOverAllRows) {
 TEST_F(InferenceServiceTest, BatchStatisticsOverTheMemoryLimitIsResourceExhausted) {
   InferenceServiceOptions options;
   options.evaluation_slice_rows = 8;
-  options.max_evaluation_bytes = EstimateForwardBytes(SmallConfig(), 10);
+  options.max_evaluation_bytes = EstimateEvaluationBytes(SmallConfig(), 10);
   InferenceServiceImpl service(catalog_.get(), data_.get(), options);
   v1::EvaluateResponse response;
   // One batch of 50 rows holds all of them at once: over the limit.
@@ -160,6 +163,34 @@ TEST_F(InferenceServiceTest, BatchStatisticsOverTheMemoryLimitIsResourceExhauste
   EXPECT_OK(service.DoEvaluate(Request(10, v1::BATCH_STATISTICS), &response));
   EXPECT_OK(service.DoEvaluate(Request(50, v1::INFERENCE), &response));
   EXPECT_EQ(response.num_examples(), 50);
+}
+
+// The case: an Evaluate of a model with many classes answered with a
+// classes x classes matrix that could not be sent (and built it first).
+TEST_F(InferenceServiceTest, AnAnswerBeyondTheMessageLimitIsRefusedBeforeEvaluating) {
+  NetworkConfig config;
+  config.input_size = 12;
+  config.hidden_sizes = {4};
+  config.output_size = 1024;
+  ASSERT_OK_AND_ASSIGN(Network<float> wide, Network<float>::Create(config, 1));
+  v1::ModelVersion version;
+  version.set_model_name("classes");
+  *version.mutable_network() = NetworkConfigToProto(config);
+  TensorsToProto(wide.ExportTensors(), version.mutable_tensors());
+  ASSERT_OK(store_->AddVersion(version, nullptr).status());
+  InferenceServiceOptions options;
+  options.max_response_bytes = int64_t{1} << 20;  // 1024 x 1024 counts of 1 byte: over
+  InferenceServiceImpl service(catalog_.get(), data_.get(), options);
+  v1::EvaluateRequest request = Request(20, v1::INFERENCE);
+  request.mutable_model()->set_name("classes");
+  v1::EvaluateResponse response;
+  const absl::Status status = service.DoEvaluate(request, &response);
+  EXPECT_THAT(status, StatusIs(absl::StatusCode::kResourceExhausted));
+  EXPECT_THAT(std::string(status.message()), HasSubstr("message limit of 1 MiB"));
+  options.max_response_bytes = int64_t{2} << 20;
+  InferenceServiceImpl roomy(catalog_.get(), data_.get(), options);
+  ASSERT_OK(roomy.DoEvaluate(request, &response));
+  EXPECT_EQ(response.confusion_matrix_size(), 1024 * 1024);
 }
 
 TEST_F(InferenceServiceTest, ConcurrentEvaluationsAreBoundedAndFreedWhenDone) {
@@ -218,6 +249,52 @@ TEST_F(InferenceServiceTest, ConcurrentEvaluationsAreBoundedAndFreedWhenDone) {
   }
   server->Shutdown();
   service.reset();  // waits for any evaluation thread still releasing its slot
+}
+
+// DoPredict records each request once: successes with their rows and
+// BatchNorm mode, failures under the version the request resolves to (the
+// latest, an explicit number), and requests naming no version as unresolved.
+TEST_F(InferenceServiceTest, EveryPredictIsRecordedOnceUnderTheVersionItNames) {
+  ServerMetrics metrics;
+  InferenceServiceImpl service(catalog_.get(), data_.get(), InferenceServiceOptions(), &metrics);
+  auto predict = [&](int rows, int features, v1::BnMode mode, int version,
+                     const std::string& name = "m") {
+    v1::PredictRequest request;
+    request.mutable_model()->set_name(name);
+    if (version > 0) request.mutable_model()->set_version(version);
+    request.set_bn_mode(mode);
+    *request.mutable_inputs() = SyntheticData(rows, features, 3, 5).features();
+    v1::PredictResponse response;
+    return service.DoPredict(request, &response);
+  };
+  ASSERT_OK(predict(4, 12, v1::INFERENCE, 0));
+  ASSERT_OK(predict(6, 12, v1::BATCH_STATISTICS, 1));
+  EXPECT_THAT(predict(4, 11, v1::INFERENCE, 0), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(predict(1, 12, v1::BATCH_STATISTICS, 1),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(predict(4, 12, v1::INFERENCE, 2), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(predict(4, 12, v1::INFERENCE, 0, "other"), StatusIs(absl::StatusCode::kNotFound));
+
+  const std::vector<testing::MetricSample> samples =
+      testing::ParseExposition(metrics.TextExposition());
+  const std::map<std::string, std::string> m1 = {{"model", "m"}, {"version", "1"}};
+  EXPECT_EQ(testing::SumOf(samples, "nv_inference_request_success", m1), 2);
+  EXPECT_EQ(testing::SumOf(samples, "nv_inference_count", m1), 10);
+  EXPECT_EQ(testing::SumOf(samples, "nv_inference_exec_count", m1), 2);
+  EXPECT_EQ(testing::SumOf(samples, "nv_inference_request_failure",
+                           {{"model", "m"}, {"version", "1"}, {"reason", "OTHER"}}),
+            2);
+  EXPECT_EQ(testing::SumOf(samples, "nv_inference_request_failure"), 2);
+  EXPECT_EQ(testing::SumOf(samples, "bnserve_inference_unresolved_requests_total",
+                           {{"protocol", "v1_grpc"}}),
+            2);  // version 2 and model "other" do not exist
+  for (const char* mode : {"inference", "batch_statistics"}) {
+    EXPECT_EQ(testing::SumOf(samples, "bnserve_inference_request_duration_seconds_count",
+                             {{"model", "m"}, {"version", "1"}, {"protocol", "v1_grpc"},
+                              {"bn_mode", mode}}),
+              1)
+        << mode;
+  }
 }
 
 }  // namespace

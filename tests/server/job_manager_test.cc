@@ -231,6 +231,68 @@ TEST_F(JobManagerTest, FullQueueIsResourceExhaustedAndQueuedJobsCancelAtOnce) {
               StatusIs(absl::StatusCode::kUnavailable));
 }
 
+TEST_F(JobManagerTest, StatsCountEveryJobByStateAndTheQueue) {
+  JobManagerOptions options;
+  options.max_queue = 3;
+  options.max_epochs = 5000;
+  StartManager(options);
+  ASSERT_OK_AND_ASSIGN(v1::Job done, jobs_->Submit(SmallTrainRequest("ok", 1)));
+  ASSERT_EQ(WaitFor(done.job_id(), v1::SUCCEEDED).state(), v1::SUCCEEDED);
+  v1::TrainRequest diverging = SmallTrainRequest("diverged", 1);
+  diverging.mutable_optimizer()->set_type(v1::SGD);
+  diverging.mutable_optimizer()->set_learning_rate(1e30);
+  ASSERT_OK_AND_ASSIGN(v1::Job failed, jobs_->Submit(diverging));
+  ASSERT_EQ(WaitFor(failed.job_id(), v1::FAILED).state(), v1::FAILED);
+  v1::TrainRequest blocker = SmallTrainRequest("blocker", 5000);
+  blocker.set_batch_size(2);
+  ASSERT_OK_AND_ASSIGN(v1::Job running, jobs_->Submit(blocker));
+  ASSERT_EQ(WaitFor(running.job_id(), v1::RUNNING).state(), v1::RUNNING);
+  ASSERT_OK_AND_ASSIGN(v1::Job q1, jobs_->Submit(SmallTrainRequest("q", 1)));
+  ASSERT_OK_AND_ASSIGN(v1::Job q2, jobs_->Submit(SmallTrainRequest("q", 1)));
+  ASSERT_OK(jobs_->Cancel(q1.job_id()).status());
+
+  JobStats stats = jobs_->Stats();
+  EXPECT_EQ(stats.succeeded, 1);
+  EXPECT_EQ(stats.failed, 1);
+  EXPECT_EQ(stats.running, 1);
+  EXPECT_EQ(stats.queued, 1);
+  EXPECT_EQ(stats.cancelled, 1);
+  EXPECT_EQ(stats.queue_depth, 1);
+  EXPECT_EQ(stats.queue_capacity, 3);
+
+  jobs_->Shutdown("server shutting down");  // cancels the running and the queued job
+  stats = jobs_->Stats();
+  EXPECT_EQ(stats.running, 0);
+  EXPECT_EQ(stats.queued, 0);
+  EXPECT_EQ(stats.cancelled, 3);
+  EXPECT_EQ(stats.queue_depth, 0);
+}
+
+TEST_F(JobManagerTest, TheEpochListenerHearsEveryEpochWithItsRows) {
+  absl::Mutex mu;
+  std::vector<FinishedEpoch> heard;
+  JobManagerOptions options;
+  options.on_epoch_finished = [&](const FinishedEpoch& epoch) {
+    absl::MutexLock lock(&mu);
+    heard.push_back(epoch);
+  };
+  StartManager(options);
+  v1::TrainRequest request = SmallTrainRequest("listened", 3, /*rows=*/210);
+  request.set_batch_size(20);  // 10 full batches per epoch: 200 of the 210 rows
+  ASSERT_OK_AND_ASSIGN(v1::Job queued, jobs_->Submit(request));
+  const v1::Job done = WaitFor(queued.job_id(), v1::SUCCEEDED);
+  ASSERT_EQ(done.state(), v1::SUCCEEDED) << done.reason();
+  absl::MutexLock lock(&mu);
+  ASSERT_EQ(heard.size(), 3u);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(heard[i].job_id, queued.job_id());
+    EXPECT_EQ(heard[i].model_name, "listened");
+    EXPECT_EQ(heard[i].epoch, i + 1);
+    EXPECT_EQ(heard[i].rows, 200);
+    EXPECT_EQ(heard[i].seconds, done.epochs(i).seconds());
+  }
+}
+
 TEST_F(JobManagerTest, LateWatcherGetsHistoryThenLiveEventsInOrder) {
   StartManager();
   ASSERT_OK_AND_ASSIGN(v1::Job job, jobs_->Submit(SmallTrainRequest("watched", 3)));

@@ -113,6 +113,35 @@ TEST_F(ModelCatalogTest, EvictsTheLeastRecentlyUsedBeyondCapacity) {
   EXPECT_NE(load(2), v2_net);  // reloaded from the store
 }
 
+// Every Load of a resolved version is a hit or a miss, nothing else is; an
+// eviction turns the next Load of that version into a miss again.
+TEST_F(ModelCatalogTest, CacheStatsCountHitsAndMissesOfResolvedLoads) {
+  for (uint64_t s = 1; s <= 3; ++s) {
+    ASSERT_OK(catalog_->Register(FreshVersion("m", s), nullptr).status());
+  }
+  auto load = [&](int version) {
+    v1::ModelRef ref = Ref("m");
+    ref.set_version(version);
+    return catalog_->Load(ref).status();
+  };
+  ModelCacheStats stats = catalog_->cache_stats();
+  EXPECT_EQ(stats.hits, 0);
+  EXPECT_EQ(stats.misses, 0);
+  EXPECT_EQ(stats.entries, 0);
+  EXPECT_EQ(stats.capacity, 2);
+  ASSERT_OK(load(1));                             // miss
+  ASSERT_OK(load(1));                             // hit
+  ASSERT_OK(catalog_->Load(Ref("m")).status());   // latest = 3: miss
+  ASSERT_OK(load(2));                             // miss, evicts 1
+  ASSERT_OK(load(1));                             // miss again
+  EXPECT_THAT(load(4), StatusIs(absl::StatusCode::kNotFound));           // neither
+  EXPECT_THAT(catalog_->Load(Ref("nope")), StatusIs(absl::StatusCode::kNotFound));
+  stats = catalog_->cache_stats();
+  EXPECT_EQ(stats.hits, 1);
+  EXPECT_EQ(stats.misses, 4);
+  EXPECT_EQ(stats.entries, 2);
+}
+
 // A network this server trained is stored as it is: its config and every
 // tensor, with the metadata and the finished job, and it loads back equal.
 TEST_F(ModelCatalogTest, RegisterNetworkStoresATrainedNetworkAsItIs) {

@@ -1,6 +1,7 @@
 // OpenInference without a transport: ModelInfer gives exactly the numbers of
 // the Predictor behind bnserve.v1 Predict, every bad request gets Predict's
-// status code, and readiness follows the catalog's loaded versions.
+// status code, readiness follows the catalog's loaded versions, and every
+// ModelInfer is recorded in the metrics once, under its protocol.
 #include "server/open_inference.h"
 
 #include <cstdint>
@@ -17,7 +18,9 @@
 #include "gtest/gtest.h"
 #include "server/predictor.h"
 #include "server/proto_convert.h"
+#include "server/server_metrics.h"
 #include "server/sqlite_model_store.h"
+#include "tests/server/metrics_test_util.h"
 #include "tests/server/server_test_util.h"
 #include "tests/testing/random_data.h"
 #include "tests/testing/status_matchers.h"
@@ -137,7 +140,7 @@ TEST_F(OpenInferenceTest, ModelInferGivesPredictsNumbersBitForBit) {
       (*request.mutable_parameters())["bn_mode"].set_string_param("batch_statistics");
     }
     inference::ModelInferResponse response;
-    ASSERT_OK(v2_->ModelInfer(request, &response));
+    ASSERT_OK(v2_->ModelInfer(request, &response, InferenceProtocol::kV2Grpc));
     const Prediction expected = Expected(Ref("digits"), rows, mode);
     EXPECT_EQ(response.model_name(), "digits");
     EXPECT_EQ(response.model_version(), "2");
@@ -167,7 +170,7 @@ TEST_F(OpenInferenceTest, RawInputGetsRawOutputWithTheSameBits) {
   inference::ModelInferRequest request = RawRequest("digits", rows);
   request.set_model_version("production");
   inference::ModelInferResponse response;
-  ASSERT_OK(v2_->ModelInfer(request, &response));
+  ASSERT_OK(v2_->ModelInfer(request, &response, InferenceProtocol::kV2Grpc));
   const Prediction expected = Expected(Ref("digits", 1), rows, BnMode::kInference);
   EXPECT_EQ(response.model_version(), "1");
   ASSERT_EQ(response.outputs_size(), 2);
@@ -191,7 +194,7 @@ TEST_F(OpenInferenceTest, Fp64InputIsConvertedToFloat) {
     input->mutable_contents()->add_fp64_contents(static_cast<double>(rows.data()[i]));
   }
   inference::ModelInferResponse response;
-  ASSERT_OK(v2_->ModelInfer(request, &response));
+  ASSERT_OK(v2_->ModelInfer(request, &response, InferenceProtocol::kV2Grpc));
   const Prediction expected = Expected(Ref("digits"), rows, BnMode::kInference);
   EXPECT_EQ(std::memcmp(response.outputs(0).contents().fp32_contents().data(),
                         expected.probabilities.data(), sizeof(float) * 4 * kClasses),
@@ -203,7 +206,7 @@ TEST_F(OpenInferenceTest, Fp64InputIsConvertedToFloat) {
   request.add_raw_input_contents()->assign(reinterpret_cast<const char*>(doubles.data()),
                                            sizeof(double) * doubles.size());
   response.Clear();
-  ASSERT_OK(v2_->ModelInfer(request, &response));
+  ASSERT_OK(v2_->ModelInfer(request, &response, InferenceProtocol::kV2Grpc));
   EXPECT_EQ(FromRaw<int32_t>(response.raw_output_contents(1)), expected.predicted_classes);
 }
 
@@ -212,21 +215,23 @@ TEST_F(OpenInferenceTest, TheOutputsListSelectsAndOrdersOutputs) {
   inference::ModelInferRequest request = Fp32Request("digits", rows);
   request.add_outputs()->set_name("predicted_class");
   inference::ModelInferResponse response;
-  ASSERT_OK(v2_->ModelInfer(request, &response));
+  ASSERT_OK(v2_->ModelInfer(request, &response, InferenceProtocol::kV2Grpc));
   ASSERT_EQ(response.outputs_size(), 1);
   EXPECT_EQ(response.outputs(0).name(), "predicted_class");
 
   request.add_outputs()->set_name("probabilities");
   response.Clear();
-  ASSERT_OK(v2_->ModelInfer(request, &response));
+  ASSERT_OK(v2_->ModelInfer(request, &response, InferenceProtocol::kV2Grpc));
   ASSERT_EQ(response.outputs_size(), 2);
   EXPECT_EQ(response.outputs(1).name(), "probabilities");
 
   request.add_outputs()->set_name("logits");
-  EXPECT_THAT(v2_->ModelInfer(request, &response), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(v2_->ModelInfer(request, &response, InferenceProtocol::kV2Grpc),
+              StatusIs(absl::StatusCode::kInvalidArgument));
   request.mutable_outputs()->RemoveLast();
   request.add_outputs()->set_name("probabilities");
-  EXPECT_THAT(v2_->ModelInfer(request, &response), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(v2_->ModelInfer(request, &response, InferenceProtocol::kV2Grpc),
+              StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
 TEST_F(OpenInferenceTest, BadRequestsGetPredictsStatusCodes) {
@@ -234,7 +239,7 @@ TEST_F(OpenInferenceTest, BadRequestsGetPredictsStatusCodes) {
   inference::ModelInferResponse response;
   const auto expect_code = [&](const inference::ModelInferRequest& request,
                                absl::StatusCode code, const std::string& message) {
-    const absl::Status status = v2_->ModelInfer(request, &response);
+    const absl::Status status = v2_->ModelInfer(request, &response, InferenceProtocol::kV2Grpc);
     EXPECT_THAT(status, StatusIs(code)) << message;
     EXPECT_THAT(std::string(status.message()), HasSubstr(message));
   };
@@ -364,6 +369,59 @@ TEST_F(OpenInferenceTest, WithoutADefaultModelTheServerIsReadyAtOnce) {
   untrained.default_model = "not-trained-yet";
   OpenInference waiting(catalog_.get(), predictor_.get(), untrained);
   EXPECT_FALSE(waiting.ServerReady());
+}
+
+TEST_F(OpenInferenceTest, EveryModelInferIsRecordedOnceUnderItsProtocol) {
+  ServerMetrics metrics;
+  OpenInferenceOptions options;
+  OpenInference v2(catalog_.get(), predictor_.get(), options, &metrics);
+  const Matrix rows = testing::RandomInput(3, kFeatures, 5);
+  inference::ModelInferResponse response;
+  // Two successes over gRPC (the latest, 2, and the alias of 1), one of the
+  // latest in batch-statistics mode over HTTP, received 2 ms before the call.
+  ASSERT_OK(v2.ModelInfer(Fp32Request("digits", rows), &response, InferenceProtocol::kV2Grpc));
+  inference::ModelInferRequest production = Fp32Request("digits", rows);
+  production.set_model_version("production");
+  ASSERT_OK(v2.ModelInfer(production, &response, InferenceProtocol::kV2Grpc));
+  inference::ModelInferRequest batch = RawRequest("digits", rows);
+  (*batch.mutable_parameters())["bn_mode"].set_string_param("batch_statistics");
+  const absl::Time received = absl::Now() - absl::Milliseconds(2);
+  ASSERT_OK(v2.ModelInfer(batch, &response, InferenceProtocol::kV2Http, received));
+  // Failures: a bad datatype for version 2, an unknown version, and a body
+  // the HTTP front end could not parse, for version 1.
+  inference::ModelInferRequest int_input = Fp32Request("digits", rows);
+  int_input.mutable_inputs(0)->set_datatype("INT32");
+  EXPECT_THAT(v2.ModelInfer(int_input, &response, InferenceProtocol::kV2Grpc),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  inference::ModelInferRequest unknown = Fp32Request("digits", rows);
+  unknown.set_model_version("9");
+  EXPECT_THAT(v2.ModelInfer(unknown, &response, InferenceProtocol::kV2Grpc),
+              StatusIs(absl::StatusCode::kNotFound));
+  v2.RecordRefused("digits", "1", InferenceProtocol::kV2Http,
+                   absl::InvalidArgumentError("bad JSON"), absl::Now());
+
+  const std::vector<testing::MetricSample> samples =
+      testing::ParseExposition(metrics.TextExposition());
+  auto sum = [&](const std::string& name, const std::map<std::string, std::string>& labels) {
+    return testing::SumOf(samples, name, labels);
+  };
+  EXPECT_EQ(sum("nv_inference_request_success", {{"model", "digits"}, {"version", "2"}}), 2);
+  EXPECT_EQ(sum("nv_inference_request_success", {{"model", "digits"}, {"version", "1"}}), 1);
+  EXPECT_EQ(sum("nv_inference_count", {{"model", "digits"}}), 9);
+  EXPECT_EQ(sum("nv_inference_request_failure",
+                {{"model", "digits"}, {"version", "2"}, {"reason", "OTHER"}}),
+            1);
+  EXPECT_EQ(sum("nv_inference_request_failure",
+                {{"model", "digits"}, {"version", "1"}, {"reason", "OTHER"}}),
+            1);
+  EXPECT_EQ(sum("bnserve_inference_unresolved_requests_total", {{"protocol", "v2_grpc"}}), 1);
+  const std::string count = "bnserve_inference_request_duration_seconds_count";
+  EXPECT_EQ(sum(count, {{"protocol", "v2_grpc"}, {"bn_mode", "inference"}}), 2);
+  EXPECT_EQ(sum(count, {{"protocol", "v2_http"}, {"bn_mode", "batch_statistics"}}), 1);
+  // The HTTP request's latency counts from when its front end received it.
+  EXPECT_GE(sum("bnserve_inference_request_duration_seconds_sum", {{"protocol", "v2_http"}}),
+            0.002);
+  EXPECT_EQ(testing::SumOf(samples, "bnserve_inference_request_duration_seconds_count"), 3);
 }
 
 }  // namespace

@@ -76,18 +76,19 @@ TEST_F(PredictorTest, PredictsProbabilitiesAndTheirArgmax) {
   }
 }
 
-// The case: a 1-1-16384 model, a small request, a huge answer.
+// The case, at the class limit: a 1-1-4096 model, a small request,
+// a large answer.
 TEST_F(PredictorTest, AnAnswerBeyondTheMessageLimitIsRefusedBeforeComputing) {
-  Register("wide-out", 1, {1}, 16384);
+  Register("wide-out", 1, {1}, kMaxClasses);
   PredictorOptions options;
   options.max_response_bytes = int64_t{1} << 20;
   Predictor predictor(catalog_.get(), options);
-  const Matrix rows = testing::RandomInput(40, 1, 2);  // 40 x 16384 x 4 B = 2.5 MiB
+  const Matrix rows = testing::RandomInput(160, 1, 2);  // 160 x 4096 x 4 B = 2.5 MiB
   absl::StatusOr<Prediction> p = predictor.Predict(Ref("wide-out"), rows, BnMode::kInference);
   EXPECT_THAT(p, StatusIs(absl::StatusCode::kResourceExhausted));
   EXPECT_THAT(std::string(p.status().message()), HasSubstr("message limit of 1 MiB"));
   // Fewer rows fit.
-  EXPECT_OK(predictor.Predict(Ref("wide-out"), testing::RandomInput(10, 1, 2),
+  EXPECT_OK(predictor.Predict(Ref("wide-out"), testing::RandomInput(40, 1, 2),
                               BnMode::kInference)
                 .status());
 }
