@@ -64,6 +64,7 @@ struct BnserveServerOptions {
   // port, in-process channels only.
   std::string listen = "127.0.0.1:50051";
   std::string registry_path = "var/bnserve.db";
+  SqliteModelStore::Durability durability = SqliteModelStore::Durability::kNormal;
   std::string data_dir = "var/data";
   int workers = 1;
   int max_batch = 10000;

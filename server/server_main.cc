@@ -44,6 +44,9 @@ ABSL_FLAG(int, model_cache, 8, "model versions kept loaded for Predict and Evalu
 ABSL_FLAG(std::string, default_model, "",
           "if set, train the book's seed network on mnist-digits under this model name at the "
           "first start (when no job for that model was ever submitted)");
+ABSL_FLAG(std::string, durability, "normal",
+          "normal: a committed version or job survives a crash of the process (SQLite WAL, "
+          "synchronous=NORMAL); full: also a power loss (synchronous=FULL, a sync per write)");
 ABSL_FLAG(int, shutdown_grace_seconds, 5, "how long in-flight RPCs may take at shutdown");
 
 namespace {
@@ -86,6 +89,13 @@ int main(int argc, char** argv) {
   options.http_listen = absl::GetFlag(FLAGS_http_listen);
   options.http_threads = absl::GetFlag(FLAGS_http_threads);
   options.http_request_timeout = absl::Seconds(absl::GetFlag(FLAGS_http_timeout_seconds));
+  const std::string durability = absl::GetFlag(FLAGS_durability);
+  if (durability == "full") {
+    options.durability = bnserve::SqliteModelStore::Durability::kFull;
+  } else if (durability != "normal") {
+    BNSERVE_LOG(ERROR) << "--durability must be normal or full, got \"" << durability << "\"";
+    return EXIT_FAILURE;
+  }
   if (options.workers < 1 || options.max_batch < 1 || options.max_epochs < 1 ||
       options.max_queue < 1 || options.max_message_mb < 1 || options.model_cache < 1 ||
       options.max_job_memory_mb < 1 || options.http_threads < 1 ||

@@ -100,7 +100,7 @@ absl::Status NoSuchVersionError(const std::string& model_name, int version) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<SqliteModelStore>> SqliteModelStore::Open(
-    const std::string& path) {
+    const std::string& path, Durability durability) {
   // Missing directories are created owner-only, one component at a time.
   std::filesystem::path prefix;
   for (const std::filesystem::path& part : std::filesystem::path(path).parent_path()) {
@@ -131,7 +131,8 @@ absl::StatusOr<std::unique_ptr<SqliteModelStore>> SqliteModelStore::Open(
     absl::MutexLock lock(&store->mu_);
     sqlite3_busy_timeout(db, 5000);
     RETURN_IF_ERROR(SqliteExec(db, "PRAGMA journal_mode=WAL"));
-    RETURN_IF_ERROR(SqliteExec(db, "PRAGMA synchronous=NORMAL"));
+    RETURN_IF_ERROR(SqliteExec(db, durability == Durability::kFull ? "PRAGMA synchronous=FULL"
+                                                                   : "PRAGMA synchronous=NORMAL"));
     RETURN_IF_ERROR(SqliteExec(db, kSchema));
   }
   return store;
@@ -148,6 +149,17 @@ SqliteModelStore::~SqliteModelStore() {
     BNSERVE_LOG(ERROR) << "closing the database failed: " << sqlite3_errmsg(db_);
   }
   db_ = nullptr;
+}
+
+absl::StatusOr<int> SqliteModelStore::SynchronousMode() {
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(SqliteStatement pragma, Prepare("PRAGMA synchronous"));
+  int mode = -1;
+  RETURN_IF_ERROR(pragma.ForEachRow([&] {
+    mode = static_cast<int>(pragma.Int(0));
+    return absl::OkStatus();
+  }));
+  return mode;
 }
 
 absl::StatusOr<SqliteStatement> SqliteModelStore::Prepare(const char* sql) {

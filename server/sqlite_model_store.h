@@ -45,7 +45,19 @@ class SqliteModelStore : public ModelStore {
   // FailedPrecondition "registry PATH is in use by pid N" while another
   // store, in this process or another, has it open. Internal (or Unavailable
   // when SQLite reports it busy) on other failures.
-  static absl::StatusOr<std::unique_ptr<SqliteModelStore>> Open(const std::string& path);
+  //
+  // Durability: WAL with synchronous=NORMAL (kNormal) survives a crash of
+  // the process at any point; a power loss or kernel crash may lose the
+  // last transactions committed before it (never corrupt the file).
+  // kFull (synchronous=FULL) syncs the WAL at every commit, so a committed
+  // version or job state survives a power loss too, at a few milliseconds
+  // per write.
+  enum class Durability { kNormal, kFull };
+  static absl::StatusOr<std::unique_ptr<SqliteModelStore>> Open(
+      const std::string& path, Durability durability = Durability::kNormal);
+
+  // The connection's PRAGMA synchronous (1 NORMAL, 2 FULL).
+  absl::StatusOr<int> SynchronousMode();
 
   // Finalizes every statement and closes the database.
   ~SqliteModelStore() override;

@@ -109,6 +109,19 @@ TEST(SqliteModelStoreTest, ARegistryHasOneStoreAtATime) {
   EXPECT_OK(again->GetVersion("digits", 1, true).status());
 }
 
+TEST(SqliteModelStoreTest, DurabilityChoosesTheSynchronousMode) {
+  {
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<SqliteModelStore> store,
+                         SqliteModelStore::Open(TempPath("normal.db")));
+    EXPECT_THAT(store->SynchronousMode(), IsOkAndHolds(1));  // NORMAL
+  }
+  ASSERT_OK_AND_ASSIGN(
+      std::unique_ptr<SqliteModelStore> store,
+      SqliteModelStore::Open(TempPath("full.db"), SqliteModelStore::Durability::kFull));
+  EXPECT_THAT(store->SynchronousMode(), IsOkAndHolds(2));  // FULL
+  ASSERT_OK(store->AddVersion(RandomVersion("digits", 1), nullptr).status());
+}
+
 TEST(SqliteModelStoreTest, ANewRegistryAndItsDirectoryAreOwnerOnly) {
   const std::string dir = TempPath("private");
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<SqliteModelStore> store,
