@@ -10,7 +10,8 @@ SETUP_STAMP := var/.setup-stamp
 
 all: build
 
-$(SETUP_STAMP): scripts/setup.sh scripts/mnist_json_to_idx.js
+$(SETUP_STAMP): scripts/setup.sh scripts/mnist_json_to_idx.js \
+		$(wildcard tests/onnx/package-lock.json)
 	bash scripts/setup.sh
 	@mkdir -p $(dir $@) && touch $@
 

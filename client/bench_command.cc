@@ -33,6 +33,7 @@
 #include "client/data_dir.h"
 #include "client/http_client.h"
 #include "client/proto_format.h"
+#include "core/batch_norm_folding.h"
 #include "core/builtin_datasets.h"
 #include "core/network.h"
 #include "nlohmann/json.hpp"
@@ -345,6 +346,11 @@ int RunBench(const CommandArgs& args, GlobalOptions globals) {
   if (!local.ok()) return ReportError(local.status());
   absl::StatusOr<BnMode> local_mode = BnModeFromProto(*bn_mode);
   if (!local_mode.ok()) return ReportError(local_mode.status());
+  // The network the server runs: INFERENCE on a folding server is the fold.
+  if (version.served_folded() && *local_mode == BnMode::kInference) {
+    local = FoldBatchNorm(*local);
+    if (!local.ok()) return ReportError(local.status());
+  }
   const int features = version.network().input_size() > 0 ? version.network().input_size() : 784;
   const int classes = version.network().output_size() > 0 ? version.network().output_size() : 10;
   const bool rest = !http.empty();

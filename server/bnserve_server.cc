@@ -57,7 +57,8 @@ absl::StatusOr<std::unique_ptr<BnserveServer>> BnserveServer::Start(
     const BnserveServerOptions& options) {
   std::unique_ptr<BnserveServer> server(new BnserveServer(options));
   ASSIGN_OR_RETURN(server->store_, SqliteModelStore::Open(options.registry_path, options.durability));
-  server->catalog_ = std::make_unique<ModelCatalog>(server->store_.get(), options.model_cache);
+  server->catalog_ = std::make_unique<ModelCatalog>(server->store_.get(), options.model_cache,
+                                                    options.fold_batchnorm);
   server->data_ = std::make_unique<DataResolver>(options.data_dir);
   JobManagerOptions job_options;
   job_options.workers = options.workers;

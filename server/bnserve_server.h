@@ -72,6 +72,9 @@ struct BnserveServerOptions {
   int max_queue = 64;
   int max_message_mb = 64;
   int model_cache = 8;
+  // Serve INFERENCE-mode predictions with each version's BatchNorm-folded
+  // network (ModelCatalog); false: with the stored network.
+  bool fold_batchnorm = true;
   // Largest estimated working memory of one training job (and of one
   // Evaluate forward pass), in MiB.
   int max_job_memory_mb = 4096;

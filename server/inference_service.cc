@@ -86,6 +86,8 @@ absl::Status InferenceServiceImpl::DoEvaluate(const v1::EvaluateRequest& request
   options.mode = mode;
   options.slice_rows = options_.evaluation_slice_rows;
   options.max_pass_bytes = options_.max_evaluation_bytes;
+  // The stored network, not its BatchNorm fold: the loss's weight-decay term
+  // is of the trained weights (INFERENCE accuracy equals the fold's to rounding).
   ASSIGN_OR_RETURN(Evaluation evaluation, EvaluateNetwork(*model.network, *data, options));
   response->set_loss(evaluation.loss);
   response->set_accuracy(evaluation.accuracy);

@@ -11,6 +11,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "core/batch_norm_folding.h"
 #include "core/logging.h"
 #include "core/status_macros.h"
 #include "server/proto_convert.h"
@@ -49,8 +50,10 @@ absl::Status CheckTensorValues(const v1::ModelVersion& version) {
 
 }  // namespace
 
-ModelCatalog::ModelCatalog(ModelStore* store, int cache_capacity)
-    : store_(store), cache_capacity_(cache_capacity < 1 ? 1 : cache_capacity) {}
+ModelCatalog::ModelCatalog(ModelStore* store, int cache_capacity, bool fold_batchnorm)
+    : store_(store),
+      cache_capacity_(cache_capacity < 1 ? 1 : cache_capacity),
+      fold_batchnorm_(fold_batchnorm) {}
 
 absl::Status ModelCatalog::ValidateModelName(const std::string& name) {
   bool ok = !name.empty() && name.size() <= 64;
@@ -146,7 +149,7 @@ absl::StatusOr<LoadedModel> ModelCatalog::Load(const v1::ModelRef& ref) {
 
 absl::StatusOr<LoadedModel> ModelCatalog::LoadVersion(const std::string& model_name,
                                                       int version, bool count_hit) {
-  LoadedModel loaded{model_name, version, nullptr};
+  LoadedModel loaded{model_name, version, nullptr, nullptr};
   const std::string key = Key(model_name, version);
   uint64_t deletions_before;
   {
@@ -156,6 +159,7 @@ absl::StatusOr<LoadedModel> ModelCatalog::LoadVersion(const std::string& model_n
       if (count_hit) ++cache_hits_;
       it->second.last_used = ++tick_;
       loaded.network = it->second.network;
+      loaded.inference_network = it->second.inference_network;
       return loaded;
     }
     ++cache_misses_;
@@ -168,17 +172,32 @@ absl::StatusOr<LoadedModel> ModelCatalog::LoadVersion(const std::string& model_n
                                             "\" does not build: ",
                                             network.status().message()));
   }
-  // The warm-up: one row through the serving path, so that a version is
-  // ready only once it has answered (and its first request pays no
-  // first-touch cost of its own).
-  const Matrix zeros = Matrix::Zero(1, network->config().input_size);
-  RETURN_IF_ERROR(network->PredictProbabilities(zeros, BnMode::kInference).status());
   loaded.network = std::make_shared<const Network<float>>(std::move(network).value());
+  loaded.inference_network = loaded.network;
+  if (fold_batchnorm_ && loaded.network->config().use_batchnorm) {
+    absl::StatusOr<Network<float>> folded = FoldBatchNorm(*loaded.network);
+    if (!folded.ok()) {
+      return absl::DataLossError(absl::StrCat("stored version ", version, " of \"", model_name,
+                                              "\" does not fold (serve it with "
+                                              "--fold_batchnorm=false): ",
+                                              folded.status().message()));
+    }
+    loaded.inference_network = std::make_shared<const Network<float>>(*std::move(folded));
+  }
+  // The warm-up: one row through the serving path of each network, so that
+  // a version is ready only once it has answered (and its first request pays
+  // no first-touch cost of its own).
+  const Matrix zeros = Matrix::Zero(1, loaded.network->config().input_size);
+  RETURN_IF_ERROR(loaded.network->PredictProbabilities(zeros, BnMode::kInference).status());
+  if (loaded.folded()) {
+    RETURN_IF_ERROR(
+        loaded.inference_network->PredictProbabilities(zeros, BnMode::kInference).status());
+  }
   bool inserted = false;
   {
     absl::MutexLock lock(&mu_);
     if (deletions_ == deletions_before) {
-      cache_[key] = CacheEntry{loaded.network, ++tick_};
+      cache_[key] = CacheEntry{loaded.network, loaded.inference_network, ++tick_};
       inserted = true;
       while (static_cast<int>(cache_.size()) > cache_capacity_) {
         auto oldest = cache_.begin();
@@ -269,7 +288,11 @@ absl::StatusOr<v1::Model> ModelCatalog::GetModel(const std::string& model_name) 
 absl::StatusOr<v1::ModelVersion> ModelCatalog::Get(const v1::ModelRef& ref,
                                                     bool include_tensors) {
   ASSIGN_OR_RETURN(int version, Resolve(ref));
-  return store_->GetVersion(ref.name(), version, include_tensors);
+  ASSIGN_OR_RETURN(v1::ModelVersion stored,
+                   store_->GetVersion(ref.name(), version, include_tensors));
+  const absl::StatusOr<NetworkConfig> config = NetworkConfigFromProto(stored.network(), 0);
+  stored.set_served_folded(fold_batchnorm_ && config.ok() && config->use_batchnorm);
+  return stored;
 }
 
 absl::StatusOr<v1::ModelVersion> ModelCatalog::Register(const v1::ModelVersion& version,

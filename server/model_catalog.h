@@ -20,6 +20,14 @@
 // methods of Network may run concurrently, and a network stays alive while a
 // request uses it even if it is evicted.
 //
+// BatchNorm folding: a catalog that folds (the default; the server's
+// --fold_batchnorm) builds, once per loaded version with BatchNorm, the
+// folded network (core/batch_norm_folding.h: each BatchNorm's inference
+// affine map folded into the Affine before it) and keeps it next to the
+// unfolded one. LoadedModel::NetworkFor(kInference) is then the folded
+// network, and NetworkFor(kBatchStatistics) the unfolded one, which also
+// stays the network of Evaluate, GetModel and export.
+//
 // Readiness: a version enters the cache only after it has answered a
 // warm-up inference (one row of zeros, INFERENCE mode), so a cached version
 // is "ready" (IsReady). LoadInBackground loads a version on the catalog's
@@ -49,6 +57,7 @@
 #include "bnserve/v1/model_registry.pb.h"
 #include "bnserve/v1/training_service.pb.h"
 #include "bnserve/v1/types.pb.h"
+#include "core/bn_mode.h"
 #include "core/network.h"
 #include "server/model_store.h"
 
@@ -58,7 +67,21 @@ namespace bnserve {
 struct LoadedModel {
   std::string model_name;
   int version = 0;
+  // The stored network, unfolded.
   std::shared_ptr<const Network<float>> network;
+  // The network that answers BnMode::kInference: the BatchNorm-folded
+  // network when the catalog folds and the network has BatchNorm, else the
+  // same pointer as `network`.
+  std::shared_ptr<const Network<float>> inference_network;
+
+  // Whether INFERENCE-mode answers come from a folded network.
+  bool folded() const { return inference_network != nullptr && inference_network != network; }
+  // The network to run in `mode`: inference_network for kInference (when
+  // set), network for kBatchStatistics.
+  const Network<float>& NetworkFor(BnMode mode) const {
+    return mode == BnMode::kInference && inference_network != nullptr ? *inference_network
+                                                                      : *network;
+  }
 };
 
 // The network cache's counts since the catalog was built (ModelCatalog::
@@ -77,8 +100,11 @@ struct ModelCacheStats {
 
 class ModelCatalog {
  public:
-  // `store` must outlive the catalog.
-  explicit ModelCatalog(ModelStore* store, int cache_capacity = 8);
+  // `store` must outlive the catalog. With `fold_batchnorm`, INFERENCE-mode
+  // answers come from each version's folded network (see above).
+  explicit ModelCatalog(ModelStore* store, int cache_capacity = 8, bool fold_batchnorm = true);
+
+  bool fold_batchnorm() const { return fold_batchnorm_; }
 
   // StopBackgroundLoads().
   ~ModelCatalog();
@@ -99,8 +125,10 @@ class ModelCatalog {
   // version <= 0; NotFound for an unknown model, version or alias.
   absl::StatusOr<int> Resolve(const v1::ModelRef& ref);
 
-  // The network of the version `ref` selects, from the cache or the store.
-  // Errors as Resolve; DataLoss if the stored tensors do not build a network.
+  // The network of the version `ref` selects (and its folded network), from
+  // the cache or the store. Errors as Resolve; DataLoss if the stored tensors
+  // do not build a network or, when folding, do not fold (FoldBatchNorm's
+  // non-finite values).
   absl::StatusOr<LoadedModel> Load(const v1::ModelRef& ref);
 
   // Whether the version is loaded, warmed up and in the cache (no store
@@ -131,7 +159,10 @@ class ModelCatalog {
   // the network (a Load whose ref does not resolve is neither).
   ModelCacheStats cache_stats();
 
-  // The version's metadata, and its tensors when `include_tensors`.
+  // The version's metadata, and its tensors when `include_tensors`;
+  // served_folded says whether this catalog answers its INFERENCE-mode
+  // predictions with the folded network (it folds and the version has
+  // BatchNorm).
   absl::StatusOr<v1::ModelVersion> Get(const v1::ModelRef& ref, bool include_tensors);
 
   // The untrusted path (ImportModel): stores `version` as the next version
@@ -168,6 +199,7 @@ class ModelCatalog {
  private:
   struct CacheEntry {
     std::shared_ptr<const Network<float>> network;
+    std::shared_ptr<const Network<float>> inference_network;
     uint64_t last_used = 0;
   };
 
@@ -192,6 +224,7 @@ class ModelCatalog {
 
   ModelStore* const store_;
   const int cache_capacity_;
+  const bool fold_batchnorm_;
   absl::Mutex mu_;
   absl::flat_hash_map<std::string, CacheEntry> cache_ ABSL_GUARDED_BY(mu_);
   uint64_t tick_ ABSL_GUARDED_BY(mu_) = 0;

@@ -9,6 +9,7 @@
 #include "grpcpp/impl/codegen/proto_utils.h"
 #include "grpcpp/support/proto_buffer_reader.h"
 #include "server/grpc_status_util.h"
+#include "server/model_export.h"
 
 namespace bnserve {
 namespace {
@@ -73,7 +74,7 @@ grpc::ServerUnaryReactor* ModelRegistryServiceImpl::DeleteAlias(
 grpc::ServerUnaryReactor* ModelRegistryServiceImpl::ExportModel(
     grpc::CallbackServerContext* context, const v1::ExportModelRequest* request,
     v1::ModelVersion* response) {
-  return FinishUnary(context, registry_->Get(request->model(), true), response);
+  return FinishUnary(context, ExportModelVersion(registry_, *request), response);
 }
 
 grpc::ServerUnaryReactor* ModelRegistryServiceImpl::ImportModel(
@@ -87,6 +88,8 @@ grpc::ServerUnaryReactor* ModelRegistryServiceImpl::ImportModel(
   version.clear_job_id();
   version.clear_created_at();
   version.clear_aliases();
+  version.clear_served_folded();  // the exporting server's, not this one's
+  version.clear_onnx_model();
   version.set_version(0);
   absl::StatusOr<v1::ModelVersion> stored = registry_->Register(version, nullptr);
   if (!stored.ok()) return FinishUnary(context, stored.status());

@@ -40,7 +40,9 @@ absl::StatusOr<Prediction> Predictor::Predict(const v1::ModelRef& model,
   }
   Prediction prediction;
   const absl::Time start = absl::Now();
-  ASSIGN_OR_RETURN(prediction.probabilities, loaded.network->PredictProbabilities(rows, mode));
+  // INFERENCE: the folded network when the catalog folds; else the stored one.
+  ASSIGN_OR_RETURN(prediction.probabilities,
+                   loaded.NetworkFor(mode).PredictProbabilities(rows, mode));
   prediction.compute_duration = absl::Now() - start;
   // Finite inputs can still overflow float (3e38 through a layer): say so
   // rather than answer NaN.

@@ -4,7 +4,9 @@
 // row-major [rows, features] matrix and a BnMode, and calls Predict; the
 // checks (row limit, finite values, feature count), the network from the
 // ModelCatalog and the numbers are therefore the same, bit for bit, whatever
-// the protocol.
+// the protocol. INFERENCE runs the version's BatchNorm-folded network when
+// the catalog folds (LoadedModel::NetworkFor), BATCH_STATISTICS the stored
+// one.
 //
 //   Predictor predictor(&catalog, /*max_batch=*/10000);
 //   RETURN_IF_ERROR(predictor.CheckRows(rows));      // before copying input

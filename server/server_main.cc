@@ -41,6 +41,9 @@ ABSL_FLAG(int, max_job_memory_mb, 4096,
           "largest estimated working memory of one training job or Evaluate forward pass; "
           "a bigger network or batch is RESOURCE_EXHAUSTED");
 ABSL_FLAG(int, model_cache, 8, "model versions kept loaded for Predict and Evaluate");
+ABSL_FLAG(bool, fold_batchnorm, true,
+          "answer INFERENCE-mode predictions with each version's BatchNorm layers folded into "
+          "the Affine layers before them (BATCH_STATISTICS always runs the stored network)");
 ABSL_FLAG(std::string, default_model, "",
           "if set, train the book's seed network on mnist-digits under this model name at the "
           "first start (when no job for that model was ever submitted)");
@@ -84,6 +87,7 @@ int main(int argc, char** argv) {
   options.max_queue = absl::GetFlag(FLAGS_max_queue);
   options.max_message_mb = absl::GetFlag(FLAGS_max_message_mb);
   options.model_cache = absl::GetFlag(FLAGS_model_cache);
+  options.fold_batchnorm = absl::GetFlag(FLAGS_fold_batchnorm);
   options.max_job_memory_mb = absl::GetFlag(FLAGS_max_job_memory_mb);
   options.default_model = absl::GetFlag(FLAGS_default_model);
   options.http_listen = absl::GetFlag(FLAGS_http_listen);

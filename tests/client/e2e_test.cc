@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -33,6 +34,7 @@
 #include "bnserve/v1/training_service.grpc.pb.h"
 #include "client/client_connection.h"
 #include "client/proto_format.h"
+#include "core/batch_norm_folding.h"
 #include "core/builtin_datasets.h"
 #include "core/network.h"
 #include "gmock/gmock.h"
@@ -378,14 +380,26 @@ TEST_F(E2eTest, TrainFollowPredictEvaluateThroughBnctl) {
   EXPECT_THAT(missing.err, HasSubstr("NOT_FOUND"));
 }
 
+// INFERENCE answers come from the BatchNorm-folded network (the server's
+// default, which GetModel reports): bit for bit FoldBatchNorm of GetModel's
+// tensors, and within 1e-5 of the stored network, which BATCH_STATISTICS
+// runs.
 TEST_F(E2eTest, PredictAgreesWithCoreNetworkFromGetModelTensors) {
   ASSERT_OK_AND_ASSIGN(v1::Job job, TrainSmall("exact"));
   ASSERT_EQ(job.state(), v1::SUCCEEDED) << job.reason();
   ASSERT_OK_AND_ASSIGN(v1::ModelVersion version, GetModel(Ref("exact", 1), true));
+  EXPECT_TRUE(version.served_folded());
   ASSERT_OK_AND_ASSIGN(
       Network<float> network,
       Network<float>::FromTensors(CoreConfigFromProto(version.network()), TensorMap(version)));
+  ASSERT_OK_AND_ASSIGN(Network<float> folded, FoldBatchNorm(network));
   const Matrix rows = TestRows(64);
+  {
+    ASSERT_OK_AND_ASSIGN(v1::PredictResponse response,
+                         Predict(Ref("exact", 1), TensorFromMatrix(rows), v1::INFERENCE));
+    ASSERT_OK_AND_ASSIGN(Matrix expected, folded.PredictProbabilities(rows, BnMode::kInference));
+    EXPECT_EQ(MaxAbsDiff(response.probabilities(), TensorFromMatrix(expected)), 0.0);
+  }
   for (v1::BnMode mode : {v1::INFERENCE, v1::BATCH_STATISTICS}) {
     ASSERT_OK_AND_ASSIGN(v1::PredictResponse response,
                          Predict(Ref("exact", 1), TensorFromMatrix(rows), mode));
@@ -597,6 +611,46 @@ TEST_F(E2eTest, BadInputsGetTheirStatusCodesAndTheServerKeepsServing) {
   EXPECT_EQ(health.exit_code, 0) << Describe(health);
   EXPECT_OK(Predict(Ref("good"), TensorFromMatrix(rows), v1::INFERENCE).status());
   EXPECT_EQ(GetModel(Ref("bad"), false).status().code(), Code::kNotFound);
+}
+
+// bnctl export --format onnx (unfolded and --fold-batchnorm) writes a model
+// that ONNX Runtime (tests/onnx/ort_predict.js; installed by setup.sh, the
+// test fails without it) runs to the server's Predict answers.
+TEST_F(E2eTest, ExportOnnxThroughBnctlRunsInOnnxRuntime) {
+  ASSERT_OK_AND_ASSIGN(v1::Job job, TrainSmall("portable"));
+  ASSERT_EQ(job.state(), v1::SUCCEEDED) << job.reason();
+  const Matrix rows = TestRows(50);
+  const std::string rows_path = dir_.path() + "/rows.f32";
+  std::ofstream(rows_path, std::ios::binary)
+      .write(reinterpret_cast<const char*>(rows.data()), rows.size() * sizeof(float));
+  ASSERT_OK_AND_ASSIGN(v1::PredictResponse predicted,
+                       Predict(Ref("portable"), TensorFromMatrix(rows), v1::INFERENCE));
+  for (bool fold : {false, true}) {
+    const std::string file = dir_.path() + (fold ? "/folded.onnx" : "/plain.onnx");
+    std::vector<std::string> args = {"export", "portable", "--format", "onnx", "--out", file};
+    if (fold) args.push_back("--fold-batchnorm");
+    CommandResult exported = Bnctl(args);
+    ASSERT_EQ(exported.exit_code, 0) << Describe(exported);
+    EXPECT_THAT(exported.out, HasSubstr("portable version 1 as ONNX"));
+    const std::string out_path = file + ".out";
+    CommandResult ort = RunCommand({BNSERVE_NODE, BNSERVE_SOURCE_DIR "/tests/onnx/ort_predict.js",
+                                    file, rows_path, "50", "784", out_path});
+    ASSERT_EQ(ort.exit_code, 0) << Describe(ort);
+    const std::string bytes = testing::ReadFileOrEmpty(out_path);
+    ASSERT_EQ(bytes.size(), 50u * 10u * sizeof(float));
+    Matrix probabilities(50, 10);
+    std::memcpy(probabilities.data(), bytes.data(), bytes.size());
+    EXPECT_LE(MaxAbsDiff(TensorFromMatrix(probabilities), predicted.probabilities()), 1e-5)
+        << (fold ? "folded" : "unfolded");
+    for (int r = 0; r < 50; ++r) {
+      Eigen::Index best = 0;
+      probabilities.row(r).maxCoeff(&best);
+      EXPECT_EQ(best, predicted.predicted_classes(r)) << "row " << r;
+    }
+  }
+  CommandResult bad = Bnctl({"export", "portable", "--format", "tflite", "--out", "x"});
+  EXPECT_EQ(bad.exit_code, 2) << Describe(bad);
+  EXPECT_THAT(bad.err, HasSubstr("--format must be bnserve or onnx"));
 }
 
 TEST_F(E2eTest, AliasesExportAndImportThroughBnctl) {

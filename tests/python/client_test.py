@@ -91,6 +91,7 @@ class ClientTest(unittest.TestCase):
     def test_predict_equals_a_numpy_forward_pass(self):
         version = self.client.get_model("py-small", parameters=True)
         self.assertEqual(version.input_size, 784)
+        self.assertTrue(version.served_folded)
         self.assertEqual(set(version.tensors), {
             "W1", "b1", "gamma1", "beta1", "running_mean1", "running_var1",
             "W2", "b2", "gamma2", "beta2", "running_mean2", "running_var2", "W3", "b3"})
@@ -141,6 +142,11 @@ class ClientTest(unittest.TestCase):
         self.assertEqual(caught.exception.code(), grpc.StatusCode.NOT_FOUND)
         with self.assertRaises(ValueError):
             self.client.predict("py-small", x.ravel())
+        onnx = self.client.export("py-small", version=1, format="onnx", fold_batchnorm=True)
+        self.assertEqual(onnx[:2], b"\x08\x08")  # ModelProto field 1 (ir_version) = 8
+        self.assertIn(b"probabilities", onnx)
+        self.assertNotIn(b"BatchNormalization", onnx)
+        self.assertIn(b"BatchNormalization", self.client.export("py-small", format="onnx"))
 
     def test_figures(self):
         with tempfile.TemporaryDirectory() as out:

@@ -19,6 +19,7 @@
 #include "bnserve/v1/inference_service.grpc.pb.h"
 #include "bnserve/v1/model_registry.grpc.pb.h"
 #include "bnserve/v1/training_service.grpc.pb.h"
+#include "core/batch_norm_folding.h"
 #include "core/network.h"
 #include "gmock/gmock.h"
 #include "absl/synchronization/notification.h"
@@ -49,8 +50,9 @@ class BnserveServerTest : public ::testing::Test {
   }
 
   // A server on path_ (kept across restarts).
-  void StartServer() {
+  void StartServer(bool fold_batchnorm = true) {
     BnserveServerOptions options;
+    options.fold_batchnorm = fold_batchnorm;
     options.listen = "127.0.0.1:0";
     options.registry_path = path_;
     options.data_dir = "var/data";
@@ -129,9 +131,15 @@ Network<float> CoreNetworkOf(const v1::ModelVersion& version) {
   return *std::move(network);
 }
 
+// INFERENCE answers are the folded network's (the server folds by default,
+// and GetModel says so): bit for bit those of FoldBatchNorm of GetModel's
+// tensors, and within 1e-5 of the stored, unfolded network's.
 TEST_F(BnserveServerTest, PredictAgreesWithTheCoreNetworkOfGetModelsTensors) {
   ASSERT_EQ(TrainSmall("agree").state(), v1::SUCCEEDED);
-  const Network<float> network = CoreNetworkOf(GetModel("agree", true));
+  const v1::ModelVersion version = GetModel("agree", true);
+  EXPECT_TRUE(version.served_folded());
+  const Network<float> unfolded = CoreNetworkOf(version);
+  ASSERT_OK_AND_ASSIGN(const Network<float> network, FoldBatchNorm(unfolded));
   v1::PredictRequest request;
   request.mutable_model()->set_name("agree");
   *request.mutable_inputs() = SyntheticData(37, 12, 3, 99).features();
@@ -145,6 +153,9 @@ TEST_F(BnserveServerTest, PredictAgreesWithTheCoreNetworkOfGetModelsTensors) {
   ASSERT_EQ(actual.rows(), 37);
   ASSERT_EQ(actual.cols(), 3);
   EXPECT_EQ(Matrix(actual), expected);  // same code, same inputs: identical
+  ASSERT_OK_AND_ASSIGN(Matrix stored, unfolded.PredictProbabilities(inputs, BnMode::kInference));
+  EXPECT_LE((Matrix(actual) - stored).cwiseAbs().maxCoeff(), 1e-5f);
+  EXPECT_NE(Matrix(actual), stored) << "the folded network rounds differently from the stored";
   ASSERT_EQ(response.predicted_classes_size(), 37);
   for (int r = 0; r < 37; ++r) {
     Eigen::Index best;
@@ -163,6 +174,36 @@ TEST_F(BnserveServerTest, PredictAgreesWithTheCoreNetworkOfGetModelsTensors) {
   for (int c = 0; c < 3; ++c) {
     EXPECT_FLOAT_EQ(single_response.probabilities().values(c), actual(5, c));
   }
+}
+
+// BATCH_STATISTICS runs the stored network; with fold_batchnorm off so does
+// INFERENCE, and GetModel says it is not served folded.
+TEST_F(BnserveServerTest, BatchStatisticsAndFoldingOffRunTheStoredNetwork) {
+  ASSERT_EQ(TrainSmall("stored").state(), v1::SUCCEEDED);
+  const Network<float> network = CoreNetworkOf(GetModel("stored", true));
+  v1::PredictRequest request;
+  request.mutable_model()->set_name("stored");
+  *request.mutable_inputs() = SyntheticData(20, 12, 3, 98).features();
+  ASSERT_OK_AND_ASSIGN(ConstMatrixMapT<float> inputs, MapTensor(request.inputs()));
+  request.set_bn_mode(v1::BATCH_STATISTICS);
+  v1::PredictResponse response;
+  ASSERT_TRUE(Predict(request, &response).ok());
+  ASSERT_OK_AND_ASSIGN(Matrix expected,
+                       network.PredictProbabilities(inputs, BnMode::kBatchStatistics));
+  ASSERT_OK_AND_ASSIGN(ConstMatrixMapT<float> actual, MapTensor(response.probabilities()));
+  EXPECT_EQ(Matrix(actual), expected);
+
+  server_->Shutdown();
+  server_.reset();
+  StartServer(/*fold_batchnorm=*/false);
+  EXPECT_FALSE(GetModel("stored", false).served_folded());
+  request.set_bn_mode(v1::INFERENCE);
+  v1::PredictResponse unfolded;
+  ASSERT_TRUE(Predict(request, &unfolded).ok());
+  ASSERT_OK_AND_ASSIGN(expected, network.PredictProbabilities(inputs, BnMode::kInference));
+  ASSERT_OK_AND_ASSIGN(ConstMatrixMapT<float> unfolded_actual,
+                       MapTensor(unfolded.probabilities()));
+  EXPECT_EQ(Matrix(unfolded_actual), expected);
 }
 
 TEST_F(BnserveServerTest, BatchStatisticsNeverChangesStoredRunningStatistics) {

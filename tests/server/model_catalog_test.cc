@@ -1,6 +1,7 @@
 #include "server/model_catalog.h"
 
 #include <atomic>
+#include <cctype>
 #include <limits>
 #include <memory>
 #include <optional>
@@ -12,6 +13,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "core/batch_norm_folding.h"
 #include "core/network.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -111,6 +113,69 @@ TEST_F(ModelCatalogTest, EvictsTheLeastRecentlyUsedBeyondCapacity) {
   load(3);                     // evicts 2
   EXPECT_EQ(load(1), v1_net);
   EXPECT_NE(load(2), v2_net);  // reloaded from the store
+}
+
+// A folding catalog (the default) keeps the stored network for
+// BATCH_STATISTICS and builds its BatchNorm fold once for INFERENCE; it
+// answers INFERENCE with the fold's numbers, bit for bit, and GetModel says
+// so. Without folding, or without BatchNorm, INFERENCE runs the stored
+// network.
+TEST_F(ModelCatalogTest, FoldsBatchNormForInferenceOnceAndKeepsTheStoredNetwork) {
+  v1::ModelVersion bn = FreshVersion("bn", 1);
+  ASSERT_OK(catalog_->Register(bn, nullptr).status());
+  v1::ModelVersion plain = FreshVersion("plain", 2);
+  plain.mutable_network()->set_use_batchnorm(false);
+  for (int i = plain.tensors_size() - 1; i >= 0; --i) {
+    const std::string& name = plain.tensors(i).name();
+    const bool affine = name[0] == 'W' || (name[0] == 'b' && std::isdigit(name[1]));
+    if (!affine) plain.mutable_tensors()->DeleteSubrange(i, 1);  // BatchNorm's
+  }
+  ASSERT_OK(catalog_->Register(plain, nullptr).status());
+
+  ASSERT_OK_AND_ASSIGN(LoadedModel loaded, catalog_->Load(Ref("bn")));
+  EXPECT_TRUE(loaded.folded());
+  EXPECT_TRUE(loaded.network->config().use_batchnorm);
+  EXPECT_FALSE(loaded.inference_network->config().use_batchnorm);
+  EXPECT_EQ(&loaded.NetworkFor(BnMode::kBatchStatistics), loaded.network.get());
+  EXPECT_EQ(&loaded.NetworkFor(BnMode::kInference), loaded.inference_network.get());
+  ASSERT_OK_AND_ASSIGN(Network<float> stored, NetworkFromVersion(bn));
+  ASSERT_OK_AND_ASSIGN(Network<float> folded, FoldBatchNorm(stored));
+  EXPECT_EQ(loaded.inference_network->ExportTensors(), folded.ExportTensors());
+  EXPECT_EQ(loaded.network->ExportTensors(), stored.ExportTensors());
+  ASSERT_OK_AND_ASSIGN(LoadedModel again, catalog_->Load(Ref("bn")));
+  EXPECT_EQ(again.inference_network, loaded.inference_network);  // built once, cached
+  ASSERT_OK_AND_ASSIGN(v1::ModelVersion bn_meta, catalog_->Get(Ref("bn"), false));
+  EXPECT_TRUE(bn_meta.served_folded());
+
+  ASSERT_OK_AND_ASSIGN(LoadedModel plain_loaded, catalog_->Load(Ref("plain")));
+  EXPECT_FALSE(plain_loaded.folded());
+  EXPECT_EQ(plain_loaded.inference_network, plain_loaded.network);
+  ASSERT_OK_AND_ASSIGN(v1::ModelVersion plain_meta, catalog_->Get(Ref("plain"), false));
+  EXPECT_FALSE(plain_meta.served_folded());
+
+  ModelCatalog unfolding(store_.get(), 2, /*fold_batchnorm=*/false);
+  EXPECT_FALSE(unfolding.fold_batchnorm());
+  ASSERT_OK_AND_ASSIGN(LoadedModel unfolded, unfolding.Load(Ref("bn")));
+  EXPECT_FALSE(unfolded.folded());
+  EXPECT_EQ(&unfolded.NetworkFor(BnMode::kInference), unfolded.network.get());
+  ASSERT_OK_AND_ASSIGN(v1::ModelVersion unfolded_meta, unfolding.Get(Ref("bn"), false));
+  EXPECT_FALSE(unfolded_meta.served_folded());
+}
+
+// A version whose fold is not finite (a gamma no float can scale a weight
+// by) is not served by a folding catalog: DataLoss naming the way out.
+TEST_F(ModelCatalogTest, AVersionThatDoesNotFoldIsDataLoss) {
+  v1::ModelVersion huge = FreshVersion("huge", 3);
+  for (v1::NamedTensor& named : *huge.mutable_tensors()) {
+    if (named.name() == "gamma1") named.mutable_tensor()->set_values(0, 3e38f);
+    if (named.name() == "W1") named.mutable_tensor()->set_values(0, 10.0f);
+  }
+  ASSERT_OK(catalog_->Register(huge, nullptr).status());
+  absl::StatusOr<LoadedModel> loaded = catalog_->Load(Ref("huge"));
+  EXPECT_THAT(loaded, StatusIs(absl::StatusCode::kDataLoss));
+  EXPECT_THAT(loaded.status().message(), ::testing::HasSubstr("--fold_batchnorm=false"));
+  ModelCatalog unfolding(store_.get(), 2, /*fold_batchnorm=*/false);
+  EXPECT_OK(unfolding.Load(Ref("huge")).status());
 }
 
 // Every Load of a resolved version is a hit or a miss, nothing else is; an

@@ -109,6 +109,8 @@ class ModelVersion:
     use_batchnorm: bool
     bn_eps: float
     aliases: List[str]
+    # Whether INFERENCE-mode predictions come from the BatchNorm-folded network.
+    served_folded: bool
     # W1, b1, gamma1, beta1, running_mean1, running_var1, ... when asked for.
     tensors: Dict[str, np.ndarray]
 
@@ -298,7 +300,7 @@ class Client:
                             _types.Activation.Name(n.activation).lower(),
                             n.use_batchnorm if n.HasField("use_batchnorm") else True,
                             n.bn_eps if n.HasField("bn_eps") else 1e-6, list(v.aliases),
-                            {t.name: _array(t.tensor) for t in v.tensors})
+                            v.served_folded, {t.name: _array(t.tensor) for t in v.tensors})
 
     def set_alias(self, model: str, alias: str, version: int) -> Model:
         m = self._registry.SetAlias(
@@ -312,12 +314,20 @@ class Client:
             timeout=self._timeout)
 
     def export(self, model: str, path: Optional[str] = None, version: Optional[int] = None,
-               alias: Optional[str] = None) -> bytes:
-        """ExportModel: the version as bytes (bnserve's binary format), also written to `path`."""
+               alias: Optional[str] = None, format: str = "bnserve",
+               fold_batchnorm: bool = False) -> bytes:
+        """ExportModel: the version as bytes, also written to `path`.
+
+        format "bnserve": the binary ModelVersion that import_model takes;
+        "onnx": an ONNX model (fold_batchnorm: the BatchNorm-folded graph)."""
+        formats = {"bnserve": _registry.ExportModelRequest.BNSERVE,
+                   "onnx": _registry.ExportModelRequest.ONNX}
         exported = self._registry.ExportModel(
-            _registry.ExportModelRequest(model=_model_ref(model, version, alias)),
+            _registry.ExportModelRequest(model=_model_ref(model, version, alias),
+                                         format=formats[format],
+                                         fold_batchnorm=fold_batchnorm),
             timeout=self._timeout)
-        data = exported.SerializeToString()
+        data = exported.onnx_model if format == "onnx" else exported.SerializeToString()
         if path is not None:
             with open(path, "wb") as f:
                 f.write(data)
