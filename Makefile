@@ -42,11 +42,13 @@ FORCE:
 build: configure
 	cmake --build $(BUILD_DIR) -j $(JOBS)
 
-# The service, with its embedded SQLite registry in var/ (Ctrl-C stops it cleanly).
+# The service, with its embedded SQLite registry in var/ (Ctrl-C stops it cleanly):
+# gRPC on LISTEN, the Open Inference REST routes on HTTP_LISTEN.
 # At the first start it trains the default model "digits" (2-6 s, see README).
 LISTEN ?= 127.0.0.1:50051
+HTTP_LISTEN ?= 127.0.0.1:8000
 run: build
-	$(BUILD_DIR)/server/bnserve --listen $(LISTEN) --registry var/bnserve.db --data_dir var/data --default_model digits
+	$(BUILD_DIR)/server/bnserve --listen $(LISTEN) --http_listen $(HTTP_LISTEN) --registry var/bnserve.db --data_dir var/data --default_model digits
 
 experiment: build
 	$(BUILD_DIR)/core/bnserve-experiment

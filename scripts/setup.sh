@@ -29,7 +29,7 @@ PACKAGES=(
   libeigen3-dev libabsl-dev zlib1g-dev libsqlite3-dev libssl-dev openssl
   libprotobuf-dev protobuf-compiler libgrpc-dev libgrpc++-dev protobuf-compiler-grpc
   libgtest-dev libgmock-dev googletest libbenchmark-dev
-  prometheus-cpp-dev libcivetweb-dev nlohmann-json3-dev libonnx-dev
+  prometheus-cpp-dev libcivetweb-dev nlohmann-json3-dev libcurl4-openssl-dev libonnx-dev
   python3 python3-grpcio python3-protobuf python3-numpy python3-matplotlib
   python3-pip python3-setuptools prometheus curl
   dataset-fashion-mnist

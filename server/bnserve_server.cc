@@ -23,6 +23,7 @@
 #include "server/grpc_metrics_interceptor.h"
 #include "server/grpc_parse_failure_interceptor.h"
 #include "server/tls_config.h"
+#include "server/v2_rest_routes.h"
 
 namespace bnserve {
 namespace {
@@ -198,6 +199,16 @@ absl::StatusOr<std::unique_ptr<BnserveServer>> BnserveServer::Start(
   }
   if (tls.has_value()) {
     BNSERVE_LOG(INFO) << (tls->mutual() ? "mutual TLS" : "TLS") << " on " << options.listen;
+  if (!options.http_listen.empty()) {
+    HttpServerOptions http_options;
+    http_options.listen = options.http_listen;
+    http_options.threads = options.http_threads;
+    // A REST body may be as large as a gRPC message.
+    http_options.max_body_bytes = int64_t{options.max_message_mb} << 20;
+    http_options.request_timeout = options.http_request_timeout;
+    ASSIGN_OR_RETURN(server->http_,
+                     HttpServer::Start(http_options, V2RestRoutes(server->open_inference_.get(),
+                                                                  server->MetricsText())));
   }
   SetServing(server->server_.get(), true);
   BnserveServer* self = server.get();
@@ -231,7 +242,9 @@ void BnserveServer::Shutdown(absl::Duration deadline) {
   absl::MutexLock lock(&shutdown_mu_);
   if (shut_down_) return;
   shut_down_ = true;
+  const absl::Time end = absl::Now() + deadline;
   if (server_ != nullptr) SetServing(server_.get(), false);
+  if (http_ != nullptr) http_->Shutdown(end - absl::Now());
   if (catalog_ != nullptr) catalog_->StopBackgroundLoads();
   if (server_ != nullptr && server_->GetHealthCheckService() != nullptr) {
     // Every service name, the per-model ones included, NOT_SERVING for good.
@@ -239,7 +252,7 @@ void BnserveServer::Shutdown(absl::Duration deadline) {
   }
   if (jobs_ != nullptr) jobs_->Shutdown("server shutting down");
   if (server_ != nullptr) {
-    server_->Shutdown(absl::ToChronoTime(absl::Now() + deadline));
+    server_->Shutdown(absl::ToChronoTime(end));
     server_->Wait();
   }
   BNSERVE_LOG(INFO) << "bnserve stopped";

@@ -2,11 +2,12 @@
 // catalog, data resolver, job manager, the three bnserve.v1 gRPC services
 // (plus the stateless Diagnostics echo of the load tool), the Open Inference
 // Protocol's GRPCInferenceService, the standard health service and
-// reflection, and the process's metrics (ServerMetrics: every gRPC call
-// through GrpcMetricsInterceptorFactory, Predict and ModelInfer, training
-// epochs, and the jobs, cache and registry read at scrape time) — built,
-// started and shut down as one. The metrics' text is MetricsText(), for
-// GET /metrics.
+// reflection, the HTTP port with the Open Inference Protocol's REST routes
+// (server/v2_rest_routes.h) and GET /metrics, and the process's metrics
+// (ServerMetrics: every gRPC call through GrpcMetricsInterceptorFactory,
+// Predict and ModelInfer, training epochs, and the jobs, cache and registry
+// read at scrape time) — built, started and shut down as one. The metrics'
+// text is MetricsText(), which GET /metrics serves.
 //
 // Health: service "" and the bnserve.v1 service names are SERVING from start
 // to shutdown (liveness); ModelHealthServiceName(m) becomes SERVING when the
@@ -16,12 +17,16 @@
 //
 //   BnserveServerOptions options;
 //   options.listen = "127.0.0.1:0";            // any free port
+//   options.http_listen = "127.0.0.1:0";       // any free port; "": no HTTP
 //   ASSIGN_OR_RETURN(std::unique_ptr<BnserveServer> server,
 //                    BnserveServer::Start(options));
-//   ... server->port(), server->InProcessChannel() ...
+//   ... server->port(), server->http_port(), server->InProcessChannel() ...
 //   server->Shutdown(absl::Seconds(5));
 //
-// Shutdown order: health NOT_SERVING; background model loads stop; the job manager stops accepting,
+// The HTTP port starts after gRPC. Shutdown order: health NOT_SERVING; the
+// HTTP port answers 503 to new requests, waits for the running ones and
+// closes (so no HTTP request meets a half-stopped server); background model
+// loads stop; the job manager stops accepting,
 // cancels queued and running jobs ("server shutting down") and joins its
 // workers (so watchers see the final events); gRPC shuts down with the
 // deadline; the database is closed last (on destruction).
@@ -51,6 +56,7 @@
 #include "server/data_resolver.h"
 #include "server/diagnostics_service.h"
 #include "server/grpc_authorizer.h"
+#include "server/http_server.h"
 #include "server/inference_service.h"
 #include "server/job_manager.h"
 #include "server/model_catalog.h"
@@ -98,6 +104,14 @@ struct BnserveServerOptions {
   // gRPC's reflection plugin is process-wide: once one server of the process
   // had it, later ones get it too.
   bool reflection = true;
+  // host:port of the HTTP port (Open Inference REST routes); "127.0.0.1:0"
+  // picks a free port; empty: none. (bnserve's --http_listen defaults to
+  // 127.0.0.1:8000; here it is off, so that tests never collide on 8000.)
+  std::string http_listen;
+  // HTTP worker threads: requests, and kept-alive connections, served at once.
+  int http_threads = 16;
+  // The longest an HTTP read or write may wait for the peer.
+  absl::Duration http_request_timeout = absl::Seconds(30);
 };
 
 class BnserveServer {
@@ -117,6 +131,9 @@ class BnserveServer {
 
   // The bound TCP port (0 without one).
   int port() const { return port_; }
+
+  // The bound HTTP port (0 without one).
+  int http_port() const { return http_ != nullptr ? http_->port() : 0; }
 
   // A channel to this server that bypasses the network (with the same
   // message size limits).
@@ -182,6 +199,7 @@ class BnserveServer {
   std::unique_ptr<OpenInference> open_inference_;
   std::unique_ptr<OpenInferenceServiceImpl> open_inference_service_;
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<HttpServer> http_;
   int port_ = 0;
   absl::Mutex shutdown_mu_;
   bool shut_down_ ABSL_GUARDED_BY(shutdown_mu_) = false;

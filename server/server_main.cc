@@ -1,6 +1,7 @@
-// bnserve: the gRPC server. Reads flags, starts BnserveServer, waits for
-// SIGINT or SIGTERM and shuts down gracefully; SIGHUP reloads the token file
-// (--auth_tokens; a bad file keeps the tokens in use and logs an error).
+// bnserve: the server (gRPC, and HTTP for the Open Inference Protocol's REST
+// routes). Reads flags, starts BnserveServer, waits for SIGINT or SIGTERM and
+// shuts down gracefully; SIGHUP reloads the token file (--auth_tokens; a
+// bad file keeps the tokens in use and logs an error).
 //
 // Signals are blocked in every thread before any thread starts and taken by
 // sigwait() in main(), so no work happens inside a signal handler.
@@ -21,6 +22,13 @@
 #include "server/bnserve_server.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051", "host:port to serve gRPC on");
+ABSL_FLAG(std::string, http_listen, "127.0.0.1:8000",
+          "IP:port to serve HTTP on (Open Inference Protocol REST routes; port 0 picks a free "
+          "port); empty: no HTTP port");
+ABSL_FLAG(int, http_threads, 16,
+          "HTTP worker threads: requests (and kept-alive connections) served at once");
+ABSL_FLAG(int, http_timeout_seconds, 30,
+          "longest an HTTP read or write of a request may wait for the client");
 ABSL_FLAG(std::string, registry, "var/bnserve.db",
           "SQLite database of models, versions, aliases and jobs (created with its directory)");
 ABSL_FLAG(std::string, data_dir, bnserve::DefaultDataDir(),
@@ -57,6 +65,17 @@ ABSL_FLAG(std::string, durability, "normal",
           "synchronous=NORMAL); full: also a power loss (synchronous=FULL, a sync per write)");
 ABSL_FLAG(int, shutdown_grace_seconds, 5, "how long in-flight RPCs may take at shutdown");
 
+namespace {
+
+// `listen` ("host:port") with `port` as its port.
+std::string WithPort(const std::string& listen, int port) {
+  const size_t colon = listen.rfind(':');
+  if (colon == std::string::npos) return listen;
+  return listen.substr(0, colon + 1) + std::to_string(port);
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("bnserve: trains and serves Batch Normalization networks over gRPC");
   absl::ParseCommandLine(argc, argv);
@@ -90,6 +109,9 @@ int main(int argc, char** argv) {
   options.tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca);
   options.auth_tokens_file = absl::GetFlag(FLAGS_auth_tokens);
   options.reflection = absl::GetFlag(FLAGS_reflection);
+  options.http_listen = absl::GetFlag(FLAGS_http_listen);
+  options.http_threads = absl::GetFlag(FLAGS_http_threads);
+  options.http_request_timeout = absl::Seconds(absl::GetFlag(FLAGS_http_timeout_seconds));
   const std::string durability = absl::GetFlag(FLAGS_durability);
   if (durability == "full") {
     options.durability = bnserve::SqliteModelStore::Durability::kFull;
@@ -99,10 +121,11 @@ int main(int argc, char** argv) {
   }
   if (options.workers < 1 || options.max_batch < 1 || options.max_epochs < 1 ||
       options.max_queue < 1 || options.max_message_mb < 1 || options.model_cache < 1 ||
-      options.max_job_memory_mb < 1) {
+      options.max_job_memory_mb < 1 || options.http_threads < 1 ||
+      absl::GetFlag(FLAGS_http_timeout_seconds) < 1) {
     BNSERVE_LOG(ERROR) << "--workers, --max_batch, --max_epochs, --max_queue, "
-                          "--max_message_mb, --model_cache and --max_job_memory_mb must be "
-                          "positive";
+                          "--max_message_mb, --model_cache, --max_job_memory_mb, "
+                          "--http_threads and --http_timeout_seconds must be positive";
     return EXIT_FAILURE;
   }
 
@@ -112,11 +135,14 @@ int main(int argc, char** argv) {
     BNSERVE_LOG(ERROR) << "bnserve failed to start: " << server.status();
     return EXIT_FAILURE;
   }
-  std::string address = options.listen;
-  const size_t colon = address.rfind(':');
-  if (colon != std::string::npos) {
-    address = address.substr(0, colon + 1) + std::to_string((*server)->port());
+  // The bound ports in place of the requested ones (port 0 picks one). The
+  // HTTP line comes first: a reader that waits for "bnserve listening on"
+  // finds both.
+  if (!options.http_listen.empty()) {
+    BNSERVE_LOG(INFO) << "bnserve HTTP listening on "
+                      << WithPort(options.http_listen, (*server)->http_port());
   }
+  const std::string address = WithPort(options.listen, (*server)->port());
   BNSERVE_LOG(INFO) << "bnserve listening on " << address << " (registry "
                     << options.registry_path << ", data " << options.data_dir << ", "
                     << options.workers << " worker(s))";

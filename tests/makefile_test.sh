@@ -48,6 +48,7 @@ grep -q -- '--build build' <<<"$out" || fail "no cmake --build: $out"
 dry=$(make --no-print-directory -n -f "$MAKEFILE" -C "$work" run)
 if grep -q 'cmake -S' <<<"$dry"; then fail "make run would configure again: $dry"; fi
 grep -q 'server/bnserve' <<<"$dry" || fail "make run would not start the server: $dry"
+grep -q -- '--http_listen 127.0.0.1:8000' <<<"$dry" || fail "make run would not serve HTTP: $dry"
 
 out=$(calls build CMAKE_FLAGS=-DBNSERVE_NATIVE=ON)
 [ "$(configures "$out")" = 1 ] || fail "new CMAKE_FLAGS did not configure: $out"

@@ -39,6 +39,7 @@
 #include "core/network.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
 #include "tests/client/server_process.h"
 #include "tests/testing/status_matchers.h"
 
@@ -838,6 +839,94 @@ TEST_F(E2eTest, BenchReportsEveryCombination) {
     }
   }
   EXPECT_EQ(rows, 4) << bench.out;
+}
+
+TEST_F(E2eTest, BenchMeasuresRestJsonAndBinaryNextToPredict) {
+  ASSERT_OK_AND_ASSIGN(v1::Job job, TrainSmall("bench"));
+  ASSERT_EQ(job.state(), v1::SUCCEEDED) << job.reason();
+  ASSERT_GT(server_->http_port(), 0);
+  CommandResult bench =
+      Bnctl({"bench", "predict", "--model", "bench", "--batch", "1,16", "--clients", "1,2",
+             "--calls", "10", "--data-dir", kDataDir, "--http",
+             absl::StrCat("127.0.0.1:", server_->http_port())});
+  ASSERT_EQ(bench.exit_code, 0) << Describe(bench);
+  EXPECT_THAT(bench.out, HasSubstr("bin/pred"));
+  int rows = 0;
+  for (absl::string_view line : absl::StrSplit(bench.out, '\n')) {
+    std::vector<std::string> fields = absl::StrSplit(line, ' ', absl::SkipEmpty());
+    int batch = 0;
+    if (fields.size() != 18 || !absl::SimpleAtoi(fields[0], &batch)) continue;
+    ++rows;
+    // json call/s, json p50, bin call/s, bin p50, bin/pred: all measured.
+    for (int i = 13; i < 18; ++i) {
+      double value = 0;
+      EXPECT_TRUE(absl::SimpleAtod(fields[i], &value) && value > 0) << i << ": " << line;
+    }
+  }
+  EXPECT_EQ(rows, 4) << bench.out;
+}
+
+TEST_F(E2eTest, CurlGetsTheRestRoutesAndPredictsNumbers) {
+  ASSERT_OK_AND_ASSIGN(v1::Job job, TrainSmall("rest"));
+  ASSERT_EQ(job.state(), v1::SUCCEEDED) << job.reason();
+  ASSERT_GT(server_->http_port(), 0);
+  const std::string base = absl::StrCat("http://127.0.0.1:", server_->http_port());
+  // curl -s -w '\n%{http_code}' URL [args]: the body, then the status.
+  auto curl = [&](const std::string& path, std::vector<std::string> args = {}) {
+    std::vector<std::string> argv = {"/usr/bin/curl", "-s", "-w", "\n%{http_code}", base + path};
+    argv.insert(argv.end(), args.begin(), args.end());
+    CommandResult result = RunCommand(argv);
+    EXPECT_EQ(result.exit_code, 0) << Describe(result);
+    const size_t newline = result.out.rfind('\n');
+    return std::make_pair(newline == std::string::npos ? "" : result.out.substr(newline + 1),
+                          result.out.substr(0, newline));
+  };
+  EXPECT_EQ(curl("/v2/health/live"), std::make_pair(std::string("200"),
+                                                     std::string(R"({"live":true})")));
+  EXPECT_EQ(curl("/v2/health/ready"), std::make_pair(std::string("200"),
+                                                      std::string(R"({"ready":true})")));
+  // A version loads in the background after the first ask: 503 until then.
+  std::pair<std::string, std::string> ready = curl("/v2/models/rest/ready");
+  for (int i = 0; i < 500 && ready.first == "503"; ++i) {
+    EXPECT_EQ(ready.second, R"({"name":"rest","ready":false})");
+    absl::SleepFor(absl::Milliseconds(20));
+    ready = curl("/v2/models/rest/ready");
+  }
+  EXPECT_EQ(ready, std::make_pair(std::string("200"),
+                                  std::string(R"({"name":"rest","ready":true})")));
+  EXPECT_EQ(curl("/v2/models/none/ready").first, "404");
+  EXPECT_THAT(curl("/v2/models/rest").second, HasSubstr(R"("shape":[-1,784])"));
+
+  const Matrix rows = TestRows(3);
+  ASSERT_OK_AND_ASSIGN(v1::PredictResponse expected,
+                       Predict(Ref("rest"), TensorFromMatrix(rows), v1::INFERENCE));
+  nlohmann::json data = nlohmann::json::array();
+  for (Eigen::Index r = 0; r < rows.rows(); ++r) {
+    nlohmann::json row = nlohmann::json::array();
+    for (Eigen::Index c = 0; c < rows.cols(); ++c) row.push_back(double{rows(r, c)});
+    data.push_back(row);
+  }
+  const nlohmann::json request = {
+      {"inputs", {{{"name", "input"}, {"shape", {3, 784}}, {"datatype", "FP32"}, {"data", data}}}}};
+  const std::string body_path = dir_.path() + "/infer.json";
+  {
+    std::ofstream file(body_path);
+    file << request.dump();
+  }
+  auto [status, text] = curl("/v2/models/rest/versions/1/infer",
+                             {"-H", "Content-Type: application/json", "--data-binary",
+                              "@" + body_path});
+  ASSERT_EQ(status, "200") << text;
+  const nlohmann::json answer = nlohmann::json::parse(text);
+  EXPECT_EQ(answer["model_version"], "1");
+  const nlohmann::json& probabilities = answer["outputs"][0]["data"];
+  ASSERT_EQ(probabilities.size(), static_cast<size_t>(expected.probabilities().values_size()));
+  for (size_t i = 0; i < probabilities.size(); ++i) {
+    EXPECT_EQ(static_cast<float>(probabilities[i].get<double>()),
+              expected.probabilities().values(static_cast<int>(i)))
+        << i;
+  }
+  EXPECT_EQ(answer["outputs"][1]["data"], nlohmann::json(expected.predicted_classes()));
 }
 
 TEST_F(E2eTest, DiagnosticsEchoAnswersWithoutAModel) {

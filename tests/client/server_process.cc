@@ -15,6 +15,7 @@
 #include <sstream>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 
@@ -138,13 +139,28 @@ absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(
                                    "--data_dir",
                                    options.data_dir,
                                    "--workers",
-                                   absl::StrCat(options.workers)};
+                                   absl::StrCat(options.workers),
+                                   "--http_listen",
+                                   options.http_listen};
   pid_t pid = Spawn(argv, options.log_path, options.log_path);
   if (pid < 0) return absl::InternalError("fork failed");
   std::unique_ptr<ServerProcess> server(new ServerProcess(options, pid));
   const absl::Time deadline = absl::Now() + ready_timeout;
   while (absl::Now() < deadline) {
-    if (absl::StrContains(server->Log(), "bnserve listening on")) return server;
+    const std::string log = server->Log();
+    if (absl::StrContains(log, "bnserve listening on")) {
+      // bnserve logs its HTTP address before the gRPC one.
+      const std::string kHttp = "bnserve HTTP listening on ";
+      const size_t at = log.find(kHttp);
+      if (at != std::string::npos) {
+        const size_t end = log.find('\n', at);
+        const std::string line = log.substr(at + kHttp.size(), end - at - kHttp.size());
+        if (!absl::SimpleAtoi(line.substr(line.rfind(':') + 1), &server->http_port_)) {
+          return absl::InternalError(absl::StrCat("cannot read the HTTP port in: ", line));
+        }
+      }
+      return server;
+    }
     int status = 0;
     if (waitpid(pid, &status, WNOHANG) == pid) {
       server->pid_ = -1;

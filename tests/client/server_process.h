@@ -1,5 +1,6 @@
 // Test helpers that run the real binaries: ServerProcess starts `bnserve` on a
-// free loopback port with its own registry and stops it by signal;
+// free loopback port (and its HTTP port on another, never bnserve's default
+// 8000) with its own registry and stops it by signal;
 // RunCommand runs `bnctl` (or anything) and captures its output.
 //
 // Not thread-safe: one test thread drives a ServerProcess.
@@ -45,6 +46,9 @@ class ServerProcess {
     std::string log_path;      // where the server's stdout and stderr go
     int workers = 2;
     int port = 0;              // 0: PickFreePort()
+    // --http_listen; port 0 lets bnserve pick (http_port() reads it from
+    // the log); empty: no HTTP port.
+    std::string http_listen = "127.0.0.1:0";
   };
 
   // Starts the server and waits (up to `ready_timeout`) until its log says
@@ -59,6 +63,9 @@ class ServerProcess {
   // "127.0.0.1:PORT".
   const std::string& address() const { return address_; }
   int port() const { return options_.port; }
+  // The bound HTTP port, from the log line "bnserve HTTP listening on"; 0
+  // without one.
+  int http_port() const { return http_port_; }
   pid_t pid() const { return pid_; }
 
   // Sends `signal` and waits up to `timeout` for the process to exit; then
@@ -74,6 +81,7 @@ class ServerProcess {
   Options options_;
   pid_t pid_;
   std::string address_;
+  int http_port_ = 0;
 };
 
 struct CommandResult {

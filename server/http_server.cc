@@ -1,0 +1,454 @@
+#include "server/http_server.h"
+
+#include <civetweb.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <deque>
+#include <exception>
+#include <mutex>
+#include <thread>
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/notification.h"
+#include "core/logging.h"
+#include "core/status_macros.h"
+#include "nlohmann/json.hpp"
+
+namespace bnserve {
+namespace {
+
+// civetweb's library initialization, once per process (it is reference
+// counted; bnserve never needs to undo it).
+void InitCivetweb() {
+  static std::once_flag once;
+  std::call_once(once, [] { mg_init_library(0); });
+}
+
+// civetweb's own diagnostics (a failed bind, a broken connection) go to
+// bnserve's log instead of its error log file.
+int LogCivetwebMessage(const mg_connection* /*connection*/, const char* message) {
+  BNSERVE_LOG(WARNING) << "http: " << message;
+  return 1;
+}
+
+// "host:port" with a port in [0, 65535] and nothing civetweb would read as
+// a list of ports or an option suffix.
+absl::Status CheckListenAddress(const std::string& listen) {
+  const size_t colon = listen.rfind(':');
+  int port = -1;
+  if (colon == std::string::npos || colon == 0 ||
+      !absl::SimpleAtoi(listen.substr(colon + 1), &port) || port < 0 || port > 65535 ||
+      listen.find_first_of(", \t") != std::string::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("HTTP listen address \"", listen, "\" is not host:port"));
+  }
+  return absl::OkStatus();
+}
+
+// The path's segments: "/a/b/" -> {"a", "b"}; one trailing '/' is dropped.
+std::vector<absl::string_view> PathSegments(absl::string_view path) {
+  if (absl::StartsWith(path, "/")) path.remove_prefix(1);
+  if (absl::EndsWith(path, "/")) path.remove_suffix(1);
+  if (path.empty()) return {};
+  return absl::StrSplit(path, '/');
+}
+
+std::string PercentDecode(absl::string_view segment) {
+  std::string decoded(segment.size() + 1, '\0');
+  const int length = mg_url_decode(segment.data(), static_cast<int>(segment.size()),
+                                   decoded.data(), static_cast<int>(decoded.size()),
+                                   /*is_form_url_encoded=*/0);
+  // Decoding never lengthens the text, so the buffer is large enough.
+  decoded.resize(length < 0 ? 0 : static_cast<size_t>(length));
+  return decoded;
+}
+
+void WriteResponse(mg_connection* connection, const HttpResponse& response) {
+  mg_response_header_start(connection, response.status);
+  mg_response_header_add(connection, "Content-Type", response.content_type.c_str(), -1);
+  const std::string length = absl::StrCat(response.body.size());
+  mg_response_header_add(connection, "Content-Length", length.c_str(), -1);
+  for (const auto& [name, value] : response.headers) {
+    mg_response_header_add(connection, name.c_str(), value.c_str(),
+                           static_cast<int>(value.size()));
+  }
+  mg_response_header_send(connection);
+  if (!response.body.empty()) mg_write(connection, response.body.data(), response.body.size());
+}
+
+}  // namespace
+
+class HttpServer::HandlerThreads {
+ public:
+  explicit HandlerThreads(int count) {
+    for (int i = 0; i < count; ++i) {
+      threads_.emplace_back([this] {
+        pthread_setname_np(pthread_self(), "http-handler");
+        Loop();
+      });
+    }
+  }
+
+  // Lets the queued work finish, then joins the threads.
+  ~HandlerThreads() {
+    {
+      absl::MutexLock lock(&mu_);
+      stopping_ = true;
+    }
+    for (std::thread& thread : threads_) thread.join();
+  }
+
+  HandlerThreads(const HandlerThreads&) = delete;
+  HandlerThreads& operator=(const HandlerThreads&) = delete;
+
+  // Runs `work` on one of the threads and returns when it has finished.
+  void Run(const std::function<void()>& work) {
+    Task task{&work, {}};
+    {
+      absl::MutexLock lock(&mu_);
+      queue_.push_back(&task);
+    }
+    task.done.WaitForNotification();
+  }
+
+ private:
+  struct Task {
+    const std::function<void()>* work;
+    absl::Notification done;
+  };
+
+  void Loop() {
+    while (true) {
+      Task* task = nullptr;
+      {
+        absl::MutexLock lock(&mu_);
+        mu_.Await(absl::Condition(
+            +[](HandlerThreads* self) ABSL_EXCLUSIVE_LOCKS_REQUIRED(self->mu_) {
+              return self->stopping_ || !self->queue_.empty();
+            },
+            this));
+        if (queue_.empty()) return;
+        task = queue_.front();
+        queue_.pop_front();
+      }
+      (*task->work)();
+      task->done.Notify();
+    }
+  }
+
+  absl::Mutex mu_;
+  std::deque<Task*> queue_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<std::thread> threads_;
+};
+
+std::optional<absl::string_view> HttpRequest::Header(absl::string_view name) const {
+  for (const auto& [key, value] : headers) {
+    if (absl::EqualsIgnoreCase(key, name)) return absl::string_view(value);
+  }
+  return std::nullopt;
+}
+
+HttpResponse HttpResponse::Error(int status, absl::string_view message) {
+  HttpResponse response;
+  response.status = status;
+  // Replace, not throw, on invalid UTF-8: messages may quote user input.
+  response.body = nlohmann::json{{"error", std::string(message)}}.dump(
+      -1, ' ', false, nlohmann::json::error_handler_t::replace);
+  return response;
+}
+
+HttpResponse HttpResponse::FromStatus(const absl::Status& status) {
+  return Error(HttpStatusFromCode(status.code()), status.message());
+}
+
+int HttpStatusFromCode(absl::StatusCode code) {
+  switch (code) {
+    case absl::StatusCode::kOk:
+      return 200;
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kFailedPrecondition:
+    case absl::StatusCode::kOutOfRange:
+      return 400;
+    case absl::StatusCode::kUnauthenticated:
+      return 401;
+    case absl::StatusCode::kPermissionDenied:
+      return 403;
+    case absl::StatusCode::kNotFound:
+      return 404;
+    case absl::StatusCode::kAlreadyExists:
+    case absl::StatusCode::kAborted:
+      return 409;
+    case absl::StatusCode::kResourceExhausted:
+      return 429;
+    case absl::StatusCode::kCancelled:
+      return 499;
+    case absl::StatusCode::kUnimplemented:
+      return 501;
+    case absl::StatusCode::kUnavailable:
+      return 503;
+    case absl::StatusCode::kDeadlineExceeded:
+      return 504;
+    case absl::StatusCode::kUnknown:
+    case absl::StatusCode::kInternal:
+    case absl::StatusCode::kDataLoss:
+    default:
+      return 500;
+  }
+}
+
+HttpServer::HttpServer(const HttpServerOptions& options, std::vector<CompiledRoute> routes)
+    : options_(options),
+      routes_(std::move(routes)),
+      handler_threads_(std::make_unique<HandlerThreads>(options.threads)) {}
+
+absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpServerOptions& options,
+                                                             std::vector<HttpRoute> routes) {
+  RETURN_IF_ERROR(CheckListenAddress(options.listen));
+  if (options.threads < 1 || options.max_body_bytes < 0 ||
+      options.request_timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        "HTTP threads and request timeout must be positive, the body limit not negative");
+  }
+  std::vector<CompiledRoute> compiled;
+  for (HttpRoute& route : routes) {
+    if (!absl::StartsWith(route.pattern, "/") || route.method.empty() || !route.handler) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "HTTP route \"", route.method, " ", route.pattern, "\" needs a method, a handler "
+          "and a pattern starting with '/'"));
+    }
+    CompiledRoute entry;
+    entry.method = route.method;
+    entry.handler = std::move(route.handler);
+    for (absl::string_view segment : PathSegments(route.pattern)) {
+      const bool is_param = absl::StartsWith(segment, "{") && absl::EndsWith(segment, "}");
+      if (segment.empty() || (is_param && segment.size() < 3)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("HTTP route pattern \"", route.pattern, "\" has an empty segment"));
+      }
+      entry.segments.emplace_back(
+          is_param ? std::string(segment.substr(1, segment.size() - 2)) : std::string(segment),
+          is_param);
+    }
+    compiled.push_back(std::move(entry));
+  }
+
+  InitCivetweb();
+  std::unique_ptr<HttpServer> server(new HttpServer(options, std::move(compiled)));
+  const std::string threads = absl::StrCat(options.threads);
+  const std::string timeout_ms =
+      absl::StrCat(absl::ToInt64Milliseconds(options.request_timeout));
+  const char* civetweb_options[] = {
+      "listening_ports", options.listen.c_str(),
+      "num_threads", threads.c_str(),
+      "request_timeout_ms", timeout_ms.c_str(),
+      "enable_keep_alive", "yes",
+      // Small JSON answers: do not wait for Nagle's algorithm.
+      "tcp_nodelay", "1",
+      // The router decodes each path segment itself, so that "%2F" stays
+      // inside its segment.
+      "decode_url", "no",
+      nullptr};
+  mg_callbacks callbacks{};
+  callbacks.log_message = &LogCivetwebMessage;
+  mg_init_data init{};
+  init.callbacks = &callbacks;
+  init.user_data = nullptr;
+  init.configuration_options = civetweb_options;
+  char error_text[256] = "";
+  mg_error_data error{};
+  error.text = error_text;
+  error.text_buffer_size = sizeof(error_text);
+  mg_context* context = mg_start2(&init, &error);
+  if (context == nullptr) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot serve HTTP on ", options.listen, ": ", error_text));
+  }
+  mg_set_request_handler(context, "/", &HttpServer::HandleRequest, server.get());
+  mg_server_port ports[1];
+  if (mg_get_server_ports(context, 1, ports) < 1) {
+    mg_stop(context);
+    return absl::UnavailableError(
+        absl::StrCat("HTTP server on ", options.listen, " reports no listening port"));
+  }
+  server->port_ = ports[0].port;
+  absl::MutexLock lock(&server->stop_mu_);
+  server->context_ = context;
+  return server;
+}
+
+HttpServer::~HttpServer() { Shutdown(); }
+
+void HttpServer::Shutdown(absl::Duration grace) {
+  shutting_down_.store(true, std::memory_order_relaxed);
+  absl::MutexLock lock(&stop_mu_);
+  if (context_ == nullptr) return;
+  {
+    absl::MutexLock in_flight_lock(&in_flight_mu_);
+    in_flight_mu_.AwaitWithTimeout(
+        absl::Condition(
+            +[](int* in_flight) { return *in_flight == 0; }, &in_flight_),
+        grace);
+  }
+  // Joins civetweb's workers, each after its current request: no handler
+  // runs after this. (The handler threads are joined on destruction.)
+  StopCivetweb(context_);
+  context_ = nullptr;
+}
+
+void HttpServer::StopCivetweb(mg_context* context) {
+  // civetweb's accept loop notices the stop flag when poll() returns: after
+  // its 2 s timeout, or at once when a connection arrives.
+  std::string host = options_.listen.substr(0, options_.listen.rfind(':'));
+  if (absl::StartsWith(host, "[") && absl::EndsWith(host, "]")) {
+    host = host.substr(1, host.size() - 2);
+  }
+  if (host == "0.0.0.0") host = "127.0.0.1";
+  if (host == "::") host = "::1";
+  addrinfo hints{};
+  hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* address = nullptr;
+  if (getaddrinfo(host.c_str(), absl::StrCat(port_).c_str(), &hints, &address) != 0) {
+    address = nullptr;
+  }
+  absl::Notification stopped;
+  std::thread knocker([&] {
+    while (address != nullptr &&
+           !stopped.WaitForNotificationWithTimeout(absl::Milliseconds(10))) {
+      const int fd = socket(address->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      if (fd < 0) continue;
+      connect(fd, address->ai_addr, address->ai_addrlen);
+      close(fd);
+    }
+  });
+  mg_stop(context);
+  stopped.Notify();
+  knocker.join();
+  if (address != nullptr) freeaddrinfo(address);
+}
+
+int HttpServer::HandleRequest(mg_connection* connection, void* self_ptr) {
+  auto* self = static_cast<HttpServer*>(self_ptr);
+  {
+    absl::MutexLock lock(&self->in_flight_mu_);
+    ++self->in_flight_;
+  }
+  HttpResponse response = self->Serve(connection);
+  WriteResponse(connection, response);
+  {
+    absl::MutexLock lock(&self->in_flight_mu_);
+    --self->in_flight_;
+  }
+  // Nonzero: civetweb considers the request handled.
+  return response.status;
+}
+
+std::optional<HttpResponse> HttpServer::ReadBody(mg_connection* connection,
+                                                 HttpRequest* request) {
+  const mg_request_info* info = mg_get_request_info(connection);
+  const int64_t limit = options_.max_body_bytes;
+  auto too_large = [&] {
+    // The rest of the body is not read: the connection cannot carry another
+    // request.
+    mg_disable_connection_keep_alive(connection);
+    return HttpResponse::Error(
+        413, absl::StrCat("request body exceeds the server's limit of ", limit, " bytes"));
+  };
+  if (info->content_length > limit) return too_large();
+  if (info->content_length >= 0) {
+    request->body.resize(static_cast<size_t>(info->content_length));
+    size_t done = 0;
+    while (done < request->body.size()) {
+      const int n = mg_read(connection, request->body.data() + done, request->body.size() - done);
+      if (n <= 0) {
+        return HttpResponse::Error(
+            400, absl::StrCat("request body ended after ", done, " of ",
+                              info->content_length, " bytes"));
+      }
+      done += static_cast<size_t>(n);
+    }
+    return std::nullopt;
+  }
+  // No Content-Length (a chunked body): read until its end, within the limit.
+  char buffer[16384];
+  while (true) {
+    const int n = mg_read(connection, buffer, sizeof(buffer));
+    if (n <= 0) break;
+    if (static_cast<int64_t>(request->body.size()) + n > limit) return too_large();
+    request->body.append(buffer, static_cast<size_t>(n));
+  }
+  return std::nullopt;
+}
+
+HttpResponse HttpServer::Serve(mg_connection* connection) {
+  if (shutting_down_.load(std::memory_order_relaxed)) {
+    mg_disable_connection_keep_alive(connection);
+    return HttpResponse::Error(503, "server shutting down");
+  }
+  const mg_request_info* info = mg_get_request_info(connection);
+  HttpRequest request;
+  request.method = info->request_method != nullptr ? info->request_method : "";
+  const char* raw_path = info->local_uri_raw != nullptr ? info->local_uri_raw : info->local_uri;
+  request.path = raw_path != nullptr ? raw_path : "";
+  const std::vector<absl::string_view> segments = PathSegments(request.path);
+
+  const CompiledRoute* match = nullptr;
+  std::vector<std::string> allowed;
+  for (const CompiledRoute& route : routes_) {
+    if (route.segments.size() != segments.size()) continue;
+    bool matches = true;
+    for (size_t i = 0; i < segments.size() && matches; ++i) {
+      const auto& [text, is_param] = route.segments[i];
+      matches = is_param ? !segments[i].empty() : segments[i] == text;
+    }
+    if (!matches) continue;
+    if (route.method == request.method) {
+      match = &route;
+      break;
+    }
+    allowed.push_back(route.method);
+  }
+  if (match == nullptr) {
+    if (allowed.empty()) {
+      return HttpResponse::Error(404, absl::StrCat("no route for ", request.path));
+    }
+    HttpResponse response = HttpResponse::Error(
+        405, absl::StrCat(request.method, " is not allowed on ", request.path, "; use ",
+                          absl::StrJoin(allowed, ", ")));
+    response.headers.emplace_back("Allow", absl::StrJoin(allowed, ", "));
+    return response;
+  }
+  for (size_t i = 0; i < segments.size(); ++i) {
+    const auto& [name, is_param] = match->segments[i];
+    if (is_param) request.path_params[name] = PercentDecode(segments[i]);
+  }
+  request.headers.reserve(static_cast<size_t>(info->num_headers));
+  for (int i = 0; i < info->num_headers; ++i) {
+    request.headers.emplace_back(info->http_headers[i].name, info->http_headers[i].value);
+  }
+  if (std::optional<HttpResponse> error = ReadBody(connection, &request)) return *error;
+  request.received = absl::Now();
+  HttpResponse response;
+  handler_threads_->Run([&] {
+    try {
+      response = match->handler(request);
+    } catch (const std::exception& e) {
+      // Handlers report errors as statuses; an exception is a bug, but it
+      // must not end the process.
+      BNSERVE_LOG(ERROR) << "http handler for " << request.path << " threw: " << e.what();
+      response = HttpResponse::Error(500, absl::StrCat("internal error: ", e.what()));
+    }
+  });
+  return response;
+}
+
+}  // namespace bnserve
