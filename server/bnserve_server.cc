@@ -199,6 +199,7 @@ absl::StatusOr<std::unique_ptr<BnserveServer>> BnserveServer::Start(
   }
   if (tls.has_value()) {
     BNSERVE_LOG(INFO) << (tls->mutual() ? "mutual TLS" : "TLS") << " on " << options.listen;
+  }
   if (!options.http_listen.empty()) {
     HttpServerOptions http_options;
     http_options.listen = options.http_listen;
