@@ -44,6 +44,18 @@ constexpr MethodRule kRules[] = {
     {"/bnserve.v1.ModelRegistry/DeleteAlias", kAdmin, kAdmin, true},
     {"/bnserve.v1.ModelRegistry/ImportModel", kAdmin, kAdmin, true},
     {"/bnserve.v1.ModelRegistry/ExportModel", kAdmin, kAdmin, true},
+    // The HTTP port's routes, as "METHOD pattern" (server/v2_rest_routes.cc):
+    // health open, the rest as their gRPC twins; GET /metrics is a viewer's.
+    {"GET /v2/health/live", kOpen, kOpen, false},
+    {"GET /v2/health/ready", kOpen, kOpen, false},
+    {"GET /v2/models/{model}/ready", kOpen, kOpen, false},
+    {"GET /v2/models/{model}/versions/{version}/ready", kOpen, kOpen, false},
+    {"GET /v2", kViewer, kViewer, false},
+    {"GET /v2/models/{model}", kViewer, kViewer, false},
+    {"GET /v2/models/{model}/versions/{version}", kViewer, kViewer, false},
+    {"POST /v2/models/{model}/infer", kViewer, kViewer, false},
+    {"POST /v2/models/{model}/versions/{version}/infer", kViewer, kViewer, false},
+    {"GET /metrics", kViewer, kViewer, false},
 };
 
 }  // namespace

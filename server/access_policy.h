@@ -44,7 +44,9 @@ absl::StatusOr<Role> ParseRole(absl::string_view name);
 
 // One row of the table.
 struct MethodRule {
-  const char* method;  // "/package.Service/Method"
+  // "/package.Service/Method" (gRPC), or "METHOD /pattern" (an HTTP route,
+  // as server/v2_rest_routes.cc declares it).
+  const char* method;
   // The role the call needs; nullopt: open, no token needed.
   std::optional<Role> role;
   // The role GetModel needs when it asks for the parameters

@@ -18,6 +18,7 @@
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server_builder.h"
 #include "grpcpp/support/channel_arguments.h"
+#include "server/access_policy.h"
 #include "server/default_model.h"
 #include "server/grpc_audit_interceptor.h"
 #include "server/grpc_metrics_interceptor.h"
@@ -49,6 +50,35 @@ std::shared_ptr<grpc::ServerCredentials> Credentials(const std::optional<TlsConf
   ssl.pem_root_certs = tls->client_ca_pem;
   ssl.pem_key_cert_pairs.push_back({tls->private_key_pem, tls->cert_chain_pem});
   return grpc::SslServerCredentials(ssl);
+}
+
+// `routes` with the bearer-token check of AccessPolicy in front of each
+// handler: "authorization: Bearer <token>" as on gRPC; 401 (with
+// WWW-Authenticate: Bearer) without a valid token, 403 for a role without
+// the right. `tokens` null: the routes unchanged.
+std::vector<HttpRoute> WithAccessControl(std::vector<HttpRoute> routes, const TokenStore* tokens) {
+  if (tokens == nullptr) return routes;
+  for (HttpRoute& route : routes) {
+    const std::string key = absl::StrCat(route.method, " ", route.pattern);
+    route.handler = [tokens, key, inner = std::move(route.handler)](const HttpRequest& request) {
+      std::optional<Role> role;
+      if (std::optional<absl::string_view> header = request.Header("authorization")) {
+        if (std::optional<absl::string_view> token = GrpcAuthorizer::BearerToken(*header)) {
+          if (std::optional<TokenIdentity> identity = tokens->Authenticate(*token)) {
+            role = identity->role;
+          }
+        }
+      }
+      const absl::Status allowed = AccessPolicy::Check(role, key, false);
+      if (allowed.ok()) return inner(request);
+      HttpResponse refused = HttpResponse::FromStatus(allowed);
+      if (allowed.code() == absl::StatusCode::kUnauthenticated) {
+        refused.headers.push_back({"WWW-Authenticate", "Bearer"});
+      }
+      return refused;
+    };
+  }
+  return routes;
 }
 
 }  // namespace
@@ -207,9 +237,20 @@ absl::StatusOr<std::unique_ptr<BnserveServer>> BnserveServer::Start(
     // A REST body may be as large as a gRPC message.
     http_options.max_body_bytes = int64_t{options.max_message_mb} << 20;
     http_options.request_timeout = options.http_request_timeout;
-    ASSIGN_OR_RETURN(server->http_,
-                     HttpServer::Start(http_options, V2RestRoutes(server->open_inference_.get(),
-                                                                  server->MetricsText())));
+    ASSIGN_OR_RETURN(
+        server->http_,
+        HttpServer::Start(http_options,
+                          WithAccessControl(V2RestRoutes(server->open_inference_.get(),
+                                                         server->MetricsText()),
+                                            server->tokens_.get())));
+    if (!IsLoopbackAddress(options.http_listen) && server->tokens_ == nullptr) {
+      BNSERVE_LOG(WARNING) << "!!! the HTTP port " << options.http_listen
+                           << " is not loopback and has no tokens (--auth_tokens) !!!";
+    }
+    if (tls.has_value()) {
+      BNSERVE_LOG(WARNING) << "the HTTP port " << options.http_listen
+                           << " is plaintext: --tls_cert covers the gRPC port only";
+    }
   }
   SetServing(server->server_.get(), true);
   BnserveServer* self = server.get();

@@ -23,7 +23,9 @@
 #include "gtest/gtest.h"
 #include "inference/open_inference_grpc.grpc.pb.h"
 #include "server/access_policy.h"
+#include "client/http_client.h"
 #include "server/bnserve_server.h"
+#include "server/v2_rest_routes.h"
 #include "tests/server/grpc_test_util.h"
 #include "tests/server/server_test_util.h"
 
@@ -97,6 +99,7 @@ class GrpcAuthorizerTest : public ::testing::Test {
     options.registry_path = TempPath("registry.db");
     options.data_dir = "var/data";
     options.auth_tokens_file = tokens_path_;
+    options.http_listen = "127.0.0.1:0";
     absl::StatusOr<std::unique_ptr<BnserveServer>> server = BnserveServer::Start(options);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
@@ -336,6 +339,33 @@ TEST_F(GrpcAuthorizerTest, StateChangingCallsAreAudited) {
             std::string::npos)
       << log;
   EXPECT_EQ(log.find("InferenceService/Predict"), std::string::npos) << log;
+}
+
+TEST_F(GrpcAuthorizerTest, EveryHttpRouteHasARow) {
+  for (const HttpRoute& route : V2RestRoutes(server_->open_inference(), [] { return ""; })) {
+    EXPECT_NE(AccessPolicy::Find(absl::StrCat(route.method, " ", route.pattern)), nullptr)
+        << route.method << " " << route.pattern;
+  }
+}
+
+TEST_F(GrpcAuthorizerTest, HttpRoutesNeedTheSameTokens) {
+  HttpClient http;
+  auto get = [&](const std::string& path, const std::string& token) {
+    HttpClientRequest request;
+    request.url = absl::StrCat("http://127.0.0.1:", server_->http_port(), path);
+    if (!token.empty()) request.headers.push_back("Authorization: Bearer " + token);
+    absl::StatusOr<HttpReply> reply = http.Send(request);
+    EXPECT_TRUE(reply.ok()) << reply.status();
+    return reply.ok() ? *reply : HttpReply();
+  };
+  EXPECT_EQ(get("/v2/health/ready", "").status, 200);  // probes need no token
+  HttpReply anonymous = get("/metrics", "");
+  EXPECT_EQ(anonymous.status, 401);
+  EXPECT_EQ(anonymous.Header("WWW-Authenticate"), "Bearer");
+  EXPECT_EQ(get("/metrics", "wrong").status, 401);
+  EXPECT_EQ(get("/metrics", "viewer-token").status, 200);
+  EXPECT_EQ(get("/v2", "").status, 401);
+  EXPECT_EQ(get("/v2", "viewer-token").status, 200);
 }
 
 TEST(GrpcAuthorizerParseTest, BearerToken) {
