@@ -117,7 +117,7 @@ class E2eTest : public ::testing::Test {
     StartServer();
   }
 
-  void StartServer(int port = 0) {
+  void StartServer(int port = 0, std::vector<std::string> extra_args = {}) {
     ServerProcess::Options options;
     options.binary = BNSERVE_BINARY;
     options.registry = dir_.path() + "/registry.db";
@@ -125,6 +125,7 @@ class E2eTest : public ::testing::Test {
     options.log_path = absl::StrCat(dir_.path(), "/server-", ++server_count_, ".log");
     options.workers = 2;
     options.port = port;
+    options.extra_args = std::move(extra_args);
     absl::StatusOr<std::unique_ptr<ServerProcess>> server = ServerProcess::Start(options);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
@@ -296,6 +297,34 @@ double NumberAfter(const std::string& text, const std::string& label) {
 }
 
 // ---------------------------------------------------------------------------
+
+TEST_F(E2eTest, BnctlSendsItsTokenFromTheFlagOrTheEnvironment) {
+  // sha256("bnctl-viewer"), computed by the test's own openssl.
+  const std::string tokens = dir_.path() + "/tokens";
+  ASSERT_EQ(std::system(absl::StrCat("printf 'cli viewer %s\\n' \"$(printf %s bnctl-viewer | "
+                                     "openssl dgst -sha256 -r | cut -d' ' -f1)\" > ",
+                                     tokens)
+                            .c_str()),
+            0);
+  server_.reset();
+  StartServer(0, {"--auth_tokens=" + tokens});
+  CommandResult anonymous = Bnctl({"models", "list"});
+  EXPECT_EQ(anonymous.exit_code, kExitError) << Describe(anonymous);
+  EXPECT_NE(anonymous.err.find("UNAUTHENTICATED"), std::string::npos) << Describe(anonymous);
+  CommandResult viewer = Bnctl({"--token", "bnctl-viewer", "models", "list"});
+  EXPECT_EQ(viewer.exit_code, kExitOk) << Describe(viewer);
+  CommandResult train = Bnctl({"--token", "bnctl-viewer", "train", "--model", "m", "--limit",
+                               "100", "--epochs", "1"});
+  EXPECT_EQ(train.exit_code, kExitError) << Describe(train);
+  EXPECT_NE(train.err.find("PERMISSION_DENIED"), std::string::npos) << Describe(train);
+  EXPECT_NE(train.err.find("needs role trainer"), std::string::npos) << Describe(train);
+  ASSERT_EQ(setenv("BNSERVE_TOKEN", "bnctl-viewer", 1), 0);
+  CommandResult from_env = Bnctl({"models", "list"});
+  unsetenv("BNSERVE_TOKEN");
+  EXPECT_EQ(from_env.exit_code, kExitOk) << Describe(from_env);
+  CommandResult health = Bnctl({"health"});  // probes need no token
+  EXPECT_EQ(health.exit_code, kExitOk) << Describe(health);
+}
 
 TEST_F(E2eTest, HealthAndHelp) {
   CommandResult health = Bnctl({"health"});

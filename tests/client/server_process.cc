@@ -142,6 +142,7 @@ absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(
                                    absl::StrCat(options.workers),
                                    "--http_listen",
                                    options.http_listen};
+  argv.insert(argv.end(), options.extra_args.begin(), options.extra_args.end());
   pid_t pid = Spawn(argv, options.log_path, options.log_path);
   if (pid < 0) return absl::InternalError("fork failed");
   std::unique_ptr<ServerProcess> server(new ServerProcess(options, pid));

@@ -49,6 +49,8 @@ class ServerProcess {
     // --http_listen; port 0 lets bnserve pick (http_port() reads it from
     // the log); empty: no HTTP port.
     std::string http_listen = "127.0.0.1:0";
+    // More flags for bnserve (--auth_tokens=..., TLS).
+    std::vector<std::string> extra_args;
   };
 
   // Starts the server and waits (up to `ready_timeout`) until its log says
