@@ -98,19 +98,24 @@ inline std::vector<MetricSample> ParseExposition(
   return samples;
 }
 
+// Whether `sample` is named `name` and its labels include all of `labels`.
+inline bool IsSampleOf(const MetricSample& sample, const std::string& name,
+                       const std::map<std::string, std::string>& labels) {
+  if (sample.name != name) return false;
+  for (const auto& [key, value] : labels) {
+    auto it = sample.labels.find(key);
+    if (it == sample.labels.end() || it->second != value) return false;
+  }
+  return true;
+}
+
 // The sum of the samples named `name` whose labels include all of `labels`
 // (0 when there are none).
 inline double SumOf(const std::vector<MetricSample>& samples, const std::string& name,
                     const std::map<std::string, std::string>& labels = {}) {
   double sum = 0;
   for (const MetricSample& sample : samples) {
-    if (sample.name != name) continue;
-    bool match = true;
-    for (const auto& [key, value] : labels) {
-      auto it = sample.labels.find(key);
-      match = match && it != sample.labels.end() && it->second == value;
-    }
-    if (match) sum += sample.value;
+    if (IsSampleOf(sample, name, labels)) sum += sample.value;
   }
   return sum;
 }
@@ -119,15 +124,7 @@ inline double SumOf(const std::vector<MetricSample>& samples, const std::string&
 inline int CountOf(const std::vector<MetricSample>& samples, const std::string& name,
                    const std::map<std::string, std::string>& labels = {}) {
   int count = 0;
-  for (const MetricSample& sample : samples) {
-    if (sample.name != name) continue;
-    bool match = true;
-    for (const auto& [key, value] : labels) {
-      auto it = sample.labels.find(key);
-      match = match && it != sample.labels.end() && it->second == value;
-    }
-    count += match ? 1 : 0;
-  }
+  for (const MetricSample& sample : samples) count += IsSampleOf(sample, name, labels) ? 1 : 0;
   return count;
 }
 
