@@ -11,7 +11,7 @@ SETUP_STAMP := var/.setup-stamp
 all: build
 
 $(SETUP_STAMP): scripts/setup.sh scripts/mnist_json_to_idx.js \
-		$(wildcard tests/onnx/package-lock.json)
+		$(wildcard tests/onnx/package-lock.json) $(wildcard web/package-lock.json)
 	bash scripts/setup.sh
 	@mkdir -p $(dir $@) && touch $@
 
@@ -43,12 +43,14 @@ build: configure
 	cmake --build $(BUILD_DIR) -j $(JOBS)
 
 # The service, with its embedded SQLite registry in var/ (Ctrl-C stops it cleanly):
-# gRPC on LISTEN, the Open Inference REST routes on HTTP_LISTEN.
+# gRPC on LISTEN, the Open Inference REST routes and the dashboard
+# (http://127.0.0.1:8000/) on HTTP_LISTEN.
 # At the first start it trains the default model "digits" (2-6 s, see README).
 LISTEN ?= 127.0.0.1:50051
 HTTP_LISTEN ?= 127.0.0.1:8000
 run: build
-	$(BUILD_DIR)/server/bnserve --listen $(LISTEN) --http_listen $(HTTP_LISTEN) --registry var/bnserve.db --data_dir var/data --default_model digits
+	$(BUILD_DIR)/server/bnserve --listen $(LISTEN) --http_listen $(HTTP_LISTEN) --registry var/bnserve.db --data_dir var/data --default_model digits \
+	  --web_root $(BUILD_DIR)/web/dist
 
 experiment: build
 	$(BUILD_DIR)/core/bnserve-experiment

@@ -2,7 +2,8 @@
 # Builds docker/Dockerfile for real on a machine without a Docker engine
 # (buildah + podman with runc, a debian:bookworm-slim base made locally by
 # debootstrap from this machine's own Debian mirror), then checks a running
-# container as a user would: the HEALTHCHECK, train/predict/evaluate with bnctl
+# container as a user would: the HEALTHCHECK, the dashboard at / on the HTTP
+# port, train/predict/evaluate with bnctl
 # from outside the container, a non-root user, the registry on a named volume
 # surviving a new container, a clean stop on SIGTERM, no toolchain in the
 # runtime image, and docker/compose.yaml brought up with podman-compose.
@@ -291,6 +292,16 @@ if code=$(curl -s -o "$WORK/ready.json" -w '%{http_code}' \
   pass "HTTP port: /v2/health/ready 200, /v2/models/digits is a bnserve_mlp"
 else
   fail "HTTP port: ready $code $(cat "$WORK/ready.json" 2>/dev/null), metadata $(cat "$WORK/metadata.json" 2>/dev/null)"
+fi
+
+# The dashboard at / (bnserve --web_root in the image's CMD).
+if code=$(curl -s -o "$WORK/index.html" -w '%{http_code}' "http://127.0.0.1:$HTTP_PORT/") &&
+   [ "$code" = 200 ] && grep -q '<title>bnserve</title>' "$WORK/index.html" &&
+   asset=$(grep -oE 'assets/index-[A-Za-z0-9_-]+\.js' "$WORK/index.html" | head -n1) &&
+   [ -n "$asset" ] && curl -sf -o /dev/null "http://127.0.0.1:$HTTP_PORT/$asset"; then
+  pass "HTTP port: / is the dashboard (and its script $asset loads)"
+else
+  fail "HTTP port: / answered $code: $(head -c 300 "$WORK/index.html" 2>/dev/null)"
 fi
 
 if out=$("${PODMAN[@]}" exec "$NAME_A" bnctl health --server 127.0.0.1:50051 2>&1) &&

