@@ -83,10 +83,12 @@ export async function render(ctx: PageContext): Promise<void> {
     };
   }
 
-  async function column(title: string, req: MessageInitShape<typeof InspectRequestSchema>, color: string, bn: string): Promise<HTMLElement> {
-    const col = h("section", { class: "card hist-row", "data-bn": bn }, h("h2", {}, title));
+  // Fills `col` (already on the page, so that charts get their size).
+  async function column(col: HTMLElement, req: MessageInitShape<typeof InspectRequestSchema>, color: string,
+    signal: AbortSignal): Promise<void> {
     try {
       const res = await inference.inspect(req, { signal });
+      if (signal.aborted) return;
       const grid = h("div", { class: "hist-grid" });
       col.append(grid);
       for (const l of res.layers) {
@@ -103,18 +105,26 @@ export async function render(ctx: PageContext): Promise<void> {
     } catch (err) {
       if (!signal.aborted) col.append(errorBox(describeError(err)));
     }
-    return col;
   }
 
+  // Each Show replaces the previous figures and their charts.
+  let shown: AbortController | null = null;
   async function draw(): Promise<void> {
+    shown?.abort();
+    shown = new AbortController();
+    const drawSignal = AbortSignal.any([signal, shown.signal]);
     show.disabled = true;
     try {
       const models = source.value === "models";
-      const [a, b] = await Promise.all([
-        column(models ? left.value : "with BatchNorm", request(true, left.value), COLORS.bn, "on"),
-        column(models ? right.value : "without BatchNorm", request(false, right.value), COLORS.plain, "off"),
-      ]);
+      const a = h("section", { class: "card hist-row", "data-bn": "on" },
+        h("h2", {}, models ? left.value : "with BatchNorm"));
+      const b = h("section", { class: "card hist-row", "data-bn": "off" },
+        h("h2", {}, models ? right.value : "without BatchNorm"));
       out.replaceChildren(a, b);
+      await Promise.all([
+        column(a, request(true, left.value), COLORS.bn, drawSignal),
+        column(b, request(false, right.value), COLORS.plain, drawSignal),
+      ]);
     } finally {
       show.disabled = false;
     }

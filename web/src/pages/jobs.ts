@@ -185,9 +185,11 @@ export function render(ctx: PageContext): void {
         const res = await training.listJobs({ pageSize: 100 }, { signal });
         for (const j of res.jobs) {
           const known = jobs.get(j.jobId);
-          // A stream may be ahead of the list: keep the longer history.
-          if (!known || !streaming.has(j.jobId) || j.epochs.length >= known.epochs.length) {
-            if (known && streaming.has(j.jobId)) Object.assign(known, j); else jobs.set(j.jobId, j);
+          if (known && streaming.has(j.jobId)) {
+            // The stream updates `known` in place and may be ahead of the list.
+            if (j.epochs.length >= known.epochs.length) Object.assign(known, j);
+          } else {
+            jobs.set(j.jobId, j);
           }
         }
         update();

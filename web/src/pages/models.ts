@@ -70,8 +70,8 @@ async function renderVersion(ctx: PageContext, name: string, version: number): P
   const result = h("div", { id: "eval-result" });
   const perClassEl = h("div", { class: "chart", id: "per-class" });
   const confusionEl = h("div", { class: "chart tall", id: "confusion" });
-  const perClass = new Chart(perClassEl, signal);
-  const confusion = new Chart(confusionEl, signal);
+  let perClass: Chart | undefined;
+  let confusion: Chart | undefined;
   const evalButton = h("button", { class: "primary", id: "evaluate", type: "button" }, "Evaluate");
   evalButton.addEventListener("click", async () => {
     evalButton.disabled = true;
@@ -86,9 +86,9 @@ async function renderVersion(ctx: PageContext, name: string, version: number): P
       result.replaceChildren(h("span", { class: "big" }, pct(r.accuracy)),
         ` accuracy on ${r.numExamples} examples, loss ${fmt(r.loss)}`);
       const labels = CLASSES.slice(0, r.numClasses);
-      perClass.set(barsOption(labels, [{ name: "accuracy", values: r.perClassAccuracy, color: COLORS.bn }],
+      perClass?.set(barsOption(labels, [{ name: "accuracy", values: r.perClassAccuracy, color: COLORS.bn }],
         { yMin: 0, yMax: 1, title: "accuracy per class" }), r.perClassAccuracy.length);
-      confusion.set(confusionOption(r.confusionMatrix.map(Number), r.numClasses, labels), r.confusionMatrix.length);
+      confusion?.set(confusionOption(r.confusionMatrix.map(Number), r.numClasses, labels), r.confusionMatrix.length);
     } catch (err) {
       result.replaceChildren(errorBox(describeError(err)));
     } finally {
@@ -109,6 +109,8 @@ async function renderVersion(ctx: PageContext, name: string, version: number): P
     h("section", { class: "card" }, h("h2", {}, "BatchNorm parameters per layer"),
       h("p", { class: "muted" }, "γ and β (learned), running mean and variance (kept during training), one bar per unit."),
       layers));
+  perClass = new Chart(perClassEl, signal);
+  confusion = new Chart(confusionEl, signal);
 
   // --- per-layer parameters, from Inspect ----------------------------------------
   if (!(v.network?.useBatchnorm ?? true)) {
