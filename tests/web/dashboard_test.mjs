@@ -24,7 +24,7 @@ import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "nod
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { after, before, describe, test } from "node:test";
+import { after, before, beforeEach, describe, test } from "node:test";
 
 function env(name) {
   const value = process.env[name];
@@ -138,6 +138,9 @@ describe("dashboard", { timeout: 200000 }, () => {
     page.on("pageerror", (err) => consoleErrors.push(`page error: ${err.message}`));
   });
 
+  // A test that failed early leaves its page's errors: not the next one's.
+  beforeEach(() => { consoleErrors.splice(0); });
+
   after(async () => {
     await browser?.close();
     if (server) {
@@ -223,7 +226,7 @@ describe("dashboard", { timeout: 200000 }, () => {
 
   test("drawing a 1 on the canvas shows a prediction", async () => {
     await open("#/try");
-    await page.waitForSelector("#try-model option[value=digits]");
+    await page.waitForSelector("#try-model option[value=digits]", { state: "attached" });
     const box = await page.locator("#digit-canvas").boundingBox();
     const x = box.x + box.width / 2;
     await page.mouse.move(x, box.y + box.height * 0.15);

@@ -62,9 +62,10 @@ export function curvesOption(curves: Curve[], opts: {
     legend: opts.legend === false ? undefined : { bottom: 0, type: "scroll" },
     grid: compact
       ? { left: 34, right: 8, top: 26, bottom: 22 }
-      : { left: 50, right: 20, top: opts.title ? 36 : 16, bottom: opts.legend === false ? 30 : 46 },
-    xAxis: { type: "value", name: compact ? undefined : "epoch", nameLocation: "middle", nameGap: 22,
-      minInterval: 1, min: 1, axisLabel: { fontSize: compact ? 9 : 11 } },
+      : { left: 50, right: 50, top: opts.title ? 36 : 24, bottom: opts.legend === false ? 30 : 46 },
+    xAxis: { type: "value", name: compact ? undefined : "epoch", nameLocation: "end", nameGap: 8,
+      minInterval: 1, min: 1, max: (v: { max: number }) => Math.max(2, v.max),
+      axisLabel: { fontSize: compact ? 9 : 11 } },
     yAxis: { type: "value", name: compact ? undefined : opts.yName, min: opts.yMin, max: opts.yMax,
       axisLabel: { fontSize: compact ? 9 : 11 } },
     series: curves.map((c) => ({
