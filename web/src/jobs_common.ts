@@ -21,7 +21,9 @@ export const BOOK_DEFAULTS: BookSettings = {
   epochs: 20, limit: 1000, weightStd: 0.05, dataset: "mnist-digits",
 };
 
-export function bookRequest(s: BookSettings, modelName: string, useBatchnorm: boolean): TrainRequest {
+// With `validate`, each epoch is also scored on 1000 test images.
+export function bookRequest(s: BookSettings, modelName: string, useBatchnorm: boolean,
+  validate = false): TrainRequest {
   return create(TrainRequestSchema, {
     modelName,
     network: {
@@ -32,6 +34,9 @@ export function bookRequest(s: BookSettings, modelName: string, useBatchnorm: bo
     },
     optimizer: { type: OptimizerType.SGD, learningRate: 0.01 },
     trainData: { source: { case: "builtin", value: { name: s.dataset, split: Split.TRAIN, limit: s.limit } } },
+    validationData: validate
+      ? { source: { case: "builtin", value: { name: s.dataset, split: Split.TEST, limit: 1000 } } }
+      : undefined,
     epochs: s.epochs,
     batchSize: 100,
     description: `the book's BatchNorm experiment, ${useBatchnorm ? "with" : "without"} BatchNorm`,

@@ -26,6 +26,7 @@ function describe(job: Job): [string, string][] {
     ["batch", String(r?.batchSize || 100)],
     ["data", data?.case === "builtin" ? `${data.value.name} (${data.value.limit || "all"})` : data?.case ?? "–"],
     ["created by", job.createdBy || "–"],
+    ["training time", `${job.epochs.reduce((t, e) => t + e.seconds, 0).toFixed(1)} s`],
   ];
 }
 
