@@ -147,13 +147,13 @@ export function confusionOption(matrix: number[], n: number, labels: string[]): 
     animation: false,
     tooltip: { formatter: (x: { value: [number, number, number] }) =>
       `true ${labels[x.value[1]]}, predicted ${labels[x.value[0]]}: ${x.value[2]}` },
-    grid: { left: 56, right: 16, top: 10, bottom: 70 },
+    grid: { left: 56, right: 90, top: 10, bottom: 44 },
     xAxis: { type: "category", data: labels, name: "predicted", nameLocation: "middle", nameGap: 26,
       splitArea: { show: true } },
     yAxis: { type: "category", data: labels, name: "true", nameLocation: "middle", nameGap: 40,
       inverse: true, splitArea: { show: true } },
-    visualMap: { min: 0, max, calculable: true, orient: "horizontal", left: "center", bottom: 0,
-      itemHeight: 120, inRange: { color: ["#f8fafc", "#93c5fd", "#1d4ed8"] } },
+    visualMap: { min: 0, max, calculable: true, orient: "vertical", right: 0, top: "middle",
+      itemHeight: 160, inRange: { color: ["#f8fafc", "#93c5fd", "#1d4ed8"] } },
     series: [{ type: "heatmap", data, label: { show: true, fontSize: 10 } }],
   };
 }

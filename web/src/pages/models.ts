@@ -125,8 +125,8 @@ async function renderVersion(ctx: PageContext, name: string, version: number): P
     }, { signal });
     for (const l of ins.layers) {
       const units = Array.from({ length: l.gamma.length }, (_, i) => String(i + 1));
-      const a = h("div", { class: "chart" });
-      const b = h("div", { class: "chart" });
+      const a = h("div", { class: "chart small" });
+      const b = h("div", { class: "chart small" });
       layers.append(h("div", { class: "layer-row", "data-layer": l.layer }, h("h3", {}, `layer ${l.layer}`), h("div", { class: "grid-2" }, a, b)));
       new Chart(a, signal).set(barsOption(units, [
         { name: "γ", values: l.gamma, color: COLORS.bn }, { name: "β", values: l.beta, color: COLORS.plain }]), l.gamma.length * 2);

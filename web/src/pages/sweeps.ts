@@ -128,15 +128,15 @@ export async function render(ctx: PageContext): Promise<void> {
       applySweepEvent(sweep, ev);
       update();
     }
-    return;
   } catch (err) {
     if (signal.aborted) return;
     if (isAuthError(err)) throw err;
     // Without the stream, poll the sweep until every job has ended.
+    while (!signal.aborted && sweep.points.some((p) => isActive(p.state))) {
+      await new Promise((r) => setTimeout(r, POLL_MS));
+      Object.assign(sweep, await training.getSweep({ sweepId }, { signal }));
+      update();
+    }
   }
-  while (!signal.aborted && sweep.points.some((p) => isActive(p.state))) {
-    await new Promise((r) => setTimeout(r, POLL_MS));
-    Object.assign(sweep, await training.getSweep({ sweepId }, { signal }));
-    update();
-  }
+  await renderList(ctx, list);  // its counts, now final
 }
