@@ -49,6 +49,7 @@ dry=$(make --no-print-directory -n -f "$MAKEFILE" -C "$work" run)
 if grep -q 'cmake -S' <<<"$dry"; then fail "make run would configure again: $dry"; fi
 grep -q 'server/bnserve' <<<"$dry" || fail "make run would not start the server: $dry"
 grep -q -- '--http_listen 127.0.0.1:8000' <<<"$dry" || fail "make run would not serve HTTP: $dry"
+grep -q -- '--web_root build/web/dist' <<<"$dry" || fail "make run would not serve the dashboard: $dry"
 
 out=$(calls build CMAKE_FLAGS=-DBNSERVE_NATIVE=ON)
 [ "$(configures "$out")" = 1 ] || fail "new CMAKE_FLAGS did not configure: $out"
