@@ -46,13 +46,18 @@ const { chromium } = require("playwright-core");
 
 // bnserve on free loopback ports with a fresh registry; resolves once both
 // ports are reported in its log.
-async function startServer(dir) {
-  const tokens = path.join(dir, "tokens");
-  const hash = createHash("sha256").update(TOKEN).digest("hex");
-  writeFileSync(tokens, `dashboard-test trainer ${hash}\n`);
+// With `auth`, bearer tokens on (TOKEN, role trainer) and the default model.
+async function startServer(dir, { auth }) {
+  mkdirSync(dir, { recursive: true });
   const args = ["--listen=127.0.0.1:0", "--http_listen=127.0.0.1:0",
     `--registry=${path.join(dir, "registry.db")}`, `--data_dir=${DATA_DIR}`,
-    `--web_root=${DIST}`, `--auth_tokens=${tokens}`, "--default_model=digits", "--workers=2"];
+    `--web_root=${DIST}`, "--workers=2"];
+  if (auth) {
+    const tokens = path.join(dir, "tokens");
+    const hash = createHash("sha256").update(TOKEN).digest("hex");
+    writeFileSync(tokens, `dashboard-test trainer ${hash}\n`);
+    args.push(`--auth_tokens=${tokens}`, "--default_model=digits");
+  }
   const proc = spawn(BNSERVE, args, { stdio: ["ignore", "pipe", "pipe"] });
   const log = [];
   let http = null;
@@ -87,6 +92,11 @@ async function call(base, method, body) {
   const json = await res.json();
   if (!res.ok) throw new Error(`${method}: HTTP ${res.status} ${JSON.stringify(json)}`);
   return json;
+}
+
+async function stopServer(server) {
+  server.proc.kill("SIGTERM");
+  await new Promise((r) => { server.proc.once("exit", r); setTimeout(r, 10000); });
 }
 
 async function until(what, fn, timeoutMs = 30000, everyMs = 100) {
@@ -125,7 +135,7 @@ describe("dashboard", { timeout: 200000 }, () => {
   before(async () => {
     mkdirSync(SHOTS, { recursive: true });
     dir = mkdtempSync(path.join(tmpdir(), "bnserve-web-test-"));
-    server = await startServer(dir);
+    server = await startServer(path.join(dir, "auth"), { auth: true });
     // The page's own route: the default model is trained and registered.
     await until("the default model digits", async () => {
       const res = await call(server.url, "ModelRegistry/ListModels", {});
@@ -143,14 +153,30 @@ describe("dashboard", { timeout: 200000 }, () => {
 
   after(async () => {
     await browser?.close();
-    if (server) {
-      server.proc.kill("SIGTERM");
-      await new Promise((r) => { server.proc.once("exit", r); setTimeout(r, 10000); });
-    }
+    if (server) await stopServer(server);
     if (dir) rmSync(dir, { recursive: true, force: true });
     if (DOCS && shots.length > 0) {
       mkdirSync(DOCS, { recursive: true });
       for (const f of shots) copyFileSync(f, path.join(DOCS, path.basename(f)));
+    }
+  });
+
+  test("without --auth_tokens the page asks for no token", async () => {
+    const open = await startServer(path.join(dir, "open"), { auth: false });
+    try {
+      const p = await browser.newPage();
+      const errors = [];
+      p.on("console", (msg) => { if (msg.type() === "error") errors.push(msg.text()); });
+      p.on("pageerror", (err) => errors.push(`page error: ${err.message}`));
+      await p.goto(`${open.url}/#/jobs`);
+      await p.waitForSelector("#jobs-table td.muted");  // "No jobs yet."
+      await p.waitForTimeout(300);
+      assert.equal(await p.isHidden("#banner"), true);
+      assert.equal(await p.isHidden("#token-form"), true);
+      assert.deepEqual(errors, []);
+      await p.close();
+    } finally {
+      await stopServer(open);
     }
   });
 
