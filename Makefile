@@ -6,7 +6,7 @@ JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 SETUP_STAMP := var/.setup-stamp
 
-.PHONY: all setup configure build run experiment test bench bench-server image clean FORCE
+.PHONY: all setup configure build run experiment test bench bench-server image clean fuzz FORCE
 
 all: build
 
@@ -73,3 +73,17 @@ image:
 
 clean:
 	rm -rf $(BUILD_DIR)
+
+# The libFuzzer targets (fuzz/), built with clang-14, ASan and UBSan in
+# FUZZ_BUILD_DIR, each run for FUZZ_SECONDS on its committed seed corpus
+# (CI: a short smoke run; `make fuzz FUZZ_SECONDS=600` for a real one).
+FUZZ_BUILD_DIR ?= build-fuzz
+FUZZ_SECONDS ?= 300
+FUZZ_TARGETS := idx_reader import_model train_request v2_rest
+fuzz: setup
+	bash scripts/setup_fuzz.sh
+	CC=clang-14 CXX=clang++-14 cmake -S . -B $(FUZZ_BUILD_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O2 -g" -DCMAKE_C_FLAGS_RELWITHDEBINFO="-O2 -g" \
+	  -DBNSERVE_FUZZ=ON -DBNSERVE_BUILD_TESTS=OFF -DBNSERVE_BUILD_BENCH=OFF
+	cmake --build $(FUZZ_BUILD_DIR) -j $(JOBS) --target $(FUZZ_TARGETS:%=%_fuzzer)
+	bash scripts/run_fuzzers.sh $(FUZZ_BUILD_DIR) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
