@@ -242,12 +242,16 @@ absl::StatusOr<std::unique_ptr<BnserveServer>> BnserveServer::Start(
     // A REST body may be as large as a gRPC message.
     http_options.max_body_bytes = int64_t{options.max_message_mb} << 20;
     http_options.request_timeout = options.http_request_timeout;
-    ASSIGN_OR_RETURN(
-        server->http_,
-        HttpServer::Start(http_options,
-                          WithAccessControl(V2RestRoutes(server->open_inference_.get(),
-                                                         server->MetricsText()),
-                                            server->tokens_.get())));
+    http_options.static_root = options.web_root;
+    std::vector<HttpRoute> routes = WithAccessControl(
+        V2RestRoutes(server->open_inference_.get(), server->MetricsText()), server->tokens_.get());
+    // Checked by the services' own authorizer, through the in-process channel.
+    server->connect_gateway_ = std::make_unique<ConnectGateway>(
+        server->InProcessChannel(), std::vector<std::string>(std::begin(kServiceNames),
+                                                             std::end(kServiceNames)),
+        http_options.max_body_bytes);
+    for (HttpRoute& route : server->connect_gateway_->Routes()) routes.push_back(std::move(route));
+    ASSIGN_OR_RETURN(server->http_, HttpServer::Start(http_options, std::move(routes)));
     if (!IsLoopbackAddress(options.http_listen) && server->tokens_ == nullptr) {
       BNSERVE_LOG(WARNING) << "!!! the HTTP port " << options.http_listen
                            << " is not loopback and has no tokens (--auth_tokens) !!!";
@@ -291,6 +295,8 @@ void BnserveServer::Shutdown(absl::Duration deadline) {
   shut_down_ = true;
   const absl::Time end = absl::Now() + deadline;
   if (server_ != nullptr) SetServing(server_.get(), false);
+  // Streams through the gateway (WatchJob) would hold the HTTP port open.
+  if (connect_gateway_ != nullptr) connect_gateway_->Shutdown();
   if (http_ != nullptr) http_->Shutdown(end - absl::Now());
   if (catalog_ != nullptr) catalog_->StopBackgroundLoads();
   if (server_ != nullptr && server_->GetHealthCheckService() != nullptr) {

@@ -56,6 +56,7 @@
 #include "server/data_resolver.h"
 #include "server/diagnostics_service.h"
 #include "server/grpc_authorizer.h"
+#include "server/grpc_connect_gateway.h"
 #include "server/http_server.h"
 #include "server/inference_service.h"
 #include "server/job_manager.h"
@@ -115,6 +116,10 @@ struct BnserveServerOptions {
   int http_threads = 16;
   // The longest an HTTP read or write may wait for the peer.
   absl::Duration http_request_timeout = absl::Seconds(30);
+  // The dashboard's built files, served at "/" on the HTTP port; empty:
+  // none. (The bnserve.v1 services are on the HTTP port in the Connect
+  // protocol either way: server/grpc_connect_gateway.h.)
+  std::string web_root;
 };
 
 class BnserveServer {
@@ -204,6 +209,7 @@ class BnserveServer {
   std::unique_ptr<OpenInference> open_inference_;
   std::unique_ptr<OpenInferenceServiceImpl> open_inference_service_;
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<ConnectGateway> connect_gateway_;
   std::unique_ptr<HttpServer> http_;
   int port_ = 0;
   absl::Mutex shutdown_mu_;

@@ -6,7 +6,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <limits.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+
 #include <deque>
+#include <fstream>
+#include <iterator>
 #include <exception>
 #include <mutex>
 #include <thread>
@@ -75,13 +81,42 @@ void WriteResponse(mg_connection* connection, const HttpResponse& response) {
   mg_response_header_start(connection, response.status);
   mg_response_header_add(connection, "Content-Type", response.content_type.c_str(), -1);
   const std::string length = absl::StrCat(response.body.size());
-  mg_response_header_add(connection, "Content-Length", length.c_str(), -1);
+  if (response.stream) {
+    mg_response_header_add(connection, "Transfer-Encoding", "chunked", -1);
+  } else {
+    mg_response_header_add(connection, "Content-Length", length.c_str(), -1);
+  }
   for (const auto& [name, value] : response.headers) {
     mg_response_header_add(connection, name.c_str(), value.c_str(),
                            static_cast<int>(value.size()));
   }
   mg_response_header_send(connection);
+  if (response.stream) {
+    bool open = true;
+    response.stream([&](absl::string_view chunk) {
+      // An empty chunk would end the body: skip it.
+      if (open && !chunk.empty()) {
+        open = mg_send_chunk(connection, chunk.data(), static_cast<unsigned int>(chunk.size())) > 0;
+      }
+      return open;
+    });
+    if (open) mg_send_chunk(connection, "", 0);
+    return;
+  }
   if (!response.body.empty()) mg_write(connection, response.body.data(), response.body.size());
+}
+
+// Headers of every static file: the dashboard loads only its own files and
+// talks only to this server; hashed assets never change.
+void AddStaticHeaders(absl::string_view path, HttpResponse* response) {
+  response->headers.emplace_back("X-Content-Type-Options", "nosniff");
+  response->headers.emplace_back(
+      "Content-Security-Policy",
+      "default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; "
+      "connect-src 'self'; frame-ancestors 'none'");
+  response->headers.emplace_back(
+      "Cache-Control", absl::StartsWith(path, "/assets/") ? "public, max-age=31536000, immutable"
+                                                          : "no-cache");
 }
 
 }  // namespace
@@ -352,6 +387,40 @@ int HttpServer::HandleRequest(mg_connection* connection, void* self_ptr) {
   return response.status;
 }
 
+HttpResponse HttpServer::ServeStaticFile(absl::string_view request_path) const {
+  std::vector<std::string> parts;
+  for (absl::string_view segment : PathSegments(request_path)) {
+    std::string decoded = PercentDecode(segment);
+    if (decoded == ".." || decoded == "." || decoded.find('/') != std::string::npos ||
+        decoded.find('\0') != std::string::npos) {
+      return HttpResponse::Error(404, absl::StrCat("no file for ", request_path));
+    }
+    parts.push_back(std::move(decoded));
+  }
+  if (parts.empty()) parts.push_back("index.html");
+  char root[PATH_MAX];
+  char file[PATH_MAX];
+  const std::string wanted =
+      absl::StrCat(options_.static_root, "/", absl::StrJoin(parts, "/"));
+  struct stat info {};
+  if (realpath(options_.static_root.c_str(), root) == nullptr ||
+      realpath(wanted.c_str(), file) == nullptr ||
+      !absl::StartsWith(file, absl::StrCat(root, "/")) || stat(file, &info) != 0 ||
+      !S_ISREG(info.st_mode)) {
+    return HttpResponse::Error(404, absl::StrCat("no file for ", request_path));
+  }
+  std::ifstream in(file, std::ios::binary);
+  std::string body((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (!in.good() && !in.eof()) {
+    return HttpResponse::Error(500, absl::StrCat("cannot read the file for ", request_path));
+  }
+  HttpResponse response;
+  response.content_type = mg_get_builtin_mime_type(file);
+  response.body = std::move(body);
+  AddStaticHeaders(request_path, &response);
+  return response;
+}
+
 std::optional<HttpResponse> HttpServer::ReadBody(mg_connection* connection,
                                                  HttpRequest* request) {
   const mg_request_info* info = mg_get_request_info(connection);
@@ -418,6 +487,10 @@ HttpResponse HttpServer::Serve(mg_connection* connection) {
     allowed.push_back(route.method);
   }
   if (match == nullptr) {
+    if (allowed.empty() && !options_.static_root.empty() &&
+        request.method == "GET") {
+      return ServeStaticFile(request.path);
+    }
     if (allowed.empty()) {
       return HttpResponse::Error(404, absl::StrCat("no route for ", request.path));
     }

@@ -27,6 +27,15 @@
 //   400  a body that ends before its Content-Length
 //   500  a handler that throws (the message names the exception)
 //   503  every request once Shutdown has begun
+// With options.static_root set, a GET that no pattern matches is
+// answered with the file under it (static_root/index.html for "/"), the
+// dashboard's files: 404 for a missing file, and for a path with a ".."
+// segment or one whose real path (symbolic links resolved) leaves the root.
+//
+// A handler may answer with a streamed body (HttpResponse::stream): the
+// headers go first with chunked transfer encoding, then each chunk as the
+// stream writes it, on civetweb's worker thread (100 KiB stack: no Eigen),
+// until the stream returns.
 // A handler's error statuses go through HttpResponse::FromStatus, the one
 // place an absl::StatusCode becomes an HTTP status (HttpStatusFromCode).
 //
@@ -78,6 +87,9 @@ struct HttpServerOptions {
   // civetweb's request_timeout_ms: the longest a read or write of a request
   // may wait for the peer.
   absl::Duration request_timeout = absl::Seconds(30);
+  // The directory of static files for unmatched GETs (see above); empty:
+  // none.
+  std::string static_root;
 };
 
 struct HttpRequest {
@@ -96,12 +108,20 @@ struct HttpRequest {
   std::optional<absl::string_view> Header(absl::string_view name) const;
 };
 
+// Sends one chunk of a streamed body; false once the peer is gone (stop
+// writing then).
+using HttpChunkWriter = std::function<bool(absl::string_view chunk)>;
+
 struct HttpResponse {
   int status = 200;
   std::string content_type = "application/json";
   // Extra headers (Content-Type and Content-Length are set from the fields).
   std::vector<std::pair<std::string, std::string>> headers;
   std::string body;
+  // When set, the body is not `body` but what this writes, sent as it is
+  // written (Transfer-Encoding: chunked). Runs after the handler returned,
+  // on civetweb's worker thread.
+  std::function<void(const HttpChunkWriter& write)> stream;
 
   // `status` with the body {"error": message}.
   static HttpResponse Error(int status, absl::string_view message);
@@ -168,6 +188,8 @@ class HttpServer {
   void StopCivetweb(mg_context* context);
   // The response for one request (routing, body, handler).
   HttpResponse Serve(mg_connection* connection);
+  // The static file for `request_path` under options_.static_root.
+  HttpResponse ServeStaticFile(absl::string_view request_path) const;
   // Reads the body into request->body: 413 or 400 as described above.
   std::optional<HttpResponse> ReadBody(mg_connection* connection, HttpRequest* request);
 

@@ -25,6 +25,9 @@ ABSL_FLAG(std::string, listen, "127.0.0.1:50051", "host:port to serve gRPC on");
 ABSL_FLAG(std::string, http_listen, "127.0.0.1:8000",
           "IP:port to serve HTTP on (Open Inference Protocol REST routes; port 0 picks a free "
           "port); empty: no HTTP port");
+ABSL_FLAG(std::string, web_root, "",
+          "directory of the dashboard's built files (build/web/dist), served at / on the HTTP "
+          "port; empty: no dashboard (the API stays on the HTTP port)");
 ABSL_FLAG(int, http_threads, 16,
           "HTTP worker threads: requests (and kept-alive connections) served at once");
 ABSL_FLAG(int, http_timeout_seconds, 30,
@@ -114,6 +117,7 @@ int main(int argc, char** argv) {
   options.reflection = absl::GetFlag(FLAGS_reflection);
   options.http_listen = absl::GetFlag(FLAGS_http_listen);
   options.http_threads = absl::GetFlag(FLAGS_http_threads);
+  options.web_root = absl::GetFlag(FLAGS_web_root);
   options.http_request_timeout = absl::Seconds(absl::GetFlag(FLAGS_http_timeout_seconds));
   const std::string durability = absl::GetFlag(FLAGS_durability);
   if (durability == "full") {
@@ -144,7 +148,8 @@ int main(int argc, char** argv) {
   // finds both.
   if (!options.http_listen.empty()) {
     BNSERVE_LOG(INFO) << "bnserve HTTP listening on "
-                      << WithPort(options.http_listen, (*server)->http_port());
+                      << WithPort(options.http_listen, (*server)->http_port())
+                      << (options.web_root.empty() ? "" : " (dashboard at /)");
   }
   const std::string address = WithPort(options.listen, (*server)->port());
   BNSERVE_LOG(INFO) << "bnserve listening on " << address << " (registry "
