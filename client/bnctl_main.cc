@@ -27,6 +27,9 @@ commands:
                                        read data locally, send it, print predictions
   evaluate --model NAME --dataset D [--split test] [--limit N]
                                        loss, accuracy, per-class accuracy, confusion matrix
+  inspect (--model NAME | --untrained [--hidden ...] [--weight-std S] [--no-batchnorm])
+          [--random-rows N | --data D:SPLIT:LIMIT] [--bn-mode M] [--bins 30] [--range A,B]
+                                       per hidden layer histograms of Affine/BatchNorm/activation
   export NAME [--version N] --out FILE save a model version (binary ModelVersion proto)
          [--format onnx] [--fold-batchnorm]  or as an ONNX model, BatchNorm folded or not
   import FILE [--as NAME]              store an exported version as a new version
@@ -71,6 +74,7 @@ int Main(int argc, char** argv) {
   if (command == "models") return RunModels(command_args, globals);
   if (command == "predict") return RunPredict(command_args, globals);
   if (command == "evaluate") return RunEvaluate(command_args, globals);
+  if (command == "inspect") return RunInspect(command_args, globals);
   if (command == "export") return RunExport(command_args, globals);
   if (command == "import") return RunImport(command_args, globals);
   if (command == "health") return RunHealth(command_args, globals);

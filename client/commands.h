@@ -23,6 +23,7 @@ int RunJobs(const CommandArgs& args, GlobalOptions globals);      // list|get|wa
 int RunModels(const CommandArgs& args, GlobalOptions globals);    // list|get|delete|alias
 int RunPredict(const CommandArgs& args, GlobalOptions globals);
 int RunEvaluate(const CommandArgs& args, GlobalOptions globals);
+int RunInspect(const CommandArgs& args, GlobalOptions globals);   // layer histograms
 int RunExport(const CommandArgs& args, GlobalOptions globals);
 int RunImport(const CommandArgs& args, GlobalOptions globals);
 int RunHealth(const CommandArgs& args, GlobalOptions globals);

@@ -1,6 +1,8 @@
 #include "core/idx_reader.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include <algorithm>
@@ -64,18 +66,27 @@ struct GzCloser {
 // transparently.
 class IdxFile {
  public:
-  static absl::StatusOr<IdxFile> Open(const std::string& path) {
+  // Reads from `fd` (not closed; from its current offset); `name` names the
+  // file in messages.
+  static absl::StatusOr<IdxFile> FromFd(int fd, const std::string& name) {
     struct stat st;
-    if (stat(path.c_str(), &st) != 0) return ReadErrnoError(path, errno);
+    if (fstat(fd, &st) != 0) return ReadErrnoError(name, errno);
     if (!S_ISREG(st.st_mode)) {
-      return absl::InvalidArgumentError(absl::StrCat(path, ": not a regular file"));
+      return absl::InvalidArgumentError(absl::StrCat(name, ": not a regular file"));
     }
+    // zlib closes what it reads: give it a duplicate.
+    const int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (copy < 0) return ReadErrnoError(absl::StrCat(name, ": cannot open"), errno);
+    // A file opened O_NONBLOCK (so that opening a FIFO would not block)
+    // reads as usual: the flag has no effect on regular files.
     errno = 0;
-    gzFile file = gzopen(path.c_str(), "rb");
+    gzFile file = gzdopen(copy, "rb");
     if (file == nullptr) {
-      return ReadErrnoError(absl::StrCat(path, ": cannot open"), errno != 0 ? errno : ENOMEM);
+      const int error = errno != 0 ? errno : ENOMEM;
+      close(copy);
+      return ReadErrnoError(absl::StrCat(name, ": cannot open"), error);
     }
-    return IdxFile(path, static_cast<uint64_t>(st.st_size), file);
+    return IdxFile(name, static_cast<uint64_t>(st.st_size), file);
   }
 
   const std::string& path() const { return path_; }
@@ -221,22 +232,70 @@ absl::Status WriteIdx(const std::string& path, uint32_t magic,
 absl::StatusOr<uint32_t> ReadLabelsHeader(const std::string& path, IdxFile* file) {
   ASSIGN_OR_RETURN(uint32_t magic, file->ReadBigEndian32("the magic number"));
   if (magic != kLabelsMagic) {
+    // The bytes read are not echoed: they may be any file's.
     return absl::InvalidArgumentError(absl::StrFormat(
-        "%s: bad magic 0x%08x, expected 0x%08x (IDX unsigned-byte labels, 1 dimension)",
-        path, magic, kLabelsMagic));
+        "%s: not an IDX label file (its magic number is not 0x%08x: unsigned bytes, 1 "
+        "dimension)",
+        path, kLabelsMagic));
   }
   return file->ReadBigEndian32("the label count");
+}
+
+// Opens `path` for reading: an fd the caller closes.
+absl::StatusOr<int> OpenForReading(const std::string& path) {
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+  if (fd < 0) return ReadErrnoError(path, errno);
+  return fd;
+}
+
+// f(fd) on `path` opened for reading.
+template <typename F>
+auto WithOpenFile(const std::string& path, F f) -> decltype(f(0)) {
+  ASSIGN_OR_RETURN(const int fd, OpenForReading(path));
+  auto result = f(fd);
+  close(fd);
+  return result;
 }
 
 }  // namespace
 
 absl::StatusOr<Matrix> ReadIdxImages(const std::string& path) {
-  ASSIGN_OR_RETURN(IdxFile file, IdxFile::Open(path));
+  return WithOpenFile(path, [&](int fd) { return ReadIdxImagesFromFd(fd, path); });
+}
+
+absl::StatusOr<Labels> ReadIdxLabels(const std::string& path) {
+  return WithOpenFile(path, [&](int fd) { return ReadIdxLabelsFromFd(fd, path); });
+}
+
+absl::StatusOr<int64_t> ReadIdxLabelCount(const std::string& path) {
+  return WithOpenFile(path, [&](int fd) { return ReadIdxLabelCountFromFd(fd, path); });
+}
+
+absl::StatusOr<Dataset> ReadIdxDataset(const std::string& images_path,
+                                       const std::string& labels_path,
+                                       const std::string& name, int num_classes) {
+  ASSIGN_OR_RETURN(const int images_fd, OpenForReading(images_path));
+  absl::StatusOr<int> labels_fd = OpenForReading(labels_path);
+  if (!labels_fd.ok()) {
+    close(images_fd);
+    return labels_fd.status();
+  }
+  absl::StatusOr<Dataset> data =
+      ReadIdxDatasetFromFds(images_fd, labels_fd.value(), images_path, labels_path, name,
+                            num_classes);
+  close(images_fd);
+  close(labels_fd.value());
+  return data;
+}
+
+absl::StatusOr<Matrix> ReadIdxImagesFromFd(int fd, const std::string& path) {
+  ASSIGN_OR_RETURN(IdxFile file, IdxFile::FromFd(fd, path));
   ASSIGN_OR_RETURN(uint32_t magic, file.ReadBigEndian32("the magic number"));
   if (magic != kImagesMagic) {
     return absl::InvalidArgumentError(absl::StrFormat(
-        "%s: bad magic 0x%08x, expected 0x%08x (IDX unsigned-byte images, 3 dimensions)",
-        path, magic, kImagesMagic));
+        "%s: not an IDX image file (its magic number is not 0x%08x: unsigned bytes, 3 "
+        "dimensions)",
+        path, kImagesMagic));
   }
   ASSIGN_OR_RETURN(uint32_t count, file.ReadBigEndian32("the image count"));
   ASSIGN_OR_RETURN(uint32_t rows, file.ReadBigEndian32("the row count"));
@@ -262,8 +321,8 @@ absl::StatusOr<Matrix> ReadIdxImages(const std::string& path) {
   return images;
 }
 
-absl::StatusOr<Labels> ReadIdxLabels(const std::string& path) {
-  ASSIGN_OR_RETURN(IdxFile file, IdxFile::Open(path));
+absl::StatusOr<Labels> ReadIdxLabelsFromFd(int fd, const std::string& path) {
+  ASSIGN_OR_RETURN(IdxFile file, IdxFile::FromFd(fd, path));
   ASSIGN_OR_RETURN(uint32_t count, ReadLabelsHeader(path, &file));
   if (count == 0) return absl::InvalidArgumentError(absl::StrCat(path, ": no labels"));
   if (count > static_cast<uint32_t>(std::numeric_limits<int>::max())) {
@@ -276,22 +335,23 @@ absl::StatusOr<Labels> ReadIdxLabels(const std::string& path) {
   return labels;
 }
 
-absl::StatusOr<int64_t> ReadIdxLabelCount(const std::string& path) {
-  ASSIGN_OR_RETURN(IdxFile file, IdxFile::Open(path));
+absl::StatusOr<int64_t> ReadIdxLabelCountFromFd(int fd, const std::string& path) {
+  ASSIGN_OR_RETURN(IdxFile file, IdxFile::FromFd(fd, path));
   ASSIGN_OR_RETURN(uint32_t count, ReadLabelsHeader(path, &file));
   return static_cast<int64_t>(count);
 }
 
-absl::StatusOr<Dataset> ReadIdxDataset(const std::string& images_path,
-                                       const std::string& labels_path,
-                                       const std::string& name, int num_classes) {
+absl::StatusOr<Dataset> ReadIdxDatasetFromFds(int images_fd, int labels_fd,
+                                              const std::string& images_path,
+                                              const std::string& labels_path,
+                                              const std::string& name, int num_classes) {
   if (num_classes < 1 || num_classes > 256) {
     return absl::InvalidArgumentError(
         absl::StrCat(name, ": num_classes must be in [1, 256], got ", num_classes));
   }
   Dataset data;
-  ASSIGN_OR_RETURN(data.features, ReadIdxImages(images_path));
-  ASSIGN_OR_RETURN(data.labels, ReadIdxLabels(labels_path));
+  ASSIGN_OR_RETURN(data.features, ReadIdxImagesFromFd(images_fd, images_path));
+  ASSIGN_OR_RETURN(data.labels, ReadIdxLabelsFromFd(labels_fd, labels_path));
   if (data.features.rows() != data.labels.size()) {
     return absl::InvalidArgumentError(absl::StrCat(
         name, ": ", images_path, " holds ", data.features.rows(), " images but ",

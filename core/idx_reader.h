@@ -29,6 +29,20 @@ absl::StatusOr<Dataset> ReadIdxDataset(const std::string& images_path,
                                        const std::string& labels_path,
                                        const std::string& name, int num_classes = 10);
 
+// The same from open file descriptors, read from their current offsets and
+// not closed; `path` (or `*_path`) names the file in messages. The server
+// reads its data files this way, each opened once inside the data directory
+// (server/data_resolver.h), so that no path is looked up twice. Error
+// messages never quote a file's bytes unless its magic number made it an IDX
+// file (then its header dimensions are part of the message).
+absl::StatusOr<Matrix> ReadIdxImagesFromFd(int fd, const std::string& path);
+absl::StatusOr<Labels> ReadIdxLabelsFromFd(int fd, const std::string& path);
+absl::StatusOr<int64_t> ReadIdxLabelCountFromFd(int fd, const std::string& path);
+absl::StatusOr<Dataset> ReadIdxDatasetFromFds(int images_fd, int labels_fd,
+                                              const std::string& images_path,
+                                              const std::string& labels_path,
+                                              const std::string& name, int num_classes = 10);
+
 // Writes raw (uncompressed) IDX files; features are scaled by 255 and rounded.
 // Used by tests and tools.
 absl::Status WriteIdxImages(const std::string& path, const Matrix& images, int rows,

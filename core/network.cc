@@ -127,17 +127,23 @@ struct Network<T>::Impl {
     return static_cast<T>(0.5 * config.weight_decay_lambda) * sum;
   }
 
-  // The scores with Predict's semantics; touches no member.
-  absl::StatusOr<MatrixT<T>> Scores(const ConstMatrixRef<T>& x, BnMode mode) const {
+  // Predict's hidden layers: leaves in *h the input of the final Affine
+  // (unset when there is no hidden layer) and, when `visit` is set, shows it
+  // every hidden layer's outputs. Touches no member.
+  absl::Status HiddenForward(const ConstMatrixRef<T>& x, BnMode mode,
+                             const HiddenLayerVisitor<T>* visit, MatrixT<T>* h) const {
     RETURN_IF_ERROR(CheckInput(x));
-    // h: the current layer input (after the first layer), a: Affine output,
-    // b: BatchNorm output. Activation and dropout run in place.
-    MatrixT<T> h, a, b;
+    // a: Affine output, b: BatchNorm output. Without a visitor the activation
+    // and dropout run in place; with one the activation gets a matrix of its
+    // own (`act`), and the previous layer's output is released once the
+    // Affine has read it, so three matrices are alive at once either way.
+    MatrixT<T> a, b, act;
     for (int i = 0; i < hidden(); ++i) {
       if (i == 0) {
         affines[i].Forward(x, &a);
       } else {
-        affines[i].Forward(h, &a);
+        affines[i].Forward(*h, &a);
+        if (visit != nullptr) h->resize(0, 0);
       }
       MatrixT<T>* z = &a;
       if (config.use_batchnorm) {
@@ -148,10 +154,26 @@ struct Network<T>::Impl {
         }
         z = &b;
       }
-      ActivationForward<T>(config.activation, *z, z);
-      if (use_dropout()) dropouts[i].ForwardInference(*z, z);
-      h.swap(*z);
+      MatrixT<T>* y = visit != nullptr ? &act : z;
+      ActivationForward<T>(config.activation, *z, y);
+      if (visit != nullptr) {
+        HiddenLayerOutputs<T> outputs;
+        outputs.layer = i + 1;
+        outputs.affine = &a;
+        outputs.batchnorm = config.use_batchnorm ? &b : nullptr;
+        outputs.activation = &act;
+        RETURN_IF_ERROR((*visit)(outputs));
+      }
+      if (use_dropout()) dropouts[i].ForwardInference(*y, y);
+      h->swap(*y);
     }
+    return absl::OkStatus();
+  }
+
+  // The scores with Predict's semantics; touches no member.
+  absl::StatusOr<MatrixT<T>> Scores(const ConstMatrixRef<T>& x, BnMode mode) const {
+    MatrixT<T> h;
+    RETURN_IF_ERROR(HiddenForward(x, mode, nullptr, &h));
     MatrixT<T> scores;
     if (hidden() == 0) {
       affines.back().Forward(x, &scores);
@@ -291,6 +313,13 @@ template <typename T>
 absl::StatusOr<MatrixT<T>> Network<T>::Predict(const ConstMatrixRef<T>& x,
                                                BnMode mode) const {
   return impl_->Scores(x, mode);
+}
+
+template <typename T>
+absl::Status Network<T>::VisitHiddenLayers(const ConstMatrixRef<T>& x, BnMode mode,
+                                           const HiddenLayerVisitor<T>& visit) const {
+  MatrixT<T> h;
+  return impl_->HiddenForward(x, mode, &visit, &h);
 }
 
 template <typename T>

@@ -9,20 +9,22 @@
 // ..., W{L}, b{L} for the final Affine (L = hidden layers + 1). Weights are
 // (fan_in x fan_out); every per-feature tensor is 1 x N.
 //
-// Thread-safety: const methods (Predict, Loss in inference mode, Accuracy,
-// ExportTensors) may be called concurrently; anything else needs external
+// Thread-safety: const methods (Predict, VisitHiddenLayers, Loss in inference
+// mode, Accuracy, ExportTensors) may be called concurrently; anything else needs external
 // synchronization. Predict never changes the running statistics, whatever the
 // mode. T is float or double (explicitly instantiated for both).
 #ifndef BNSERVE_CORE_NETWORK_H_
 #define BNSERVE_CORE_NETWORK_H_
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "core/bn_mode.h"
 #include "core/eigen_types.h"
@@ -30,6 +32,19 @@
 #include "core/parameter_ref.h"
 
 namespace bnserve {
+
+// What one hidden layer of a forward pass produced (Network::VisitHiddenLayers).
+// The references are valid only during the visitor's call.
+template <typename T>
+struct HiddenLayerOutputs {
+  int layer = 0;  // 1-based: the "1" of W1, gamma1
+  const MatrixT<T>* affine = nullptr;      // Affine output
+  const MatrixT<T>* batchnorm = nullptr;   // BatchNorm output; null without BatchNorm
+  const MatrixT<T>* activation = nullptr;  // activation output (before Dropout)
+};
+
+template <typename T>
+using HiddenLayerVisitor = std::function<absl::Status(const HiddenLayerOutputs<T>&)>;
 
 template <typename T>
 class Network {
@@ -56,6 +71,15 @@ class Network {
   // InvalidArgument: wrong feature count, empty batch, batch of one with
   // kBatchStatistics and BN on.
   absl::StatusOr<MatrixT<T>> Predict(const ConstMatrixRef<T>& x, BnMode mode) const;
+
+  // Predict's forward pass through the hidden layers (the same code, so the
+  // same values), calling `visit` once per hidden layer, in order, with that
+  // layer's outputs; the final Affine is not run. A visitor's error stops the
+  // pass and is returned. Never updates running statistics. At most three
+  // matrices of the batch's rows and the widest layer are alive at once
+  // (ForwardFloatsPerRow in core/evaluation.h). Errors as Predict.
+  absl::Status VisitHiddenLayers(const ConstMatrixRef<T>& x, BnMode mode,
+                                 const HiddenLayerVisitor<T>& visit) const;
 
   // Softmax probabilities of Predict.
   absl::StatusOr<MatrixT<T>> PredictProbabilities(const ConstMatrixRef<T>& x,

@@ -31,6 +31,8 @@ BASE=docker.io/library/debian:bookworm-slim
 BASE_FULL=docker.io/library/debian:bookworm
 NAME_A=bnserve-test-a
 NAME_B=bnserve-test-b
+NAME_TLS=bnserve-test-tls
+TLS_HTTP_PORT=$((PORT + 200))
 VOLUME=bnserve-test-registry
 MODEL=docker-smoke
 COMPOSE_PROJECT=bnserve-test
@@ -53,7 +55,7 @@ info() { echo "---- $*"; }
 quiet_errors() { grep -v 'systemd' || true; }
 
 remove_test_objects() {
-  "${PODMAN[@]}" rm -f -v -t 0 "$NAME_A" "$NAME_B" bnserve-test-cp "${COMPOSE_PROJECT}_bnserve_1" \
+  "${PODMAN[@]}" rm -f -v -t 0 "$NAME_A" "$NAME_B" "$NAME_TLS" bnserve-test-cp "${COMPOSE_PROJECT}_bnserve_1" \
     >/dev/null 2>&1 || true
   "${PODMAN[@]}" volume rm -f "$VOLUME" "${COMPOSE_PROJECT}_registry" >/dev/null 2>&1 || true
   "${PODMAN[@]}" network rm -f "${COMPOSE_PROJECT}_default" >/dev/null 2>&1 || true
@@ -391,6 +393,36 @@ else
 fi
 
 "${PODMAN[@]}" rm -f -v -t 0 "$NAME_B" >/dev/null 2>&1 || true
+
+# HTTPS on the HTTP port with the image's own libraries (civetweb loads
+# OpenSSL through bnserve's stand-ins in /usr/local/lib): a container with
+# --tls_cert/--tls_key and no default model, asked with curl and the cert.
+TLS_DIR=$WORK/tls
+mkdir -p "$TLS_DIR"
+openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost \
+  -addext subjectAltName=IP:127.0.0.1,DNS:localhost \
+  -keyout "$TLS_DIR/server.key" -out "$TLS_DIR/server.pem" >/dev/null 2>&1
+chmod 755 "$TLS_DIR"; chmod 644 "$TLS_DIR"/*  # read by uid 10001 in the container
+"${PODMAN[@]}" run -d --name "$NAME_TLS" "${RUN_OPTS[@]}" -p "127.0.0.1:$TLS_HTTP_PORT:8000" \
+  -v "$TLS_DIR:/run/bnserve:ro" "$IMAGE" bnserve --listen=0.0.0.0:50051 \
+  --http_listen=0.0.0.0:8000 --registry=/var/lib/bnserve/bnserve.db --default_model= \
+  --tls_cert=/run/bnserve/server.pem --tls_key=/run/bnserve/server.key >/dev/null 2>"$WORK/tls.err"
+code=000
+for _ in $(seq 1 30); do
+  code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 --cacert "$TLS_DIR/server.pem" \
+           "https://127.0.0.1:$TLS_HTTP_PORT/v2/health/live" || true)
+  [ "$code" = 200 ] && break
+  sleep 1
+done
+plain=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 \
+          "http://127.0.0.1:$TLS_HTTP_PORT/v2/health/live" || true)
+if [ "$code" = 200 ] && [ "$plain" != 200 ]; then
+  pass "HTTP port with --tls_cert: HTTPS /v2/health/live 200, plain HTTP refused"
+else
+  fail "HTTPS on the HTTP port: https $code, plain http $plain"
+  "${PODMAN[@]}" logs "$NAME_TLS" 2>&1 | tail -n 10 | sed 's/^/     | /'
+fi
+"${PODMAN[@]}" rm -f -v -t 0 "$NAME_TLS" >/dev/null 2>&1 || true
 
 # docker/compose.yaml as a user runs it (podman-compose; runc, cgroupfs and
 # the rlimits through a containers.conf), on the image just built.

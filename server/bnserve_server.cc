@@ -243,6 +243,7 @@ absl::StatusOr<std::unique_ptr<BnserveServer>> BnserveServer::Start(
     http_options.max_body_bytes = int64_t{options.max_message_mb} << 20;
     http_options.request_timeout = options.http_request_timeout;
     http_options.static_root = options.web_root;
+    http_options.tls = tls;
     std::vector<HttpRoute> routes = WithAccessControl(
         V2RestRoutes(server->open_inference_.get(), server->MetricsText()), server->tokens_.get());
     // Checked by the services' own authorizer, through the in-process channel.
@@ -252,13 +253,16 @@ absl::StatusOr<std::unique_ptr<BnserveServer>> BnserveServer::Start(
         http_options.max_body_bytes);
     for (HttpRoute& route : server->connect_gateway_->Routes()) routes.push_back(std::move(route));
     ASSIGN_OR_RETURN(server->http_, HttpServer::Start(http_options, std::move(routes)));
-    if (!IsLoopbackAddress(options.http_listen) && server->tokens_ == nullptr) {
-      BNSERVE_LOG(WARNING) << "!!! the HTTP port " << options.http_listen
-                           << " is not loopback and has no tokens (--auth_tokens) !!!";
+    if (!IsLoopbackAddress(options.http_listen) &&
+        (!tls.has_value() || server->tokens_ == nullptr)) {
+      BNSERVE_LOG(WARNING) << "!!! the HTTP port " << options.http_listen << " is not loopback and "
+                           << (tls.has_value() ? "" : "has no TLS (--tls_cert) ")
+                           << (server->tokens_ != nullptr ? "" : "has no tokens (--auth_tokens) ")
+                           << "!!!";
     }
     if (tls.has_value()) {
-      BNSERVE_LOG(WARNING) << "the HTTP port " << options.http_listen
-                           << " is plaintext: --tls_cert covers the gRPC port only";
+      BNSERVE_LOG(INFO) << (tls->mutual() ? "mutual TLS" : "TLS") << " (HTTPS) on "
+                        << options.http_listen;
     }
   }
   SetServing(server->server_.get(), true);

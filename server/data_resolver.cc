@@ -1,6 +1,13 @@
 #include "server/data_resolver.h"
 
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -62,7 +69,11 @@ absl::Status CheckLimit(int limit) {
 
 DataResolver::DataResolver(std::string data_dir) : data_dir_(std::move(data_dir)) {}
 
-absl::StatusOr<std::string> DataResolver::ResolvePath(const std::string& path) const {
+DataResolver::InsideFile::~InsideFile() {
+  if (fd_ >= 0) close(fd_);
+}
+
+absl::StatusOr<DataResolver::InsideFile> DataResolver::OpenInside(const std::string& path) const {
   if (path.empty()) return absl::InvalidArgumentError("an IDX path is empty");
   std::error_code error;
   const fs::path base = fs::absolute(data_dir_, error).lexically_normal();
@@ -77,13 +88,59 @@ absl::StatusOr<std::string> DataResolver::ResolvePath(const std::string& path) c
       "path \"", path, "\" is outside the data directory ", base.string(),
       "; give a path relative to it");
   if (!IsInside(full, base)) return absl::InvalidArgumentError(outside);
-  // The lexical check passed; symlinks must not lead out either.
-  const fs::path real_base = fs::weakly_canonical(base, error);
-  if (error) return absl::InternalError(error.message());
-  const fs::path real_full = fs::weakly_canonical(full, error);
-  if (error) return absl::InternalError(error.message());
-  if (!IsInside(real_full, real_base)) return absl::InvalidArgumentError(outside);
-  return real_full.string();
+  const fs::path relative = full.lexically_relative(base);
+  if (relative.empty() || relative == ".") {
+    return absl::InvalidArgumentError(absl::StrCat("path \"", path, "\" is the data directory"));
+  }
+  const int directory = open(base.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (directory < 0) {
+    return absl::InternalError(
+        absl::StrCat("cannot open the data directory ", base.string(), ": ", strerror(errno)));
+  }
+  // O_NONBLOCK: opening a FIFO must not block; it is refused as not a
+  // regular file when read.
+  const int flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY;
+  open_how how{};
+  how.flags = static_cast<uint64_t>(flags);
+  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
+  int fd = static_cast<int>(syscall(SYS_openat2, directory, relative.c_str(), &how, sizeof(how)));
+  if (fd < 0 && (errno == ENOSYS || errno == EPERM)) {
+    // No openat2 (Linux < 5.6, or a seccomp filter): component by
+    // component, following no symlink.
+    int current = fcntl(directory, F_DUPFD_CLOEXEC, 0);
+    fd = current;
+    std::vector<fs::path> parts(relative.begin(), relative.end());
+    for (size_t i = 0; i < parts.size() && current >= 0; ++i) {
+      const bool last = i + 1 == parts.size();
+      const int next = openat(current, parts[i].c_str(),
+                              last ? flags | O_NOFOLLOW : O_PATH | O_DIRECTORY | O_NOFOLLOW |
+                                                              O_CLOEXEC);
+      const int saved = errno;
+      close(current);
+      errno = saved;
+      current = next;
+      fd = next;
+    }
+  }
+  const int open_error = errno;
+  close(directory);
+  if (fd >= 0) return InsideFile(fd);
+  switch (open_error) {
+    case EXDEV:  // openat2 stopped a path leaving the directory
+      return absl::InvalidArgumentError(outside);
+    case ELOOP:
+      return absl::InvalidArgumentError(absl::StrCat(
+          "path \"", path, "\" goes through a symbolic link that cannot be followed here"));
+    case ENOENT:
+    case ENOTDIR:
+      return absl::NotFoundError(absl::StrCat("no file \"", path, "\" in the data directory"));
+    case EACCES:
+    case EPERM:
+      return absl::PermissionDeniedError(absl::StrCat("cannot read \"", path, "\""));
+    default:
+      return absl::InvalidArgumentError(
+          absl::StrCat("cannot open \"", path, "\": ", strerror(open_error)));
+  }
 }
 
 absl::StatusOr<Dataset> DataResolver::FromInline(const v1::InlineData& data,
@@ -121,13 +178,14 @@ absl::StatusOr<DataSource> DataResolver::Prepare(const v1::DataSpec& spec,
       return source;
     }
     case v1::DataSpec::kIdx: {
-      RETURN_IF_ERROR(ResolvePath(spec.idx().images_path()).status());
-      ASSIGN_OR_RETURN(std::string labels, ResolvePath(spec.idx().labels_path()));
+      RETURN_IF_ERROR(OpenInside(spec.idx().images_path()).status());
+      ASSIGN_OR_RETURN(InsideFile labels, OpenInside(spec.idx().labels_path()));
       RETURN_IF_ERROR(CheckLimit(spec.idx().limit()));
       source.spec = spec;
       // The label file's header gives the rows without reading the data; a
       // file that cannot be read here fails the job when it is loaded.
-      absl::StatusOr<int64_t> count = ReadIdxLabelCount(labels);
+      absl::StatusOr<int64_t> count =
+          ReadIdxLabelCountFromFd(labels.fd(), spec.idx().labels_path());
       if (count.ok()) source.max_rows = *count;
       const int limit = spec.idx().limit();
       if (limit > 0 && (!source.max_rows.has_value() || limit < *source.max_rows)) {
@@ -195,10 +253,12 @@ absl::StatusOr<std::shared_ptr<const Dataset>> DataResolver::Resolve(const v1::D
     }
     case v1::DataSpec::kIdx: {
       RETURN_IF_ERROR(CheckLimit(spec.idx().limit()));
-      ASSIGN_OR_RETURN(std::string images, ResolvePath(spec.idx().images_path()));
-      ASSIGN_OR_RETURN(std::string labels, ResolvePath(spec.idx().labels_path()));
+      ASSIGN_OR_RETURN(InsideFile images, OpenInside(spec.idx().images_path()));
+      ASSIGN_OR_RETURN(InsideFile labels, OpenInside(spec.idx().labels_path()));
       ASSIGN_OR_RETURN(Dataset loaded,
-                       ReadIdxDataset(images, labels, spec.idx().images_path(), num_classes));
+                       ReadIdxDatasetFromFds(images.fd(), labels.fd(), spec.idx().images_path(),
+                                             spec.idx().labels_path(),
+                                             spec.idx().images_path(), num_classes));
       if (spec.idx().limit() > 0) loaded = TakeFirst(loaded, spec.idx().limit());
       data = std::make_shared<const Dataset>(std::move(loaded));
       break;

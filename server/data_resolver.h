@@ -10,8 +10,18 @@
 //                fashion-mnist train split is 60,000 x 784 floats).
 //   idx          an IDX image/label pair; relative paths are resolved inside
 //                the data directory, and a path that leaves it (lexically, by
-//                `..` or an absolute path, or through a symlink, by realpath)
-//                is rejected with InvalidArgument.
+//                `..` or an absolute path, or through a symlink) is rejected
+//                with InvalidArgument. Each file is opened once, by the
+//                kernel's openat2(RESOLVE_BENEATH) relative to the opened
+//                directory, and read from that descriptor: no name is looked
+//                up twice, so a symlink swapped in between cannot lead out.
+//                Relative symlinks that stay inside are followed (absolute
+//                ones are refused, even to a file inside); where openat2 is
+//                missing, each component is opened with O_NOFOLLOW (no
+//                symlink at all). What the directory promises: no path
+//                leaves its tree. A hard link in it is the file itself, as
+//                whoever can make one could copy the file there: the
+//                directory's contents are its owner's to choose.
 //   inline_data  features of shape [rows, features] with rows * features
 //                finite values and one label per row.
 // Every label must be in [0, num_classes).
@@ -83,9 +93,24 @@ class DataResolver {
   absl::StatusOr<std::shared_ptr<const Dataset>> Resolve(const DataSource& source,
                                                          int num_classes);
 
-  // The absolute path of `path` inside the data directory. InvalidArgument
-  // if it is empty or escapes the directory, lexically or through symlinks.
-  absl::StatusOr<std::string> ResolvePath(const std::string& path) const;
+  // A file opened inside the data directory, closed with the object.
+  class InsideFile {
+   public:
+    explicit InsideFile(int fd) : fd_(fd) {}
+    InsideFile(InsideFile&& other) noexcept : fd_(other.fd_) { other.fd_ = -1; }
+    InsideFile& operator=(InsideFile&&) = delete;
+    ~InsideFile();
+    int fd() const { return fd_; }
+
+   private:
+    int fd_;
+  };
+
+  // Opens `path` (relative to the data directory, or absolute inside it)
+  // for reading, as described above. InvalidArgument if it is empty or
+  // leaves the directory, lexically or through a symlink; NotFound if there
+  // is no such file; PermissionDenied if it cannot be read.
+  absl::StatusOr<InsideFile> OpenInside(const std::string& path) const;
 
   // Inline data as a Dataset (checks as in Resolve).
   static absl::StatusOr<Dataset> FromInline(const v1::InlineData& data, int num_classes);

@@ -1,6 +1,11 @@
 #include "server/http_server.h"
 
 #include <civetweb.h>
+#include <dlfcn.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 #include <netdb.h>
 #include <pthread.h>
 #include <sys/socket.h>
@@ -36,6 +41,24 @@ namespace {
 void InitCivetweb() {
   static std::once_flag once;
   std::call_once(once, [] { mg_init_library(0); });
+}
+
+// Loads the stand-ins for the OpenSSL libraries civetweb loads by name
+// (server/civetweb_tls/openssl3_ssl.cc), from the library path or the build
+// tree. Once per process.
+absl::Status LoadCivetwebTlsLibraries() {
+  static const absl::Status* const loaded = [] {
+    for (const char* name : {"libbnserve_civetweb_crypto.so", "libbnserve_civetweb_ssl.so"}) {
+      if (dlopen(name, RTLD_NOW | RTLD_GLOBAL) != nullptr) continue;
+      const std::string in_build = absl::StrCat(BNSERVE_CIVETWEB_TLS_DIR, "/", name);
+      if (dlopen(in_build.c_str(), RTLD_NOW | RTLD_GLOBAL) != nullptr) continue;
+      return new absl::Status(absl::UnavailableError(
+          absl::StrCat("HTTPS needs ", name, " (in the library path or ", in_build,
+                       "): ", dlerror())));
+    }
+    return new absl::Status();
+  }();
+  return *loaded;
 }
 
 // civetweb's own diagnostics (a failed bind, a broken connection) go to
@@ -277,12 +300,15 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpServerOp
   }
 
   InitCivetweb();
+  if (options.tls.has_value()) RETURN_IF_ERROR(LoadCivetwebTlsLibraries());
   std::unique_ptr<HttpServer> server(new HttpServer(options, std::move(compiled)));
+  // civetweb's suffix for a TLS port.
+  const std::string listening_port = options.listen + (options.tls.has_value() ? "s" : "");
   const std::string threads = absl::StrCat(options.threads);
   const std::string timeout_ms =
       absl::StrCat(absl::ToInt64Milliseconds(options.request_timeout));
   const char* civetweb_options[] = {
-      "listening_ports", options.listen.c_str(),
+      "listening_ports", listening_port.c_str(),
       "num_threads", threads.c_str(),
       "request_timeout_ms", timeout_ms.c_str(),
       "enable_keep_alive", "yes",
@@ -294,9 +320,10 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpServerOp
       nullptr};
   mg_callbacks callbacks{};
   callbacks.log_message = &LogCivetwebMessage;
+  if (options.tls.has_value()) callbacks.init_ssl = &HttpServer::InitTls;
   mg_init_data init{};
   init.callbacks = &callbacks;
-  init.user_data = nullptr;
+  init.user_data = server.get();
   init.configuration_options = civetweb_options;
   char error_text[256] = "";
   mg_error_data error{};
@@ -318,6 +345,56 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpServerOp
   absl::MutexLock lock(&server->stop_mu_);
   server->context_ = context;
   return server;
+}
+
+int HttpServer::InitTls(void* ssl_context, void* self_ptr) {
+  auto* self = static_cast<HttpServer*>(self_ptr);
+  auto* context = static_cast<SSL_CTX*>(ssl_context);
+  const TlsConfig& tls = *self->options_.tls;
+  auto bio_of = [](const std::string& pem) {
+    return std::unique_ptr<BIO, decltype(&BIO_free)>(
+        BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())), &BIO_free);
+  };
+  SSL_CTX_set_min_proto_version(context, TLS1_2_VERSION);
+  // The certificate, then the rest of its chain.
+  auto chain = bio_of(tls.cert_chain_pem);
+  X509* certificate = PEM_read_bio_X509(chain.get(), nullptr, nullptr, nullptr);
+  if (certificate == nullptr || SSL_CTX_use_certificate(context, certificate) != 1) {
+    X509_free(certificate);
+    BNSERVE_LOG(ERROR) << "http: TLS certificate not usable";
+    return -1;
+  }
+  X509_free(certificate);
+  while (X509* link = PEM_read_bio_X509(chain.get(), nullptr, nullptr, nullptr)) {
+    // The context takes the link.
+    if (SSL_CTX_add_extra_chain_cert(context, link) != 1) {
+      X509_free(link);
+      return -1;
+    }
+  }
+  ERR_clear_error();  // the end of the chain reads as an error
+  auto key_bio = bio_of(tls.private_key_pem);
+  EVP_PKEY* key = PEM_read_bio_PrivateKey(key_bio.get(), nullptr, nullptr, nullptr);
+  const bool key_ok = key != nullptr && SSL_CTX_use_PrivateKey(context, key) == 1 &&
+                      SSL_CTX_check_private_key(context) == 1;
+  EVP_PKEY_free(key);
+  if (!key_ok) {
+    BNSERVE_LOG(ERROR) << "http: TLS key not usable with the certificate";
+    return -1;
+  }
+  if (tls.mutual()) {
+    X509_STORE* store = SSL_CTX_get_cert_store(context);
+    auto ca_bio = bio_of(tls.client_ca_pem);
+    int authorities = 0;
+    while (X509* ca = PEM_read_bio_X509(ca_bio.get(), nullptr, nullptr, nullptr)) {
+      authorities += X509_STORE_add_cert(store, ca) == 1;
+      X509_free(ca);
+    }
+    ERR_clear_error();
+    if (authorities == 0) return -1;
+    SSL_CTX_set_verify(context, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
+  }
+  return 1;
 }
 
 HttpServer::~HttpServer() { Shutdown(); }

@@ -70,6 +70,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "server/tls_config.h"
 
 struct mg_connection;
 struct mg_context;
@@ -90,6 +91,10 @@ struct HttpServerOptions {
   // The directory of static files for unmatched GETs (see above); empty:
   // none.
   std::string static_root;
+  // HTTPS with this certificate and key (TLS 1.2 or later); with a client CA
+  // also mutual TLS: a client without a certificate that chains to it is
+  // refused in the handshake. nullopt: plain HTTP.
+  std::optional<TlsConfig> tls;
 };
 
 struct HttpRequest {
@@ -181,6 +186,9 @@ class HttpServer {
 
   HttpServer(const HttpServerOptions& options, std::vector<CompiledRoute> routes);
 
+  // civetweb's init_ssl callback: the certificate, key and client CA of
+  // options_.tls into civetweb's SSL_CTX. 1 when done, -1 on an error.
+  static int InitTls(void* ssl_context, void* self);
   // civetweb's callback for every request.
   static int HandleRequest(mg_connection* connection, void* self);
   // mg_stop(context), without civetweb's wait of up to 2 s for its accept

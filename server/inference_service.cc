@@ -102,6 +102,11 @@ absl::Status InferenceServiceImpl::DoEvaluate(const v1::EvaluateRequest& request
   return absl::OkStatus();
 }
 
+absl::Status InferenceServiceImpl::DoInspect(const v1::InspectRequest& request,
+                                             v1::InspectResponse* response) {
+  return inspector_.Inspect(request, response);
+}
+
 grpc::ServerUnaryReactor* InferenceServiceImpl::Predict(grpc::CallbackServerContext* context,
                                                         const v1::PredictRequest* request,
                                                         v1::PredictResponse* response) {
@@ -123,20 +128,39 @@ grpc::ServerUnaryReactor* InferenceServiceImpl::Evaluate(grpc::CallbackServerCon
   }
   // An evaluation may load a built-in split and run a forward pass over tens
   // of thousands of rows: seconds. It runs on its own thread so that no gRPC
-  // callback thread is held. `request` and `response` live until Finish; the
-  // destructor waits for every running thread to release its slot.
+  // callback thread is held.
+  return RunOffThread(context, [this, request, response] { return DoEvaluate(*request, response); });
+}
+
+grpc::ServerUnaryReactor* InferenceServiceImpl::Inspect(grpc::CallbackServerContext* context,
+                                                        const v1::InspectRequest* request,
+                                                        v1::InspectResponse* response) {
+  if (absl::Status allowed =
+          AuthorizeCall(authorizer_, *context, "/bnserve.v1.InferenceService/Inspect");
+      !allowed.ok()) {
+    return FinishUnary(context, allowed);
+  }
+  // Like an evaluation, an inspection may load a built-in split.
+  return RunOffThread(context, [this, request, response] { return DoInspect(*request, response); });
+}
+
+grpc::ServerUnaryReactor* InferenceServiceImpl::RunOffThread(
+    grpc::CallbackServerContext* context, std::function<absl::Status()> work) {
+  // `request` and `response` live until Finish; the destructor waits for
+  // every running thread to release its slot.
   {
     absl::MutexLock lock(&mu_);
     if (running_evaluations_ >= options_.max_concurrent_evaluations) {
       return FinishUnary(context, absl::ResourceExhaustedError(absl::StrCat(
-                                      "too many concurrent evaluations (the server runs at most ",
+                                      "too many concurrent evaluations and inspections (the "
+                                      "server runs at most ",
                                       options_.max_concurrent_evaluations, "); retry later")));
     }
     ++running_evaluations_;
   }
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  std::thread([this, request, response, reactor] {
-    const absl::Status status = DoEvaluate(*request, response);
+  std::thread([this, work = std::move(work), reactor] {
+    const absl::Status status = work();
     {
       absl::MutexLock lock(&mu_);
       --running_evaluations_;

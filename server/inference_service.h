@@ -13,6 +13,13 @@
 // BATCH_STATISTICS mode in one pass; a pass whose estimated buffers exceed
 // max_evaluation_bytes is ResourceExhausted.
 //
+// Inspect (server/inspector.h: per hidden layer histograms of a stored or
+// untrained network's outputs) may load a built-in split too: it runs like
+// Evaluate, on a thread of its own, and counts against the same
+// max_concurrent_evaluations; its forward pass is bounded by
+// max_evaluation_bytes, its inline and N(0, 1) rows by max_batch, its answer
+// by max_response_bytes.
+//
 // Every Predict, answered or refused, is recorded in the ServerMetrics
 // given (protocol v1_grpc; ServerMetrics::RecordInference), when one is.
 //
@@ -21,6 +28,7 @@
 #define BNSERVE_SERVER_INFERENCE_SERVICE_H_
 
 #include <cstdint>
+#include <functional>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
@@ -28,6 +36,7 @@
 #include "core/evaluation.h"
 #include "server/data_resolver.h"
 #include "server/grpc_authorizer.h"
+#include "server/inspector.h"
 #include "server/model_catalog.h"
 #include "server/predictor.h"
 #include "server/server_metrics.h"
@@ -59,10 +68,13 @@ class InferenceServiceImpl final : public v1::InferenceService::CallbackService 
         options_(options),
         predictor_(catalog, PredictorOptions{options.max_batch, options.max_response_bytes,
                                              options.max_evaluation_bytes}),
+        inspector_(catalog, data,
+                   InspectorOptions{options.max_batch, options.max_evaluation_bytes,
+                                    options.max_response_bytes}),
         metrics_(metrics),
         authorizer_(authorizer) {}
 
-  // Waits until every running Evaluate thread has finished.
+  // Waits until every running Evaluate and Inspect thread has finished.
   ~InferenceServiceImpl() override;
 
   InferenceServiceImpl(const InferenceServiceImpl&) = delete;
@@ -74,6 +86,9 @@ class InferenceServiceImpl final : public v1::InferenceService::CallbackService 
   grpc::ServerUnaryReactor* Evaluate(grpc::CallbackServerContext* context,
                                      const v1::EvaluateRequest* request,
                                      v1::EvaluateResponse* response) override;
+  grpc::ServerUnaryReactor* Inspect(grpc::CallbackServerContext* context,
+                                    const v1::InspectRequest* request,
+                                    v1::InspectResponse* response) override;
 
   // The Predictor behind Predict, shared with the Open Inference Protocol.
   const Predictor* predictor() const { return &predictor_; }
@@ -82,10 +97,17 @@ class InferenceServiceImpl final : public v1::InferenceService::CallbackService 
   // records the request in the metrics.
   absl::Status DoPredict(const v1::PredictRequest& request, v1::PredictResponse* response);
   absl::Status DoEvaluate(const v1::EvaluateRequest& request, v1::EvaluateResponse* response);
+  absl::Status DoInspect(const v1::InspectRequest& request, v1::InspectResponse* response);
 
  private:
   // ResourceExhausted for more rows than max_batch_.
   absl::Status CheckRows(int64_t rows) const;
+  // Runs `work` on a thread of its own and finishes the reactor with its
+  // status, or finishes at once with ResourceExhausted when
+  // max_concurrent_evaluations are running. `work` may only use what lives
+  // until Finish (the request, the response) and the service.
+  grpc::ServerUnaryReactor* RunOffThread(grpc::CallbackServerContext* context,
+                                         std::function<absl::Status()> work);
   // Predict's checks and forward pass, without the response and the metrics.
   absl::StatusOr<Prediction> RunPredict(const v1::PredictRequest& request) const;
 
@@ -93,6 +115,7 @@ class InferenceServiceImpl final : public v1::InferenceService::CallbackService 
   DataResolver* const data_;
   const InferenceServiceOptions options_;
   const Predictor predictor_;
+  Inspector inspector_;
   ServerMetrics* const metrics_;
   const GrpcAuthorizer* const authorizer_;  // null: no access control
   absl::Mutex mu_;

@@ -409,6 +409,39 @@ TEST_F(E2eTest, TrainFollowPredictEvaluateThroughBnctl) {
   EXPECT_THAT(missing.err, HasSubstr("NOT_FOUND"));
 }
 
+// bnctl inspect: the book's figure 6-10 through the service. An untrained
+// 100-100 sigmoid network with weight std 1 on N(0, 1) rows saturates (the
+// first and last bins hold the most); --json parses; bad settings are the
+// server's INVALID_ARGUMENT, a missing network choice a usage error.
+TEST_F(E2eTest, InspectAnUntrainedNetworkThroughBnctl) {
+  CommandResult text = Bnctl({"inspect", "--untrained", "--hidden", "100,100", "--weight-std",
+                              "1", "--no-batchnorm", "--random-rows", "500", "--range", "0,1",
+                              "--bins", "10"});
+  ASSERT_EQ(text.exit_code, 0) << Describe(text);
+  EXPECT_THAT(text.out, HasSubstr("untrained network (100-100x2-10 sigmoid"));
+  EXPECT_THAT(text.out, HasSubstr("500 rows, INFERENCE"));
+  EXPECT_THAT(text.out, HasSubstr("layer 2\n"));
+  EXPECT_THAT(text.out, HasSubstr("activation"));
+  EXPECT_THAT(text.out, ::testing::Not(HasSubstr("batchnorm ")));
+
+  CommandResult json = Bnctl({"--json", "inspect", "--untrained", "--hidden", "100,100",
+                              "--weight-std", "1", "--no-batchnorm", "--random-rows", "500",
+                              "--range", "0,1", "--bins", "10"});
+  ASSERT_EQ(json.exit_code, 0) << Describe(json);
+  v1::InspectResponse response;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(json.out, &response).ok()) << json.out;
+  ASSERT_EQ(response.layers_size(), 2);
+  const v1::Histogram& activation = response.layers(1).activation_output();
+  ASSERT_EQ(activation.counts_size(), 10);
+  EXPECT_GT(activation.counts(0) + activation.counts(9), activation.count() / 2);
+
+  CommandResult bad = Bnctl({"inspect", "--untrained", "--bins", "5000"});
+  EXPECT_EQ(bad.exit_code, 1) << Describe(bad);
+  EXPECT_THAT(bad.err, HasSubstr("INVALID_ARGUMENT"));
+  CommandResult usage = Bnctl({"inspect", "--random-rows", "10"});
+  EXPECT_EQ(usage.exit_code, 2) << Describe(usage);
+}
+
 // INFERENCE answers come from the BatchNorm-folded network (the server's
 // default, which GetModel reports): bit for bit FoldBatchNorm of GetModel's
 // tensors, and within 1e-5 of the stored network, which BATCH_STATISTICS

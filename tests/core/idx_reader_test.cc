@@ -21,6 +21,7 @@ namespace {
 
 using ::bnserve::testing::StatusIs;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 std::string TempPath(const std::string& name) {
   const std::string dir = ::testing::TempDir() + "/idx_reader_test";
@@ -149,13 +150,26 @@ TEST(IdxReaderTest, MissingFileIsNotFound) {
   EXPECT_THAT(ReadIdxLabels(::testing::TempDir()), StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
-TEST(IdxReaderTest, BadMagicNamesFileAndMagic) {
+TEST(IdxReaderTest, BadMagicNamesTheFileButNotItsBytes) {
   const std::string labels_path = TempPath("magic-labels");
   ASSERT_OK(WriteIdxLabels(labels_path, SampleLabels()));
   absl::StatusOr<Matrix> images = ReadIdxImages(labels_path);
   EXPECT_THAT(images, StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_THAT(std::string(images.status().message()), HasSubstr(labels_path));
-  EXPECT_THAT(std::string(images.status().message()), HasSubstr("bad magic 0x00000801"));
+  EXPECT_THAT(std::string(images.status().message()), HasSubstr("not an IDX image file"));
+  // The expected magic (0x803) is named, the file's own first bytes (0x801) not.
+  EXPECT_THAT(std::string(images.status().message()), Not(HasSubstr("801")));
+
+  // Any file's first bytes stay unquoted ("root" as 0x726f6f74).
+  const std::string passwd_like = TempPath("passwd-like");
+  std::ofstream(passwd_like) << "root:x:0:0:root:/root:/bin/bash\n";
+  for (const absl::Status& status : {ReadIdxImages(passwd_like).status(),
+                                     ReadIdxLabels(passwd_like).status(),
+                                     ReadIdxLabelCount(passwd_like).status()}) {
+    EXPECT_THAT(status, StatusIs(absl::StatusCode::kInvalidArgument));
+    EXPECT_THAT(std::string(status.message()), Not(HasSubstr("726f6f74")));
+    EXPECT_THAT(std::string(status.message()), Not(HasSubstr("root:")));
+  }
 
   const std::string images_path = TempPath("magic-images");
   ASSERT_OK(WriteIdxImages(images_path, SampleImages(), 2, 3));

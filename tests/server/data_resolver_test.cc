@@ -1,10 +1,14 @@
 #include "server/data_resolver.h"
 
+#include <sys/stat.h>
+
+#include <atomic>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "core/idx_reader.h"
 #include "gmock/gmock.h"
@@ -75,13 +79,86 @@ TEST_F(DataResolverTest, RejectsPathsThatLeaveTheDataDirectory) {
                 StatusIs(absl::StatusCode::kInvalidArgument))
         << images;
   }
-  // A symlink inside that points outside: lexically fine, rejected by realpath.
+  // A symlink inside that points outside: lexically fine, stopped by the open.
   fs::create_symlink(root_, data_dir_ + "/escape");
   EXPECT_THAT(resolver_->Resolve(Idx("escape/outside-images.idx", "escape/outside-labels.idx"), 3),
               StatusIs(absl::StatusCode::kInvalidArgument));
   // A missing file inside is NotFound, not a path error.
   EXPECT_THAT(resolver_->Resolve(Idx("mine/none.idx", "mine/labels.idx"), 3),
               StatusIs(absl::StatusCode::kNotFound));
+}
+
+TEST_F(DataResolverTest, FollowsSymlinksThatStayInsideOnly) {
+  fs::create_symlink("mine", data_dir_ + "/alias");
+  fs::create_symlink("mine/labels.idx", data_dir_ + "/labels-link.idx");
+  ASSERT_OK_AND_ASSIGN(auto data, resolver_->Resolve(Idx("alias/images.idx", "labels-link.idx"), 3));
+  EXPECT_EQ(data->size(), 6);
+  // An absolute symlink is refused even when it points inside
+  // (RESOLVE_BENEATH), as the O_NOFOLLOW fallback refuses every symlink.
+  fs::create_symlink(data_dir_ + "/mine/labels.idx", data_dir_ + "/absolute.idx");
+  EXPECT_THAT(resolver_->Resolve(Idx("mine/images.idx", "absolute.idx"), 3),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  fs::create_symlink(root_ + "/outside-labels.idx", data_dir_ + "/out.idx");
+  fs::create_symlink("../outside-labels.idx", data_dir_ + "/out-relative.idx");
+  for (const char* labels : {"out.idx", "out-relative.idx"}) {
+    EXPECT_THAT(resolver_->Resolve(Idx("mine/images.idx", labels), 3),
+                StatusIs(absl::StatusCode::kInvalidArgument))
+        << labels;
+    EXPECT_THAT(resolver_->Check(Idx("mine/images.idx", labels), 3),
+                StatusIs(absl::StatusCode::kInvalidArgument))
+        << labels;
+  }
+}
+
+TEST_F(DataResolverTest, AFifoIsRefusedWithoutBlocking) {
+  ASSERT_EQ(mkfifo((data_dir_ + "/fifo").c_str(), 0600), 0);
+  const absl::Status status = resolver_->Resolve(Idx("mine/images.idx", "fifo"), 3).status();
+  EXPECT_THAT(status, StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(std::string(status.message()), HasSubstr("not a regular file"));
+}
+
+// A symlink swapped between a file inside and one outside while requests
+// resolve it: every answer is the inside file's or a refusal, never the
+// outside file's data (the path is opened once, beneath the directory).
+TEST_F(DataResolverTest, ASymlinkSwappedDuringRequestsNeverLeadsOut) {
+  // The outside pair has 9 rows, the inside one 6.
+  Matrix images = Matrix::Constant(9, 4, 0.25f);
+  Labels labels(9);
+  labels << 0, 1, 2, 0, 1, 2, 0, 1, 2;
+  ASSERT_OK(WriteIdxImages(root_ + "/outside-images.idx", images, 2, 2));
+  ASSERT_OK(WriteIdxLabels(root_ + "/outside-labels.idx", labels));
+  const std::string link = data_dir_ + "/toggle";
+  fs::create_symlink("mine", link);
+  std::atomic<bool> stop{false};
+  std::thread toggler([&] {
+    for (int i = 0; !stop.load(); ++i) {
+      const std::string next = link + ".next";
+      std::error_code ignored;
+      fs::remove(next, ignored);
+      fs::create_symlink(i % 2 == 0 ? root_ : data_dir_ + "/mine", next, ignored);
+      fs::rename(next, link, ignored);  // atomic replace
+    }
+  });
+  int inside = 0;
+  int refused = 0;
+  for (int i = 0; i < 3000; ++i) {
+    absl::StatusOr<std::shared_ptr<const Dataset>> data =
+        resolver_->Resolve(Idx("toggle/images.idx", "mine/labels.idx"), 3);
+    if (data.ok()) {
+      ASSERT_EQ((*data)->size(), 6) << "read the outside file through the swapped symlink";
+      ++inside;
+    } else {
+      // Outside, or caught between two symlinks; never outside data.
+      ASSERT_THAT(data.status().code(), ::testing::AnyOf(absl::StatusCode::kInvalidArgument,
+                                                         absl::StatusCode::kNotFound))
+          << data.status();
+      ++refused;
+    }
+  }
+  stop = true;
+  toggler.join();
+  EXPECT_GT(refused, 0);  // the swap really happened during the loop
+  EXPECT_EQ(inside + refused, 3000);
 }
 
 TEST_F(DataResolverTest, ValidatesInlineData) {

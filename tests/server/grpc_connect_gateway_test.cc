@@ -247,7 +247,9 @@ TEST_F(ConnectGatewayTest, WatchJobStreamsEnvelopesAndEndsTheStream) {
   for (size_t i = 0; i + 1 < frames.size(); ++i) {
     EXPECT_EQ(frames[i].flags, 0);
     const v1::JobEvent event = FromJson<v1::JobEvent>(frames[i].payload);
-    if (event.has_epoch()) EXPECT_EQ(event.epoch().epoch(), ++epochs);
+    if (event.has_epoch()) {
+      EXPECT_EQ(event.epoch().epoch(), ++epochs);
+    }
   }
   EXPECT_EQ(epochs, 3);
   EXPECT_TRUE(FromJson<v1::JobEvent>(frames[frames.size() - 2].payload).has_finished());

@@ -2,7 +2,9 @@
 // one pass, a BATCH_STATISTICS pass over its memory limit is
 // ResourceExhausted, and concurrent Evaluates are bounded (a store that
 // blocks the model load keeps the evaluations running). Every Predict is
-// recorded in the metrics, a failure under the version it names.
+// recorded in the metrics, a failure under the version it names. Inspect
+// answers per hidden layer without changing the stored network, maps its
+// bad requests to their codes, and shares the evaluations' concurrency slots.
 #include "server/inference_service.h"
 
 #include <chrono>
@@ -295,6 +297,241 @@ TEST_F(InferenceServiceTest, EveryPredictIsRecordedOnceUnderTheVersionItNames) {
               1)
         << mode;
   }
+}
+
+v1::InspectRequest InspectModel(const std::string& name, v1::BnMode mode) {
+  v1::InspectRequest request;
+  request.mutable_model()->set_name(name);
+  request.set_bn_mode(mode);
+  request.set_random_normal_rows(50);
+  request.set_seed(4);
+  return request;
+}
+
+TEST_F(InferenceServiceTest, InspectAnswersPerHiddenLayerAndLeavesTheStoredNetworkAlone) {
+  InferenceServiceImpl service(catalog_.get(), data_.get(), InferenceServiceOptions());
+  v1::InspectRequest request = InspectModel("m", v1::BATCH_STATISTICS);
+  request.set_bins(8);
+  v1::InspectResponse response;
+  ASSERT_OK(service.DoInspect(request, &response));
+  EXPECT_EQ(response.model_name(), "m");
+  EXPECT_EQ(response.model_version(), 1);
+  EXPECT_EQ(response.num_examples(), 50);
+  EXPECT_EQ(response.bn_mode(), v1::BATCH_STATISTICS);
+  EXPECT_EQ(response.network().input_size(), 12);
+  const std::map<std::string, Matrix> stored = network_->ExportTensors();
+  ASSERT_EQ(response.layers_size(), 2);
+  for (const v1::LayerInspection& layer : response.layers()) {
+    SCOPED_TRACE(layer.layer());
+    const std::string k = std::to_string(layer.layer());
+    EXPECT_EQ(layer.affine_output().counts_size(), 8);
+    EXPECT_EQ(layer.affine_output().count(), 50 * 16);
+    ASSERT_TRUE(layer.has_batchnorm_output());
+    EXPECT_NEAR(layer.batchnorm_output().mean(), 0.0, 1e-4);  // batch statistics
+    EXPECT_NEAR(layer.batchnorm_output().std(), 1.0, 1e-2);  // eps and quiet units
+    EXPECT_EQ(layer.activation_output().count(), 50 * 16);
+    EXPECT_EQ(layer.activation_output().min(), 0.0);  // relu
+    const Matrix& running_var = stored.at("running_var" + k);
+    EXPECT_THAT(layer.running_var(),
+                ::testing::ElementsAreArray(running_var.data(),
+                                            running_var.data() + running_var.size()));
+    EXPECT_EQ(layer.gamma_size(), 16);
+    EXPECT_EQ(layer.beta_size(), 16);
+    EXPECT_EQ(layer.running_mean_size(), 16);
+  }
+  // The batch statistics were never stored in the served network.
+  ASSERT_OK_AND_ASSIGN(LoadedModel loaded, catalog_->Load(request.model()));
+  const std::map<std::string, Matrix> after = loaded.network->ExportTensors();
+  for (const auto& [name, tensor] : stored) EXPECT_TRUE(tensor == after.at(name)) << name;
+}
+
+TEST_F(InferenceServiceTest, InspectOfAnUntrainedNetworkOnLabelledDataIgnoresTheLabels) {
+  InferenceServiceImpl service(catalog_.get(), data_.get(), InferenceServiceOptions());
+  v1::InspectRequest request;
+  v1::NetworkConfig* network = request.mutable_untrained()->mutable_network();
+  network->set_input_size(12);
+  network->add_hidden_sizes(7);
+  network->set_use_batchnorm(false);
+  network->set_output_size(2);  // the data's labels go up to 9
+  request.mutable_untrained()->set_seed(9);
+  *request.mutable_data()->mutable_inline_data() = SyntheticData(30, 12, 10, 2);
+  request.set_range_min(-1);
+  request.set_range_max(1);
+  v1::InspectResponse response;
+  ASSERT_OK(service.DoInspect(request, &response));
+  EXPECT_EQ(response.model_name(), "");
+  EXPECT_EQ(response.model_version(), 0);
+  EXPECT_EQ(response.num_examples(), 30);
+  EXPECT_EQ(response.bn_mode(), v1::INFERENCE);
+  EXPECT_EQ(response.network().activation(), v1::RELU);  // defaults filled in
+  ASSERT_EQ(response.layers_size(), 1);
+  const v1::LayerInspection& layer = response.layers(0);
+  EXPECT_FALSE(layer.has_batchnorm_output());
+  EXPECT_EQ(layer.gamma_size(), 0);
+  EXPECT_EQ(layer.affine_output().counts_size(), 30);
+  EXPECT_EQ(layer.affine_output().min(), -1.0);
+  int64_t total = layer.affine_output().below() + layer.affine_output().above();
+  for (int64_t c : layer.affine_output().counts()) total += c;
+  EXPECT_EQ(total, 30 * 7);
+  // The same seed gives the same network, and so the same answer.
+  v1::InspectResponse again;
+  ASSERT_OK(service.DoInspect(request, &again));
+  EXPECT_EQ(again.SerializeAsString(), response.SerializeAsString());
+}
+
+TEST_F(InferenceServiceTest, InspectMapsBadRequestsToTheirCodes) {
+  InferenceServiceOptions options;
+  options.max_batch = 100;
+  InferenceServiceImpl service(catalog_.get(), data_.get(), options);
+  const auto code = [&](const v1::InspectRequest& request) {
+    v1::InspectResponse response;
+    return service.DoInspect(request, &response).code();
+  };
+  using absl::StatusCode;
+  const v1::InspectRequest good = InspectModel("m", v1::INFERENCE);
+  EXPECT_EQ(code(good), StatusCode::kOk);
+
+  v1::InspectRequest r = good;
+  r.clear_model();
+  EXPECT_EQ(code(r), StatusCode::kInvalidArgument) << "no network";
+  r = good;
+  r.clear_random_normal_rows();
+  EXPECT_EQ(code(r), StatusCode::kInvalidArgument) << "no input";
+  for (int bins : {-1, 1001}) {
+    r = good;
+    r.set_bins(bins);
+    EXPECT_EQ(code(r), StatusCode::kInvalidArgument) << "bins " << bins;
+  }
+  r = good;
+  r.set_bins(1000);
+  EXPECT_EQ(code(r), StatusCode::kOk);
+  r = good;
+  r.set_range_min(0);
+  EXPECT_EQ(code(r), StatusCode::kInvalidArgument) << "range_min alone";
+  r.set_range_max(0);
+  EXPECT_EQ(code(r), StatusCode::kInvalidArgument) << "empty range";
+  r = good;
+  r.set_random_normal_rows(-3);
+  EXPECT_EQ(code(r), StatusCode::kInvalidArgument) << "negative rows";
+  r = good;
+  r.set_random_normal_rows(1);
+  r.set_bn_mode(v1::BATCH_STATISTICS);
+  EXPECT_EQ(code(r), StatusCode::kInvalidArgument) << "BATCH_STATISTICS of one row";
+  r = good;
+  *r.mutable_inputs() = SyntheticData(4, 11, 3, 1).features();
+  EXPECT_EQ(code(r), StatusCode::kInvalidArgument) << "11 features for 12";
+  r.mutable_inputs()->set_values(0, NAN);
+  EXPECT_EQ(code(r), StatusCode::kInvalidArgument) << "NaN";
+  r.mutable_inputs()->add_values(1);
+  EXPECT_EQ(code(r), StatusCode::kInvalidArgument) << "shape and values differ";
+  r = good;
+  r.mutable_data()->mutable_builtin()->set_name("no-such-data");
+  EXPECT_EQ(code(r), StatusCode::kInvalidArgument) << "unknown built-in data";
+  r = good;
+  r.mutable_untrained()->mutable_network()->add_hidden_sizes(10);
+  EXPECT_EQ(code(r), StatusCode::kInvalidArgument) << "untrained without input_size";
+  r.mutable_untrained()->mutable_network()->set_input_size(12);
+  EXPECT_EQ(code(r), StatusCode::kOk);
+  r.mutable_untrained()->mutable_network()->set_dropout_ratio(1.5);
+  EXPECT_EQ(code(r), StatusCode::kInvalidArgument) << "bad config";
+
+  r = InspectModel("no-such-model", v1::INFERENCE);
+  EXPECT_EQ(code(r), StatusCode::kNotFound);
+  r = good;
+  r.mutable_model()->set_version(2);
+  EXPECT_EQ(code(r), StatusCode::kNotFound);
+
+  r = good;
+  r.set_random_normal_rows(101);
+  EXPECT_EQ(code(r), StatusCode::kResourceExhausted) << "over max_batch";
+  r = good;
+  *r.mutable_inputs() = SyntheticData(101, 12, 3, 1).features();
+  EXPECT_EQ(code(r), StatusCode::kResourceExhausted) << "inline rows over max_batch";
+}
+
+TEST_F(InferenceServiceTest, InspectOverTheMemoryOrMessageLimitIsRefused) {
+  InferenceServiceOptions options;
+  // 50 rows of the 12-16-16-3 network fit, 51 do not (plus the generated rows).
+  options.max_evaluation_bytes =
+      EstimateForwardBytes(SmallConfig(), 50) + 50 * 12 * int64_t{sizeof(float)};
+  InferenceServiceImpl service(catalog_.get(), data_.get(), options);
+  v1::InspectRequest request = InspectModel("m", v1::INFERENCE);
+  v1::InspectResponse response;
+  ASSERT_OK(service.DoInspect(request, &response));
+  request.set_random_normal_rows(51);
+  const absl::Status status = service.DoInspect(request, &response);
+  EXPECT_THAT(status, StatusIs(absl::StatusCode::kResourceExhausted));
+  EXPECT_THAT(std::string(status.message()), HasSubstr("51 rows"));
+  request.clear_random_normal_rows();
+  *request.mutable_data()->mutable_inline_data() = SyntheticData(60, 12, 3, 1);
+  EXPECT_THAT(service.DoInspect(request, &response),
+              StatusIs(absl::StatusCode::kResourceExhausted));
+
+  InferenceServiceOptions small_messages;
+  small_messages.max_response_bytes = 4096;  // two layers of 1000 bins do not fit
+  InferenceServiceImpl terse(catalog_.get(), data_.get(), small_messages);
+  v1::InspectRequest many_bins = InspectModel("m", v1::INFERENCE);
+  many_bins.set_bins(1000);
+  EXPECT_THAT(terse.DoInspect(many_bins, &response),
+              StatusIs(absl::StatusCode::kResourceExhausted));
+  many_bins.set_bins(10);
+  EXPECT_OK(terse.DoInspect(many_bins, &response));
+  EXPECT_LE(static_cast<int64_t>(response.ByteSizeLong()), 4096);
+}
+
+TEST_F(InferenceServiceTest, InspectThroughGrpcSharesTheEvaluationSlots) {
+  InferenceServiceOptions options;
+  options.max_concurrent_evaluations = 1;
+  auto service = std::make_unique<InferenceServiceImpl>(catalog_.get(), data_.get(), options);
+  grpc::ServerBuilder builder;
+  builder.RegisterService(service.get());
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ASSERT_NE(server, nullptr);
+  std::unique_ptr<v1::InferenceService::Stub> stub =
+      v1::InferenceService::NewStub(server->InProcessChannel(grpc::ChannelArguments()));
+
+  // An evaluation waits inside the model load and holds the one slot.
+  store_->Block();
+  const v1::EvaluateRequest evaluate = Request(20, v1::INFERENCE);
+  grpc::ClientContext evaluate_context;
+  v1::EvaluateResponse evaluate_response;
+  std::mutex mu;
+  std::condition_variable cv;
+  std::optional<grpc::Status> evaluated;
+  stub->async()->Evaluate(&evaluate_context, &evaluate, &evaluate_response,
+                          [&](grpc::Status status) {
+                            std::lock_guard<std::mutex> lock(mu);
+                            evaluated = status;
+                            cv.notify_all();
+                          });
+  store_->WaitForWaiters(1);
+  const v1::InspectRequest request = InspectModel("m", v1::INFERENCE);
+  {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    v1::InspectResponse response;
+    const grpc::Status status = stub->Inspect(&context, request, &response);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  }
+  store_->Release();
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [&] { return evaluated.has_value(); });
+  }
+  EXPECT_TRUE(evaluated->ok()) << evaluated->error_message();
+
+  grpc::ClientContext context;
+  v1::InspectResponse response;
+  const grpc::Status status = stub->Inspect(&context, request, &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(response.layers_size(), 2);
+  grpc::ClientContext bad_context;
+  v1::InspectRequest bad = request;
+  bad.set_bins(5000);
+  EXPECT_EQ(stub->Inspect(&bad_context, bad, &response).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  server->Shutdown();
+  service.reset();
 }
 
 }  // namespace
