@@ -15,6 +15,7 @@
 #include "core/logging.h"
 #include "core/network.h"
 #include "core/status_macros.h"
+#include "server/exception_status.h"
 #include "core/trainer.h"
 #include "google/protobuf/field_mask.pb.h"
 #include "google/protobuf/util/field_mask_util.h"
@@ -360,7 +361,19 @@ void JobManager::WorkerLoop() {
       PublishLocked(record.get(), std::move(event));
     }
     BNSERVE_LOG(INFO) << "running " << record->job.job_id();
-    RunJob(record);
+    // An exception (an allocation failing in a network larger than the
+    // memory left) fails the job, not the process.
+    const absl::Status ran = StatusFromExceptions(
+        absl::StrCat("training job ", record->job.job_id()), [&] {
+          RunJob(record);
+          return absl::OkStatus();
+        });
+    if (!ran.ok()) {
+      absl::MutexLock lock(&mu_);
+      if (record->job.state() == v1::RUNNING) {
+        FinishLocked(record.get(), v1::FAILED, std::string(ran.message()));
+      }
+    }
   }
 }
 

@@ -1,6 +1,7 @@
 #include "server/job_manager.h"
 
 #include <memory>
+#include <new>
 #include <string>
 #include <thread>
 #include <vector>
@@ -340,6 +341,28 @@ TEST_F(JobManagerTest, TheEpochListenerHearsEveryEpochWithItsRows) {
     EXPECT_EQ(heard[i].rows, 200);
     EXPECT_EQ(heard[i].seconds, done.epochs(i).seconds());
   }
+}
+
+TEST_F(JobManagerTest, AnAllocationFailureInAJobFailsItAndTheWorkerGoesOn) {
+  // The listener runs inside the training loop, on the worker: an
+  // allocation failing there stands for one in a too-large forward pass.
+  JobManagerOptions options;
+  options.on_epoch_finished = [](const FinishedEpoch& epoch) {
+    if (epoch.model_name == "oom") throw std::bad_alloc();
+  };
+  StartManager(options);
+  ASSERT_OK_AND_ASSIGN(v1::Job doomed, jobs_->Submit(SmallTrainRequest("oom", 3)));
+  ASSERT_OK_AND_ASSIGN(v1::Job next, jobs_->Submit(SmallTrainRequest("after", 2)));
+  const v1::Job failed = WaitFor(doomed.job_id(), v1::FAILED);
+  ASSERT_EQ(failed.state(), v1::FAILED);
+  EXPECT_THAT(failed.reason(), ::testing::HasSubstr("ran out of memory"));
+  EXPECT_EQ(WaitFor(next.job_id(), v1::SUCCEEDED).state(), v1::SUCCEEDED);
+  // The failure is stored: a restart reads the same state and reason.
+  StopManager();
+  StartManager();
+  ASSERT_OK_AND_ASSIGN(v1::Job reread, jobs_->Get(doomed.job_id()));
+  EXPECT_EQ(reread.state(), v1::FAILED);
+  EXPECT_EQ(reread.reason(), failed.reason());
 }
 
 TEST_F(JobManagerTest, LateWatcherGetsHistoryThenLiveEventsInOrder) {
