@@ -35,6 +35,11 @@ commands:
   import FILE [--as NAME]              store an exported version as a new version
   health [--ready]                     grpc.health.v1 check (or readiness): SERVING/READY, exit 0
   experiment batchnorm                 the book's BatchNorm on/off comparison as two jobs
+  experiment sweep [--scales 16]       the book's figure 6-18: weight scales x BatchNorm on/off
+                                       as one sweep, watched, printed as a table (exit 3 if a
+                                       point did not succeed, e.g. a diverged network)
+  sweeps list | get ID | watch ID | cancel ID
+                                       inspect, follow or cancel training sweeps
   bench predict                        Predict latency/throughput next to the gRPC floor
   help                                 this text; COMMAND --help for its flags
 
@@ -74,6 +79,7 @@ int Main(int argc, char** argv) {
   if (command == "import") return RunImport(command_args, globals);
   if (command == "health") return RunHealth(command_args, globals);
   if (command == "experiment") return RunExperiment(command_args, globals);
+  if (command == "sweeps") return RunSweeps(command_args, globals);
   if (command == "bench") return RunBench(command_args, globals);
   std::cerr << "bnctl: unknown command '" << command << "'\n\n" << kHelp;
   return kExitUsage;

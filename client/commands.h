@@ -27,7 +27,8 @@ int RunInspect(const CommandArgs& args, GlobalOptions globals);   // layer histo
 int RunExport(const CommandArgs& args, GlobalOptions globals);
 int RunImport(const CommandArgs& args, GlobalOptions globals);
 int RunHealth(const CommandArgs& args, GlobalOptions globals);
-int RunExperiment(const CommandArgs& args, GlobalOptions globals);  // batchnorm
+int RunExperiment(const CommandArgs& args, GlobalOptions globals);  // batchnorm|sweep
+int RunSweeps(const CommandArgs& args, GlobalOptions globals);      // list|get|watch|cancel
 int RunBench(const CommandArgs& args, GlobalOptions globals);       // predict
 
 // Adds the global flags to `parser`, parses `args` into `positional`, and
@@ -63,6 +64,26 @@ int ExitCodeForJob(const v1::Job& job);
 
 // One line: the final state, reason and registered version of a finished job.
 std::string FormatJobOutcome(const v1::Job& job);
+
+// Streams a sweep's events until its last one and returns the sweep in its
+// final state. With `print`, prints one line per point as its job ends (with
+// --json, each event as one JSON line instead).
+absl::StatusOr<v1::Sweep> WatchSweepToEnd(ClientConnection* connection,
+                                          const GlobalOptions& globals,
+                                          const std::string& sweep_id, bool print);
+
+// kExitOk when every point SUCCEEDED, kExitJobUnsuccessful otherwise.
+int ExitCodeForSweep(const v1::Sweep& sweep);
+
+// The sweep's header line and one line per point (values, state, job,
+// final training accuracy, version, reason).
+std::string FormatSweepDetails(const v1::Sweep& sweep);
+
+// The book's figure 6-18 as a table: one row per weight std (in grid
+// order), the final training accuracy with BatchNorm and without ("n/a"
+// where the grid has no such point; the state after it when a point did
+// not succeed).
+std::string FormatSweepBatchNormTable(const v1::Sweep& sweep);
 
 }  // namespace bnserve
 

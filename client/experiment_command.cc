@@ -1,6 +1,12 @@
 // bnctl experiment batchnorm: the book's comparison (section 6.3.2) through
 // the service: two jobs on the same data and seed, BatchNorm on and off,
 // watched side by side, with a table of per-epoch training accuracies.
+//
+// bnctl experiment sweep: the book's figure 6-18 as one training sweep: 16
+// weight scales (numpy.logspace(0, -4, 16)) x BatchNorm on and off on the
+// same data and seed, watched to the end, with a table of the final
+// training accuracies per scale.
+#include <cmath>
 #include <iostream>
 #include <thread>
 
@@ -49,9 +55,92 @@ void WatchInto(ClientConnection* connection, const std::string& job_id,
   progress->done = true;
 }
 
+// The request both experiments start from: the book's 784-100x5-10 ReLU
+// network trained by SGD on the first `limit` training images.
+v1::TrainRequest BookRequest(double lr, const std::string& dataset, int limit, int epochs,
+                             int batch_size, int seed) {
+  v1::TrainRequest base;
+  v1::NetworkConfig* network = base.mutable_network();
+  for (int i = 0; i < 5; ++i) network->add_hidden_sizes(100);
+  network->set_activation(v1::RELU);
+  base.mutable_optimizer()->set_type(v1::SGD);
+  base.mutable_optimizer()->set_learning_rate(lr);
+  v1::BuiltinData* data = base.mutable_train_data()->mutable_builtin();
+  data->set_name(dataset);
+  data->set_split(v1::TRAIN);
+  data->set_limit(limit);
+  base.set_epochs(epochs);
+  base.set_batch_size(batch_size);
+  base.set_seed(seed);
+  return base;
+}
+
+// experiment sweep.
+int RunSweepExperiment(const CommandArgs& args, GlobalOptions globals) {
+  ArgParser parser("bnctl experiment sweep [--scales 16] [--epochs 20] [--limit 1000] ...");
+  int scales = 16;
+  int epochs = 20;
+  int limit = 1000;
+  double lr = 0.01;
+  int batch_size = 100;
+  int seed = 0;
+  std::string dataset = "mnist-digits";
+  std::string model = "bn-sweep";
+  parser.AddInt("scales", &scales,
+                "weight scales: numpy.logspace(0, -4, N), 1 .. 1e-4 (default 16)");
+  parser.AddInt("epochs", &epochs, "epochs of each job (default 20)");
+  parser.AddInt("limit", &limit, "training samples (default 1000)");
+  parser.AddDouble("lr", &lr, "SGD learning rate (default 0.01)");
+  parser.AddInt("batch-size", &batch_size, "mini-batch size (default 100)");
+  parser.AddInt("seed", &seed, "seed shared by every job (default 0)");
+  parser.AddString("dataset", &dataset, "built-in data set (default mnist-digits)");
+  parser.AddString("model", &model,
+                   "every point registers a version of this model (default bn-sweep)");
+  std::vector<std::string> positional;
+  if (auto exit = ParseCommand(&parser, args, &globals, &positional, 1, 1)) return *exit;
+  if (scales < 1) {
+    return ReportUsageError(absl::InvalidArgumentError("--scales must be >= 1"), parser);
+  }
+
+  v1::StartSweepRequest request;
+  *request.mutable_base() = BookRequest(lr, dataset, limit, epochs, batch_size, seed);
+  request.mutable_base()->set_model_name(model);
+  for (int i = 0; i < scales; ++i) {
+    const double exponent = scales == 1 ? 0.0 : -4.0 * i / (scales - 1);
+    request.add_weight_init_stds(std::pow(10.0, exponent));
+  }
+  request.add_use_batchnorm(true);
+  request.add_use_batchnorm(false);
+  request.set_description(absl::StrCat("experiment sweep: ", scales,
+                                       " weight scales x BatchNorm on/off"));
+
+  ClientConnection connection(globals);
+  v1::Sweep sweep;
+  grpc::Status status =
+      connection.training().StartSweep(connection.NewContext().get(), request, &sweep);
+  if (!status.ok()) return ReportError(FromGrpcStatus(status));
+  if (!globals.json) {
+    std::cout << "started " << sweep.sweep_id() << ": " << sweep.points_size() << " jobs ("
+              << scales << " weight scales x BatchNorm on/off, 784-100x5-10 relu, SGD lr " << lr
+              << ", model " << model << ")" << std::endl;
+  }
+  absl::StatusOr<v1::Sweep> done =
+      WatchSweepToEnd(&connection, globals, sweep.sweep_id(), /*print=*/true);
+  if (!done.ok()) return ReportError(done.status());
+  if (globals.json) {
+    std::cout << ToJson(*done) << std::endl;
+  } else {
+    std::cout << "\nfinal train accuracy of " << done->sweep_id() << " (" << epochs
+              << " epochs, " << limit << " samples):\n"
+              << FormatSweepBatchNormTable(*done);
+  }
+  return ExitCodeForSweep(*done);
+}
+
 }  // namespace
 
 int RunExperiment(const CommandArgs& args, GlobalOptions globals) {
+  if (!args.empty() && args[0] == "sweep") return RunSweepExperiment(args, globals);
   ArgParser parser(
       "bnctl experiment batchnorm [--weight-std 0.05] [--epochs 20] [--limit 1000] ...");
   double weight_std = 0.05;
@@ -76,25 +165,14 @@ int RunExperiment(const CommandArgs& args, GlobalOptions globals) {
   if (positional[0] != "batchnorm") {
     return ReportUsageError(
         absl::InvalidArgumentError(absl::StrCat("unknown experiment '", positional[0],
-                                                "'; the one experiment is batchnorm")),
+                                                "'; the experiments are batchnorm and sweep")),
         parser);
   }
 
-  v1::TrainRequest base;
-  v1::NetworkConfig* network = base.mutable_network();
-  for (int i = 0; i < 5; ++i) network->add_hidden_sizes(100);
-  network->set_activation(v1::RELU);
-  network->mutable_weight_init()->set_kind(v1::WeightInit::STD);
-  network->mutable_weight_init()->set_std(weight_std);
-  base.mutable_optimizer()->set_type(v1::SGD);
-  base.mutable_optimizer()->set_learning_rate(lr);
-  v1::BuiltinData* data = base.mutable_train_data()->mutable_builtin();
-  data->set_name(dataset);
-  data->set_split(v1::TRAIN);
-  data->set_limit(limit);
-  base.set_epochs(epochs);
-  base.set_batch_size(batch_size);
-  base.set_seed(seed);
+  v1::TrainRequest base = BookRequest(lr, dataset, limit, epochs, batch_size, seed);
+  v1::WeightInit* init = base.mutable_network()->mutable_weight_init();
+  init->set_kind(v1::WeightInit::STD);
+  init->set_std(weight_std);
 
   ClientConnection connection(globals);
   std::string job_ids[2];

@@ -153,6 +153,11 @@ absl::StatusOr<std::unique_ptr<BnserveServer>> BnserveServer::Start(
   server->jobs_ = std::make_unique<JobManager>(server->store_.get(), server->catalog_.get(),
                                                server->data_.get(), job_options);
   RETURN_IF_ERROR(server->jobs_->Start());
+  SweepManagerOptions sweep_options;
+  sweep_options.max_points = options.max_sweep_points;
+  server->sweeps_ = std::make_unique<SweepManager>(server->store_.get(), server->jobs_.get(),
+                                                   sweep_options);
+  RETURN_IF_ERROR(server->sweeps_->Start());
   // Read at scrape time; cleared by the destructor before these go.
   JobManager* jobs = server->jobs_.get();
   ModelCatalog* catalog = server->catalog_.get();
@@ -161,8 +166,8 @@ absl::StatusOr<std::unique_ptr<BnserveServer>> BnserveServer::Start(
   sources.model_cache = [catalog] { return catalog->cache_stats(); };
   sources.models = [catalog] { return catalog->ListModels(); };
   metrics->SetSources(std::move(sources));
-  server->training_service_ =
-      std::make_unique<TrainingServiceImpl>(server->jobs_.get(), authorizer);
+  server->training_service_ = std::make_unique<TrainingServiceImpl>(
+      server->jobs_.get(), server->sweeps_.get(), authorizer);
   InferenceServiceOptions inference_options;
   inference_options.max_batch = options.max_batch;
   // An Evaluate forward pass gets the memory budget of a training job.

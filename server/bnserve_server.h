@@ -66,6 +66,7 @@
 #include "server/open_inference_service.h"
 #include "server/server_metrics.h"
 #include "server/sqlite_model_store.h"
+#include "server/sweep_manager.h"
 #include "server/token_store.h"
 #include "server/training_service.h"
 
@@ -82,6 +83,8 @@ struct BnserveServerOptions {
   int max_batch = 10000;
   int max_epochs = 200;
   int max_queue = 64;
+  // Most points of one training sweep (StartSweep).
+  int max_sweep_points = 256;
   int max_message_mb = 64;
   int model_cache = 8;
   // Serve INFERENCE-mode predictions with each version's BatchNorm-folded
@@ -161,6 +164,7 @@ class BnserveServer {
   static bool IsLoopbackAddress(const std::string& listen);
 
   JobManager* jobs() { return jobs_.get(); }
+  SweepManager* sweeps() { return sweeps_.get(); }
   OpenInference* open_inference() { return open_inference_.get(); }
   ModelCatalog* catalog() { return catalog_.get(); }
 
@@ -197,6 +201,7 @@ class BnserveServer {
   std::unique_ptr<ModelCatalog> catalog_;
   std::unique_ptr<DataResolver> data_;
   std::unique_ptr<JobManager> jobs_;
+  std::unique_ptr<SweepManager> sweeps_;
   std::unique_ptr<TrainingServiceImpl> training_service_;
   std::unique_ptr<InferenceServiceImpl> inference_service_;
   std::unique_ptr<ModelRegistryServiceImpl> registry_service_;

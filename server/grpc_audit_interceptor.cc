@@ -46,6 +46,14 @@ std::string RequestSubject(absl::string_view method, const void* message) {
     return absl::StrCat("job=",
                         Quoted(static_cast<const v1::CancelJobRequest*>(message)->job_id()));
   }
+  if (method == "/bnserve.v1.TrainingService/StartSweep") {
+    const auto* request = static_cast<const v1::StartSweepRequest*>(message);
+    return absl::StrCat("model=", Quoted(request->base().model_name()));
+  }
+  if (method == "/bnserve.v1.TrainingService/CancelSweep") {
+    return absl::StrCat("sweep=",
+                        Quoted(static_cast<const v1::CancelSweepRequest*>(message)->sweep_id()));
+  }
   if (method == "/bnserve.v1.ModelRegistry/DeleteModelVersion") {
     const auto* request = static_cast<const v1::DeleteModelVersionRequest*>(message);
     return absl::StrCat("model=", Quoted(request->model_name()), " version=", request->version());
@@ -66,11 +74,15 @@ std::string RequestSubject(absl::string_view method, const void* message) {
   return "";  // ImportModel: raw bytes, named by its response
 }
 
-// What the response adds: Train's job, ImportModel's stored version.
+// What the response adds: Train's job, StartSweep's sweep, ImportModel's
+// stored version.
 std::string ResponseSubject(absl::string_view method, const void* message) {
   if (message == nullptr) return "";
   if (method == "/bnserve.v1.TrainingService/Train") {
     return absl::StrCat("job=", Quoted(static_cast<const v1::Job*>(message)->job_id()));
+  }
+  if (method == "/bnserve.v1.TrainingService/StartSweep") {
+    return absl::StrCat("sweep=", Quoted(static_cast<const v1::Sweep*>(message)->sweep_id()));
   }
   if (method == "/bnserve.v1.ModelRegistry/ImportModel") {
     grpc::ByteBuffer copy(*static_cast<const grpc::ByteBuffer*>(message));

@@ -8,6 +8,7 @@
 #include "google/protobuf/io/coded_stream.h"
 #include "core/evaluation.h"
 #include "core/status_macros.h"
+#include "server/exception_status.h"
 #include "server/grpc_status_util.h"
 #include "server/proto_convert.h"
 
@@ -129,7 +130,9 @@ grpc::ServerUnaryReactor* InferenceServiceImpl::Evaluate(grpc::CallbackServerCon
   // An evaluation may load a built-in split and run a forward pass over tens
   // of thousands of rows: seconds. It runs on its own thread so that no gRPC
   // callback thread is held.
-  return RunOffThread(context, [this, request, response] { return DoEvaluate(*request, response); });
+  return RunOffThread(context, [this, request, response] {
+    return StatusFromExceptions("Evaluate", [&] { return DoEvaluate(*request, response); });
+  });
 }
 
 grpc::ServerUnaryReactor* InferenceServiceImpl::Inspect(grpc::CallbackServerContext* context,
@@ -141,7 +144,9 @@ grpc::ServerUnaryReactor* InferenceServiceImpl::Inspect(grpc::CallbackServerCont
     return FinishUnary(context, allowed);
   }
   // Like an evaluation, an inspection may load a built-in split.
-  return RunOffThread(context, [this, request, response] { return DoInspect(*request, response); });
+  return RunOffThread(context, [this, request, response] {
+    return StatusFromExceptions("Inspect", [&] { return DoInspect(*request, response); });
+  });
 }
 
 grpc::ServerUnaryReactor* InferenceServiceImpl::RunOffThread(

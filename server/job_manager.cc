@@ -15,6 +15,7 @@
 #include "core/logging.h"
 #include "core/network.h"
 #include "core/status_macros.h"
+#include "server/exception_status.h"
 #include "core/trainer.h"
 #include "google/protobuf/field_mask.pb.h"
 #include "google/protobuf/util/field_mask_util.h"
@@ -125,35 +126,91 @@ absl::Status JobManager::Start() {
 absl::StatusOr<v1::Job> JobManager::Submit(const v1::TrainRequest& request,
                                            const std::string& created_by) {
   ASSIGN_OR_RETURN(TrainingPlan plan, PlanTraining(request, limits_, *data_));
-  v1::TrainRequest recorded = RecordedRequest(request);
+  std::vector<PlannedJob> planned;
+  planned.push_back(PlannedJob{std::move(plan), RecordedRequest(request)});
+  ASSIGN_OR_RETURN(std::vector<v1::Job> jobs, QueueAll(std::move(planned), created_by));
+  return std::move(jobs.front());
+}
 
+absl::StatusOr<std::vector<v1::Job>> JobManager::SubmitAll(
+    const std::vector<v1::TrainRequest>& requests, const std::string& created_by) {
+  if (requests.empty()) return absl::InvalidArgumentError("no training request to submit");
+  std::vector<PlannedJob> planned;
+  planned.reserve(requests.size());
+  for (size_t i = 0; i < requests.size(); ++i) {
+    absl::StatusOr<TrainingPlan> plan = PlanTraining(requests[i], limits_, *data_);
+    if (!plan.ok()) {
+      const std::string label = requests[i].description().empty()
+                                    ? absl::StrCat("request ", i)
+                                    : requests[i].description();
+      return absl::Status(plan.status().code(),
+                          absl::StrCat(label, ": ", plan.status().message()));
+    }
+    planned.push_back(PlannedJob{*std::move(plan), RecordedRequest(requests[i])});
+  }
+  return QueueAll(std::move(planned), created_by);
+}
+
+absl::StatusOr<std::vector<v1::Job>> JobManager::QueueAll(std::vector<PlannedJob> planned,
+                                                          const std::string& created_by) {
+  const int count = static_cast<int>(planned.size());
   absl::MutexLock lock(&mu_);
   if (stopping_ || !started_) return absl::UnavailableError("the server is shutting down");
-  if (static_cast<int>(queue_.size()) >= options_.max_queue) {
+  const int waiting = static_cast<int>(queue_.size());
+  if (waiting + count > options_.max_queue) {
+    if (count == 1) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "the training queue is full (", waiting, " jobs waiting); retry later"));
+    }
     return absl::ResourceExhaustedError(absl::StrCat(
-        "the training queue is full (", queue_.size(), " jobs waiting); retry later"));
+        "the training queue has room for ", std::max(0, options_.max_queue - waiting),
+        " more jobs, not ", count, " (", waiting, " waiting of at most ", options_.max_queue,
+        "); nothing was submitted, retry later"));
   }
-  auto record = std::make_shared<JobRecord>();
-  record->seq = next_seq_;
-  v1::Job& job = record->job;
-  job.set_job_id(JobId(record->seq));
-  job.set_model_name(plan.model_name);
-  job.set_state(v1::QUEUED);
-  *job.mutable_request() = std::move(recorded);
-  job.set_total_epochs(plan.trainer.epochs);
-  job.set_created_by(created_by);
-  record->plan = std::make_unique<const TrainingPlan>(std::move(plan));
-  *job.mutable_created_at() = TimeToProto(absl::Now());
-  RETURN_IF_ERROR(store_->PutJob(job));
-  ++next_seq_;
-  jobs_[job.job_id()] = record;
-  jobs_by_seq_[record->seq] = record;
-  queue_.push_back(record);
-  v1::JobEvent event;
-  event.set_state(v1::QUEUED);
-  PublishLocked(record.get(), std::move(event));
-  BNSERVE_LOG(INFO) << "queued " << job.job_id() << " for model " << job.model_name();
-  return job;
+  const google::protobuf::Timestamp now = TimeToProto(absl::Now());
+  std::vector<std::shared_ptr<JobRecord>> records;
+  records.reserve(planned.size());
+  for (PlannedJob& one : planned) {
+    auto record = std::make_shared<JobRecord>();
+    record->seq = next_seq_ + static_cast<int64_t>(records.size());
+    v1::Job& job = record->job;
+    job.set_job_id(JobId(record->seq));
+    job.set_model_name(one.plan.model_name);
+    job.set_state(v1::QUEUED);
+    *job.mutable_request() = std::move(one.recorded);
+    job.set_total_epochs(one.plan.trainer.epochs);
+    job.set_created_by(created_by);
+    *job.mutable_created_at() = now;
+    record->plan = std::make_unique<const TrainingPlan>(std::move(one.plan));
+    if (absl::Status stored = store_->PutJob(job); !stored.ok()) {
+      // The ones stored already must not come back as interrupted jobs.
+      for (const std::shared_ptr<JobRecord>& earlier : records) {
+        earlier->job.set_state(v1::FAILED);
+        earlier->job.set_reason(absl::StrCat("not submitted: storing ", job.job_id(),
+                                             " failed: ", stored.message()));
+        *earlier->job.mutable_finished_at() = now;
+        PersistLocked(*earlier);
+      }
+      next_seq_ += static_cast<int64_t>(records.size());
+      return stored;
+    }
+    records.push_back(std::move(record));
+  }
+  next_seq_ += count;
+  std::vector<v1::Job> jobs;
+  jobs.reserve(records.size());
+  for (std::shared_ptr<JobRecord>& record : records) {
+    const v1::Job& job = record->job;
+    jobs_[job.job_id()] = record;
+    jobs_by_seq_[record->seq] = record;
+    queue_.push_back(record);
+    v1::JobEvent event;
+    event.set_state(v1::QUEUED);
+    PublishLocked(record.get(), std::move(event));
+    BNSERVE_LOG(INFO) << "queued " << job.job_id() << " for model " << job.model_name();
+    jobs.push_back(job);
+  }
+  return jobs;
 }
 
 absl::StatusOr<v1::Job> JobManager::Get(const std::string& job_id) {
@@ -304,7 +361,19 @@ void JobManager::WorkerLoop() {
       PublishLocked(record.get(), std::move(event));
     }
     BNSERVE_LOG(INFO) << "running " << record->job.job_id();
-    RunJob(record);
+    // An exception (an allocation failing in a network larger than the
+    // memory left) fails the job, not the process.
+    const absl::Status ran = StatusFromExceptions(
+        absl::StrCat("training job ", record->job.job_id()), [&] {
+          RunJob(record);
+          return absl::OkStatus();
+        });
+    if (!ran.ok()) {
+      absl::MutexLock lock(&mu_);
+      if (record->job.state() == v1::RUNNING) {
+        FinishLocked(record.get(), v1::FAILED, std::string(ran.message()));
+      }
+    }
   }
 }
 

@@ -122,6 +122,18 @@ class JobManager {
   absl::StatusOr<v1::Job> Submit(const v1::TrainRequest& request,
                                  const std::string& created_by = "");
 
+  // Submits several jobs at once, all or none (a sweep's grid): plans every
+  // request first, then queues them together, in order, with consecutive
+  // ids. Returns the jobs, QUEUED. The errors are Submit's, and nothing is
+  // queued on any of them: InvalidArgument or ResourceExhausted for the
+  // first request that fails to plan, its message prefixed with the
+  // request's description (or "request <i>") and ": "; ResourceExhausted
+  // when the queue has no room for all of them; Unavailable after Shutdown;
+  // a store error when a job cannot be stored (the ones stored before it
+  // are stored FAILED, never run). InvalidArgument for no request.
+  absl::StatusOr<std::vector<v1::Job>> SubmitAll(const std::vector<v1::TrainRequest>& requests,
+                                                 const std::string& created_by = "");
+
   // NotFound for an unknown id.
   absl::StatusOr<v1::Job> Get(const std::string& job_id);
 
@@ -163,6 +175,15 @@ class JobManager {
     std::atomic<bool> cancel_requested{false};
     std::string cancel_reason;
   };
+
+  // A request planned by PlanTraining, and the request as the job keeps it.
+  struct PlannedJob {
+    TrainingPlan plan;
+    v1::TrainRequest recorded;
+  };
+  // Stores and queues `planned` as new jobs (Submit, SubmitAll).
+  absl::StatusOr<std::vector<v1::Job>> QueueAll(std::vector<PlannedJob> planned,
+                                                const std::string& created_by);
 
   void WorkerLoop();
   void RunJob(const std::shared_ptr<JobRecord>& record);

@@ -1,6 +1,6 @@
 // ModelStore: the persistent state of bnserve — named models, their immutable
 // versions (metadata and every tensor), aliases, and training jobs with their
-// per-epoch metrics.
+// per-epoch metrics, and sweeps (grids of jobs).
 //
 // Versions are numbered per model from 1 and never reused, even after a
 // delete. A stored version never changes; its tensors read back bit-exactly.
@@ -99,6 +99,15 @@ class ModelStore {
   // and returns how many were marked. Called once at startup: such jobs were
   // interrupted by a restart.
   virtual absl::StatusOr<int> FailUnfinishedJobs(const std::string& reason) = 0;
+
+  // Inserts or replaces a sweep (keyed by sweep_id) as given. The sweep
+  // manager stores what does not change (the request, each point's values
+  // and job id); its points' job states are read from the jobs.
+  // InvalidArgument for an empty sweep_id.
+  virtual absl::Status PutSweep(const v1::Sweep& sweep) = 0;
+
+  // Every stored sweep, in sweep_id order.
+  virtual absl::StatusOr<std::vector<v1::Sweep>> ListSweeps() = 0;
 };
 
 }  // namespace bnserve

@@ -40,6 +40,8 @@ ABSL_FLAG(int, workers, 1, "training worker threads");
 ABSL_FLAG(int, max_batch, 10000, "largest Predict / inline Evaluate batch, in rows");
 ABSL_FLAG(int, max_epochs, 200, "largest number of epochs a training job may ask for");
 ABSL_FLAG(int, max_queue, 64, "queued training jobs beyond which Train is RESOURCE_EXHAUSTED");
+ABSL_FLAG(int, max_sweep_points, 256,
+          "most jobs of one training sweep (StartSweep), beyond which it is INVALID_ARGUMENT");
 ABSL_FLAG(int, max_message_mb, 64, "largest gRPC message received or sent, in MiB");
 ABSL_FLAG(int, max_job_memory_mb, 4096,
           "largest estimated working memory of one training job or Evaluate forward pass; "
@@ -102,6 +104,7 @@ int main(int argc, char** argv) {
   options.max_batch = absl::GetFlag(FLAGS_max_batch);
   options.max_epochs = absl::GetFlag(FLAGS_max_epochs);
   options.max_queue = absl::GetFlag(FLAGS_max_queue);
+  options.max_sweep_points = absl::GetFlag(FLAGS_max_sweep_points);
   options.max_message_mb = absl::GetFlag(FLAGS_max_message_mb);
   options.model_cache = absl::GetFlag(FLAGS_model_cache);
   options.fold_batchnorm = absl::GetFlag(FLAGS_fold_batchnorm);
@@ -124,12 +127,13 @@ int main(int argc, char** argv) {
     return EXIT_FAILURE;
   }
   if (options.workers < 1 || options.max_batch < 1 || options.max_epochs < 1 ||
-      options.max_queue < 1 || options.max_message_mb < 1 || options.model_cache < 1 ||
-      options.max_job_memory_mb < 1 || options.http_threads < 1 ||
+      options.max_queue < 1 || options.max_sweep_points < 1 || options.max_message_mb < 1 ||
+      options.model_cache < 1 || options.max_job_memory_mb < 1 || options.http_threads < 1 ||
       absl::GetFlag(FLAGS_http_timeout_seconds) < 1) {
     BNSERVE_LOG(ERROR) << "--workers, --max_batch, --max_epochs, --max_queue, "
-                          "--max_message_mb, --model_cache, --max_job_memory_mb, "
-                          "--http_threads and --http_timeout_seconds must be positive";
+                          "--max_sweep_points, --max_message_mb, --model_cache, "
+                          "--max_job_memory_mb, --http_threads and --http_timeout_seconds "
+                          "must be positive";
     return EXIT_FAILURE;
   }
 

@@ -63,6 +63,12 @@ CREATE TABLE IF NOT EXISTS job_metrics (
   metrics BLOB NOT NULL,
   PRIMARY KEY (job_id, epoch)
 );
+-- Added with sweeps: a registry made before them gets the table when it is
+-- next opened (every table is created IF NOT EXISTS); nothing else changed.
+CREATE TABLE IF NOT EXISTS sweeps (
+  sweep_id TEXT PRIMARY KEY,
+  sweep BLOB NOT NULL
+);
 )sql";
 
 std::string Serialize(const google::protobuf::MessageLite& message) {
@@ -529,6 +535,24 @@ absl::StatusOr<int> SqliteModelStore::FailUnfinishedJobs(const std::string& reas
     return absl::OkStatus();
   }));
   return marked;
+}
+
+absl::Status SqliteModelStore::PutSweep(const v1::Sweep& sweep) {
+  if (sweep.sweep_id().empty()) return absl::InvalidArgumentError("a sweep needs an id");
+  const std::string bytes = Serialize(sweep);
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(SqliteStatement upsert,
+                   Prepare("INSERT OR REPLACE INTO sweeps (sweep_id, sweep) VALUES (?, ?)"));
+  upsert.Bind(1, sweep.sweep_id());
+  upsert.BindBlob(2, bytes.data(), bytes.size());
+  return upsert.Run();
+}
+
+absl::StatusOr<std::vector<v1::Sweep>> SqliteModelStore::ListSweeps() {
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(SqliteStatement select,
+                   Prepare("SELECT sweep FROM sweeps ORDER BY sweep_id"));
+  return select.ParseEachRow<v1::Sweep>(0);
 }
 
 }  // namespace bnserve

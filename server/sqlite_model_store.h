@@ -4,7 +4,7 @@
 //                    SqliteModelStore::Open("var/bnserve.db"));
 //
 // The database runs in WAL mode with a busy timeout. Version metadata and jobs
-// are stored as serialized protos; each tensor as its shape (int64s) and its
+// and sweeps are stored as serialized protos; each tensor as its shape (int64s) and its
 // raw float bytes, so parameters read back bit-exactly. Every multi-statement
 // change runs in one transaction (rolled back on any error), and input is
 // validated before anything is written. Statements are prepared once and
@@ -84,6 +84,8 @@ class SqliteModelStore : public ModelStore {
                                   const v1::EpochMetrics& metrics) override;
   absl::StatusOr<std::vector<v1::Job>> ListJobs() override;
   absl::StatusOr<int> FailUnfinishedJobs(const std::string& reason) override;
+  absl::Status PutSweep(const v1::Sweep& sweep) override;
+  absl::StatusOr<std::vector<v1::Sweep>> ListSweeps() override;
 
  private:
   SqliteModelStore(sqlite3* db, RegistryLock lock);

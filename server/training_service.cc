@@ -1,6 +1,8 @@
 #include "server/training_service.h"
 
+#include <cstdint>
 #include <deque>
+#include <functional>
 #include <string>
 #include <utility>
 
@@ -13,24 +15,34 @@
 namespace bnserve {
 namespace {
 
-// A WatchJob refused before it starts: finishes with `status` at once.
-class RefusedWatchReactor final : public grpc::ServerWriteReactor<v1::JobEvent> {
+// A watch refused before it starts: finishes with `status` at once.
+template <typename Event>
+class RefusedWatchReactor final : public grpc::ServerWriteReactor<Event> {
  public:
-  explicit RefusedWatchReactor(const absl::Status& status) { Finish(ToGrpcStatus(status)); }
+  explicit RefusedWatchReactor(const absl::Status& status) { this->Finish(ToGrpcStatus(status)); }
   void OnDone() override { delete this; }
 };
 
-// Streams one job's events. Created by WatchJob; deletes itself in OnDone.
-class WatchJobReactor final : public grpc::ServerWriteReactor<v1::JobEvent> {
+// Streams the events of one watch (WatchJob: JobEvents of a job; WatchSweep:
+// SweepEvents of a sweep) until the one that has_finished(). Created by the
+// handler; deletes itself in OnDone. `subscribe` registers the reactor's
+// callback with the manager and returns the watch id (0: nothing to
+// unsubscribe); `unsubscribe` removes it, after which the callback never
+// runs again (JobManager::Unwatch, SweepManager::Unwatch).
+template <typename Event>
+class WatchReactor final : public grpc::ServerWriteReactor<Event> {
  public:
-  WatchJobReactor(JobManager* jobs, std::string job_id)
-      : jobs_(jobs), job_id_(std::move(job_id)) {
-    absl::StatusOr<JobManager::WatchId> id =
-        jobs_->Watch(job_id_, [this](const v1::JobEvent& event) { Enqueue(event); });
+  using Callback = std::function<void(const Event&)>;
+  using Subscribe = std::function<absl::StatusOr<uint64_t>(Callback)>;
+  using Unsubscribe = std::function<void(uint64_t)>;
+
+  WatchReactor(const Subscribe& subscribe, Unsubscribe unsubscribe)
+      : unsubscribe_(std::move(unsubscribe)) {
+    absl::StatusOr<uint64_t> id = subscribe([this](const Event& event) { Enqueue(event); });
     absl::MutexLock lock(&mu_);
     if (!id.ok()) {
       done_ = true;
-      Finish(ToGrpcStatus(id.status()));
+      this->Finish(ToGrpcStatus(id.status()));
       return;
     }
     watch_id_ = *id;
@@ -46,7 +58,7 @@ class WatchJobReactor final : public grpc::ServerWriteReactor<v1::JobEvent> {
     if (!ok) {  // the client went away or the server is shutting down
       if (!done_) {
         done_ = true;
-        Finish(grpc::Status(grpc::StatusCode::CANCELLED, "watch stream closed"));
+        this->Finish(grpc::Status(grpc::StatusCode::CANCELLED, "watch stream closed"));
       }
       return;
     }
@@ -57,22 +69,23 @@ class WatchJobReactor final : public grpc::ServerWriteReactor<v1::JobEvent> {
     absl::MutexLock lock(&mu_);
     if (!done_ && !writing_) {
       done_ = true;
-      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "watch cancelled"));
+      this->Finish(grpc::Status(grpc::StatusCode::CANCELLED, "watch cancelled"));
     }
     // With a write in flight, OnWriteDone(false) follows and finishes.
   }
 
   void OnDone() override {
-    // After Unwatch no Enqueue runs or will run; taking the lock once waits
-    // for a thread that called Finish under it to let go before deleting.
-    if (watch_id_ != 0) jobs_->Unwatch(job_id_, watch_id_);
+    // After unsubscribing no Enqueue runs or will run; taking the lock once
+    // waits for a thread that called Finish under it to let go before
+    // deleting.
+    if (watch_id_ != 0) unsubscribe_(watch_id_);
     { absl::MutexLock lock(&mu_); }
     delete this;
   }
 
  private:
-  // Called by the JobManager (under its lock) for every event, in order.
-  void Enqueue(const v1::JobEvent& event) {
+  // Called by the manager (under its lock) for every event, in order.
+  void Enqueue(const Event& event) {
     absl::MutexLock lock(&mu_);
     if (done_) return;
     pending_.push_back(event);
@@ -84,7 +97,7 @@ class WatchJobReactor final : public grpc::ServerWriteReactor<v1::JobEvent> {
     if (pending_.empty()) {
       if (sent_final_) {
         done_ = true;
-        Finish(grpc::Status::OK);
+        this->Finish(grpc::Status::OK);
       }
       return;
     }
@@ -92,16 +105,15 @@ class WatchJobReactor final : public grpc::ServerWriteReactor<v1::JobEvent> {
     pending_.pop_front();
     sent_final_ = current_.has_finished();
     writing_ = true;
-    StartWrite(&current_);
+    this->StartWrite(&current_);
   }
 
-  JobManager* const jobs_;
-  const std::string job_id_;
-  JobManager::WatchId watch_id_ = 0;  // set once in the constructor
+  const Unsubscribe unsubscribe_;
+  uint64_t watch_id_ = 0;  // set once in the constructor
 
   absl::Mutex mu_;
-  std::deque<v1::JobEvent> pending_ ABSL_GUARDED_BY(mu_);
-  v1::JobEvent current_ ABSL_GUARDED_BY(mu_);  // the message being written
+  std::deque<Event> pending_ ABSL_GUARDED_BY(mu_);
+  Event current_ ABSL_GUARDED_BY(mu_);  // the message being written
   bool started_ ABSL_GUARDED_BY(mu_) = false;
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool sent_final_ ABSL_GUARDED_BY(mu_) = false;
@@ -160,9 +172,77 @@ grpc::ServerWriteReactor<v1::JobEvent>* TrainingServiceImpl::WatchJob(
   if (absl::Status allowed =
           AuthorizeCall(authorizer_, *context, "/bnserve.v1.TrainingService/WatchJob");
       !allowed.ok()) {
-    return new RefusedWatchReactor(allowed);
+    return new RefusedWatchReactor<v1::JobEvent>(allowed);
   }
-  return new WatchJobReactor(jobs_, request->job_id());
+  JobManager* jobs = jobs_;
+  const std::string job_id = request->job_id();
+  return new WatchReactor<v1::JobEvent>(
+      [jobs, job_id](WatchReactor<v1::JobEvent>::Callback callback) {
+        return jobs->Watch(job_id, std::move(callback));
+      },
+      [jobs, job_id](uint64_t id) { jobs->Unwatch(job_id, id); });
+}
+
+grpc::ServerUnaryReactor* TrainingServiceImpl::StartSweep(
+    grpc::CallbackServerContext* context, const v1::StartSweepRequest* request,
+    v1::Sweep* response) {
+  if (absl::Status allowed =
+          AuthorizeCall(authorizer_, *context, "/bnserve.v1.TrainingService/StartSweep");
+      !allowed.ok()) {
+    return FinishUnary(context, allowed);
+  }
+  return FinishUnary(context,
+                     sweeps_->StartSweep(*request, CallerNameOf(authorizer_, *context)),
+                     response);
+}
+
+grpc::ServerUnaryReactor* TrainingServiceImpl::GetSweep(grpc::CallbackServerContext* context,
+                                                        const v1::GetSweepRequest* request,
+                                                        v1::Sweep* response) {
+  if (absl::Status allowed =
+          AuthorizeCall(authorizer_, *context, "/bnserve.v1.TrainingService/GetSweep");
+      !allowed.ok()) {
+    return FinishUnary(context, allowed);
+  }
+  return FinishUnary(context, sweeps_->Get(request->sweep_id()), response);
+}
+
+grpc::ServerUnaryReactor* TrainingServiceImpl::ListSweeps(
+    grpc::CallbackServerContext* context, const v1::ListSweepsRequest* request,
+    v1::ListSweepsResponse* response) {
+  if (absl::Status allowed =
+          AuthorizeCall(authorizer_, *context, "/bnserve.v1.TrainingService/ListSweeps");
+      !allowed.ok()) {
+    return FinishUnary(context, allowed);
+  }
+  return FinishUnary(context, sweeps_->List(*request), response);
+}
+
+grpc::ServerUnaryReactor* TrainingServiceImpl::CancelSweep(
+    grpc::CallbackServerContext* context, const v1::CancelSweepRequest* request,
+    v1::Sweep* response) {
+  if (absl::Status allowed =
+          AuthorizeCall(authorizer_, *context, "/bnserve.v1.TrainingService/CancelSweep");
+      !allowed.ok()) {
+    return FinishUnary(context, allowed);
+  }
+  return FinishUnary(context, sweeps_->Cancel(request->sweep_id()), response);
+}
+
+grpc::ServerWriteReactor<v1::SweepEvent>* TrainingServiceImpl::WatchSweep(
+    grpc::CallbackServerContext* context, const v1::WatchSweepRequest* request) {
+  if (absl::Status allowed =
+          AuthorizeCall(authorizer_, *context, "/bnserve.v1.TrainingService/WatchSweep");
+      !allowed.ok()) {
+    return new RefusedWatchReactor<v1::SweepEvent>(allowed);
+  }
+  SweepManager* sweeps = sweeps_;
+  const std::string sweep_id = request->sweep_id();
+  return new WatchReactor<v1::SweepEvent>(
+      [sweeps, sweep_id](WatchReactor<v1::SweepEvent>::Callback callback) {
+        return sweeps->Watch(sweep_id, std::move(callback));
+      },
+      [sweeps](uint64_t id) { sweeps->Unwatch(id); });
 }
 
 }  // namespace bnserve

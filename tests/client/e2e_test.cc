@@ -875,6 +875,52 @@ TEST_F(E2eTest, ExperimentBatchnormPrintsTheComparison) {
   EXPECT_NEAR(std::stod(match[2]), plain.final_metrics().train_accuracy(), 6e-4);
 }
 
+TEST_F(E2eTest, ExperimentSweepPrintsTheBooksTableAndSweepsShowIt) {
+  CommandResult experiment =
+      Bnctl({"experiment", "sweep", "--scales", "2", "--epochs", "1", "--limit", "200"});
+  ASSERT_EQ(experiment.exit_code, 0) << Describe(experiment);
+  EXPECT_THAT(experiment.out, HasSubstr("started sweep-000001: 4 jobs"));
+  EXPECT_THAT(experiment.out, HasSubstr("[4/4] point"));
+  EXPECT_THAT(experiment.out, HasSubstr("weight std"));
+  // logspace(0, -4, 2): the rows 1 and 1e-4, each with both accuracies.
+  std::smatch match;
+  ASSERT_TRUE(std::regex_search(
+      experiment.out, match,
+      std::regex(R"(\n\s+1\s+(\d\.\d{4})\s+(\d\.\d{4})\n\s+0\.0001\s+\d\.\d{4}\s+\d\.\d{4}\n)")))
+      << experiment.out;
+  // The table's numbers are the versions' final metrics: point 0 is std 1
+  // with BatchNorm, point 1 without.
+  std::vector<double> bn_then_plain = {std::stod(match[1]), std::stod(match[2])};
+  // Four points: versions 1 to 4, in the order their jobs ended.
+  for (int point = 0; point < 2; ++point) {
+    bool found = false;
+    for (int version = 1; version <= 4; ++version) {
+      ASSERT_OK_AND_ASSIGN(v1::ModelVersion stored, GetModel(Ref("bn-sweep", version), false));
+      if (!absl::StrContains(stored.training().description(),
+                             absl::StrCat("sweep-000001 point ", point, "/4"))) {
+        continue;
+      }
+      found = true;
+      EXPECT_EQ(stored.network().use_batchnorm(), point == 0);
+      EXPECT_NEAR(bn_then_plain[point], stored.final_metrics().train_accuracy(), 6e-5);
+    }
+    EXPECT_TRUE(found) << "no version of point " << point;
+  }
+
+  CommandResult list = Bnctl({"sweeps", "list"});
+  ASSERT_EQ(list.exit_code, 0) << Describe(list);
+  EXPECT_THAT(list.out, HasSubstr("sweep-000001  4/4 points finished  bn-sweep"));
+  CommandResult get = Bnctl({"sweeps", "get", "sweep-000001"});
+  ASSERT_EQ(get.exit_code, 0) << Describe(get);
+  EXPECT_THAT(get.out, HasSubstr("point 3/4"));
+  EXPECT_THAT(get.out, HasSubstr("SUCCEEDED"));
+  CommandResult missing = Bnctl({"sweeps", "get", "sweep-999999"});
+  EXPECT_EQ(missing.exit_code, 1) << Describe(missing);
+  EXPECT_THAT(missing.err, HasSubstr("NOT_FOUND"));
+  CommandResult cancel = Bnctl({"sweeps", "cancel", "sweep-000001"});
+  EXPECT_EQ(cancel.exit_code, 0) << Describe(cancel);
+}
+
 TEST_F(E2eTest, BenchReportsEveryCombination) {
   ASSERT_OK_AND_ASSIGN(v1::Job job, TrainSmall("bench"));
   ASSERT_EQ(job.state(), v1::SUCCEEDED) << job.reason();

@@ -124,6 +124,49 @@ class ClientTest(unittest.TestCase):
         self.assertAlmostEqual(evaluation.accuracy,
                                np.trace(evaluation.confusion_matrix) / 200, places=9)
 
+    def test_inspect_matches_a_numpy_forward_pass(self):
+        version = self.client.get_model("py-small", parameters=True)
+        t = {name: value.astype(np.float64) for name, value in version.tensors.items()}
+        x = self.rng.random((200, 784), dtype=np.float32)
+        # No edge at 0, where ReLU puts many values exactly.
+        lo, hi = -4.1, 3.9
+        layers = self.client.inspect("py-small", x=x, bins=20, value_range=(lo, hi))
+        self.assertEqual([layer.layer for layer in layers], [1, 2])
+        h = x.astype(np.float64)
+        for k, layer in enumerate(layers, start=1):
+            a = h @ t["W%d" % k] + t["b%d" % k]
+            n = t["gamma%d" % k] * (a - t["running_mean%d" % k]) / np.sqrt(
+                t["running_var%d" % k] + version.bn_eps) + t["beta%d" % k]
+            h = np.maximum(n, 0)
+            for histogram, values in ((layer.affine, a), (layer.batchnorm, n),
+                                      (layer.activation, h)):
+                counts, _ = np.histogram(values, bins=20, range=(lo, hi))
+                self.assertEqual(histogram.count, values.size)
+                self.assertEqual(histogram.below, int((values < lo).sum()))
+                self.assertEqual(histogram.above, int((values > hi).sum()))
+                # float32 on the server: a value within rounding of an edge
+                # may land in the neighbouring bin.
+                self.assertLessEqual(int(np.abs(histogram.counts - counts).sum()), 4)
+                self.assertAlmostEqual(histogram.mean, values.mean(), places=4)
+                self.assertAlmostEqual(histogram.std, values.std(), places=4)
+            np.testing.assert_array_equal(layer.gamma, version.tensors["gamma%d" % k].ravel())
+            np.testing.assert_array_equal(layer.running_var,
+                                          version.tensors["running_var%d" % k].ravel())
+
+    def test_inspect_untrained_shows_the_books_saturation(self):
+        # The book's figure: sigmoid with weight std 1 piles activations at 0
+        # and 1; with std 0.01 they gather at 0.5.
+        wide = self.client.inspect(weight_init_std=1.0, bins=10, value_range=(0, 1))
+        narrow = self.client.inspect(weight_init_std=0.01, bins=10, value_range=(0, 1))
+        self.assertEqual(len(wide), 5)
+        for layer in wide:
+            outer = layer.activation.counts[0] + layer.activation.counts[-1]
+            self.assertGreater(outer / layer.activation.count, 0.5)
+            self.assertIsNone(layer.batchnorm)
+        for layer in narrow:
+            middle = layer.activation.counts[4] + layer.activation.counts[5]
+            self.assertGreater(middle / layer.activation.count, 0.99)
+
     def test_registry_round_trip(self):
         data = self.client.export("py-small", version=1)
         imported = self.client.import_model(data, as_name="py-copy")

@@ -74,6 +74,10 @@ class ForwardingModelStore : public ModelStore {
   absl::StatusOr<int> FailUnfinishedJobs(const std::string& reason) override {
     return store_->FailUnfinishedJobs(reason);
   }
+  absl::Status PutSweep(const v1::Sweep& sweep) override { return store_->PutSweep(sweep); }
+  absl::StatusOr<std::vector<v1::Sweep>> ListSweeps() override {
+    return store_->ListSweeps();
+  }
 
  private:
   ModelStore* const store_;

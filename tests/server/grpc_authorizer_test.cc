@@ -322,6 +322,15 @@ TEST_F(GrpcAuthorizerTest, StateChangingCallsAreAudited) {
   EXPECT_EQ(SetAliasAs("", "m\nforged line").error_code(), grpc::StatusCode::UNAUTHENTICATED);
   v1::Job job;
   ASSERT_TRUE(training_->Train(With("trainer-token").get(), SmallTrainRequest("n", 1), &job).ok());
+  v1::StartSweepRequest start;
+  *start.mutable_base() = SmallTrainRequest("s", 1);
+  start.add_use_batchnorm(false);
+  v1::Sweep sweep;
+  ASSERT_TRUE(training_->StartSweep(With("trainer-token").get(), start, &sweep).ok());
+  v1::CancelSweepRequest cancel;
+  cancel.set_sweep_id(sweep.sweep_id());
+  ASSERT_TRUE(training_->CancelSweep(With("trainer-token").get(), cancel, &sweep).ok());
+  EXPECT_EQ(sweep.created_by(), "bob");  // the trainer token's name, as Train records it
   EXPECT_TRUE(PredictAs("viewer-token", "m").ok());  // not audited
   const std::string log = ::testing::internal::GetCapturedStderr();
   EXPECT_NE(log.find("audit: caller=alice peer=ipv4:127.0.0.1:"), std::string::npos) << log;
@@ -336,6 +345,14 @@ TEST_F(GrpcAuthorizerTest, StateChangingCallsAreAudited) {
   EXPECT_NE(log.find(absl::StrCat("caller=bob ")), std::string::npos) << log;
   EXPECT_NE(log.find(absl::StrCat("method=/bnserve.v1.TrainingService/Train model=\"n\" job=\"",
                                   job.job_id(), "\" result=OK")),
+            std::string::npos)
+      << log;
+  EXPECT_NE(log.find(absl::StrCat("method=/bnserve.v1.TrainingService/StartSweep model=\"s\" "
+                                  "sweep=\"", sweep.sweep_id(), "\" result=OK")),
+            std::string::npos)
+      << log;
+  EXPECT_NE(log.find(absl::StrCat("method=/bnserve.v1.TrainingService/CancelSweep sweep=\"",
+                                  sweep.sweep_id(), "\" result=OK")),
             std::string::npos)
       << log;
   EXPECT_EQ(log.find("InferenceService/Predict"), std::string::npos) << log;

@@ -284,6 +284,34 @@ TEST_F(ConnectGatewayTest, WatchJobStreamsEnvelopesAndEndsTheStream) {
   EXPECT_EQ(reply.status, 415);
 }
 
+TEST_F(ConnectGatewayTest, ASweepStartsAndStreamsToItsEndThroughTheGateway) {
+  StartServer();
+  v1::StartSweepRequest start;
+  *start.mutable_base() = SmallTrainRequest("swept", 1);
+  start.add_weight_init_stds(0.1);
+  start.add_use_batchnorm(true);
+  start.add_use_batchnorm(false);
+  HttpReply reply =
+      Post("/bnserve.v1.TrainingService/StartSweep", ToJson(start), "application/json");
+  ASSERT_EQ(reply.status, 200) << reply.body;
+  const v1::Sweep sweep = FromJson<v1::Sweep>(reply.body);
+  ASSERT_EQ(sweep.points_size(), 2);
+  reply = Post("/bnserve.v1.TrainingService/WatchSweep",
+               Envelope(0, json{{"sweepId", sweep.sweep_id()}}.dump()),
+               "application/connect+json");
+  ASSERT_EQ(reply.status, 200);
+  std::vector<Frame> frames = Frames(reply.body);
+  ASSERT_GE(frames.size(), 3u);  // events, the sweep, end
+  EXPECT_EQ(frames.back().flags, 0x02);
+  const v1::SweepEvent last = FromJson<v1::SweepEvent>(frames[frames.size() - 2].payload);
+  ASSERT_TRUE(last.has_finished());
+  EXPECT_EQ(last.finished().finished_points(), 2);
+  EXPECT_EQ(last.finished().points(1).state(), v1::SUCCEEDED);
+  reply = Post("/bnserve.v1.TrainingService/GetSweep", json{{"sweepId", "sweep-999999"}}.dump(),
+               "application/json");
+  EXPECT_EQ(reply.status, 404) << reply.body;
+}
+
 TEST_F(ConnectGatewayTest, TokensAndRolesAreTheServicesOwn) {
   const std::string tokens = TempPath("tokens");
   std::ofstream(tokens) << "alice viewer " << HexSha256("viewer-token") << "\nbob trainer "

@@ -6,7 +6,10 @@
 // own requests and unknown methods keep their answers.
 #include "server/grpc_parse_failure_interceptor.h"
 
+#include <atomic>
 #include <memory>
+#include <new>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -17,8 +20,10 @@
 #include "gmock/gmock.h"
 #include "google/protobuf/descriptor.h"
 #include "grpcpp/create_channel.h"
+#include "grpcpp/server_builder.h"
 #include "grpcpp/security/credentials.h"
 #include "gtest/gtest.h"
+#include "server/access_policy.h"
 #include "server/bnserve_server.h"
 #include "tests/server/grpc_test_util.h"
 #include "tests/server/server_test_util.h"
@@ -108,6 +113,83 @@ TEST_F(ParseFailureInterceptorTest, GoodRequestsAndUnknownMethodsKeepTheirAnswer
   // A method that does not exist is still UNIMPLEMENTED.
   EXPECT_EQ(RawUnaryCall(channel_, "/bnserve.v1.ModelRegistry/NoSuchMethod", "").error_code(),
             grpc::StatusCode::UNIMPLEMENTED);
+}
+
+// Echo that throws std::bad_alloc on its first `throws` calls, as a handler
+// whose allocation fails would, then echoes.
+class ThrowingDiagnostics final : public v1::Diagnostics::CallbackService {
+ public:
+  explicit ThrowingDiagnostics(int throws) : throws_(throws) {}
+  grpc::ServerUnaryReactor* Echo(grpc::CallbackServerContext* context,
+                                 const v1::PredictRequest* request,
+                                 v1::PredictResponse* response) override {
+    if (throws_-- > 0) throw std::bad_alloc();
+    response->set_model_name(request->model().name());
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+
+ private:
+  std::atomic<int> throws_;
+};
+
+// A server of ThrowingDiagnostics with the interceptor, `implemented`
+// saying whether Echo counts as implemented; Echo's status.
+grpc::Status EchoThroughThrowingHandler(std::optional<bool> implemented, int throws, int calls,
+                                        std::string* last_model_name) {
+  ThrowingDiagnostics service(throws);
+  grpc::ServerBuilder builder;
+  builder.RegisterService(&service);
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> factories;
+  ParseFailureInterceptorFactory::ImplementedPredicate predicate;  // null: the default
+  if (implemented.has_value()) {
+    predicate = [implemented](const std::string&) { return *implemented; };
+  }
+  factories.push_back(std::make_unique<ParseFailureInterceptorFactory>(predicate));
+  builder.experimental().SetInterceptorCreators(std::move(factories));
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  auto stub = v1::Diagnostics::NewStub(server->InProcessChannel(grpc::ChannelArguments()));
+  grpc::Status status;
+  for (int i = 0; i < calls; ++i) {
+    v1::PredictRequest request;
+    request.mutable_model()->set_name("m");
+    v1::PredictResponse response;
+    grpc::ClientContext context;
+    status = stub->Echo(&context, request, &response);
+    if (i + 1 < calls) {
+      EXPECT_EQ(status.error_code(), grpc::StatusCode::INTERNAL) << status.error_message();
+    }
+    *last_model_name = response.model_name();
+  }
+  server->Shutdown();
+  return status;
+}
+
+TEST(ParseFailureInterceptorHandlerTest, AHandlerThatThrowsAnswersInternalAndTheServerServesOn) {
+  std::string name;
+  grpc::Status status = EchoThroughThrowingHandler(/*implemented=*/true, 1, 1, &name);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INTERNAL);
+  EXPECT_EQ(status.error_message(), HandlerExceptionMessage("/bnserve.v1.Diagnostics/Echo"));
+  EXPECT_THAT(status.error_message(), HasSubstr("out of memory"));
+  // Two throws, then the third call is answered.
+  status = EchoThroughThrowingHandler(/*implemented=*/true, 2, 3, &name);
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(name, "m");
+}
+
+TEST(ParseFailureInterceptorHandlerTest, AMethodTheServerDoesNotImplementStaysUnimplemented) {
+  std::string name;
+  const grpc::Status status = EchoThroughThrowingHandler(/*implemented=*/false, 1, 1, &name);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNIMPLEMENTED);
+}
+
+TEST(ParseFailureInterceptorHandlerTest, TheDefaultPredicateIsTheAccessPolicysTable) {
+  // Echo has a row in AccessPolicy's table: implemented.
+  ASSERT_NE(AccessPolicy::Find("/bnserve.v1.Diagnostics/Echo"), nullptr);
+  std::string name;
+  const grpc::Status status = EchoThroughThrowingHandler(std::nullopt, 1, 1, &name);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INTERNAL) << status.error_message();
 }
 
 }  // namespace

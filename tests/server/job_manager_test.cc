@@ -1,6 +1,7 @@
 #include "server/job_manager.h"
 
 #include <memory>
+#include <new>
 #include <string>
 #include <thread>
 #include <vector>
@@ -231,6 +232,55 @@ TEST_F(JobManagerTest, FullQueueIsResourceExhaustedAndQueuedJobsCancelAtOnce) {
               StatusIs(absl::StatusCode::kUnavailable));
 }
 
+TEST_F(JobManagerTest, SubmitAllQueuesEveryJobOrNone) {
+  JobManagerOptions options;
+  options.max_queue = 3;
+  options.max_epochs = 5000;
+  StartManager(options);
+  v1::TrainRequest blocker = SmallTrainRequest("blocker", 5000);
+  blocker.set_batch_size(2);
+  ASSERT_OK_AND_ASSIGN(v1::Job running, jobs_->Submit(blocker));
+  ASSERT_EQ(WaitFor(running.job_id(), v1::RUNNING).state(), v1::RUNNING);
+  ASSERT_OK_AND_ASSIGN(v1::Job waiting, jobs_->Submit(SmallTrainRequest("q", 1)));
+
+  // Room for 2 more: 3 are refused, and none of them is queued.
+  std::vector<v1::TrainRequest> three(3, SmallTrainRequest("grid", 1));
+  EXPECT_THAT(jobs_->SubmitAll(three), StatusIs(absl::StatusCode::kResourceExhausted,
+                                                ::testing::HasSubstr("room for 2 more jobs")));
+  // A bad request anywhere refuses all, named by its description.
+  std::vector<v1::TrainRequest> two(2, SmallTrainRequest("grid", 1));
+  two[1].set_epochs(-1);
+  two[1].set_description("point 1");
+  EXPECT_THAT(jobs_->SubmitAll(two), StatusIs(absl::StatusCode::kInvalidArgument,
+                                              ::testing::StartsWith("point 1: ")));
+  two[1].clear_description();
+  EXPECT_THAT(jobs_->SubmitAll(two), StatusIs(absl::StatusCode::kInvalidArgument,
+                                              ::testing::StartsWith("request 1: ")));
+  EXPECT_THAT(jobs_->SubmitAll({}), StatusIs(absl::StatusCode::kInvalidArgument));
+  ASSERT_OK_AND_ASSIGN(v1::ListJobsResponse before, jobs_->List(v1::ListJobsRequest()));
+  EXPECT_EQ(before.jobs_size(), 2);
+
+  two[1].set_epochs(1);
+  two[1].set_seed(7);
+  ASSERT_OK_AND_ASSIGN(std::vector<v1::Job> grid, jobs_->SubmitAll(two, "alice"));
+  ASSERT_EQ(grid.size(), 2u);
+  // Consecutive ids right after the jobs before, in the requests' order.
+  EXPECT_EQ(grid[0].job_id(), "job-000003");
+  EXPECT_EQ(grid[1].job_id(), "job-000004");
+  EXPECT_EQ(grid[1].request().seed(), 7u);
+  for (const v1::Job& job : grid) {
+    EXPECT_EQ(job.state(), v1::QUEUED);
+    EXPECT_EQ(job.created_by(), "alice");
+    // The inline data are kept as their shapes only.
+    EXPECT_EQ(job.request().train_data().inline_data().features().values_size(), 0);
+  }
+  // The queue is full now.
+  EXPECT_THAT(jobs_->SubmitAll({SmallTrainRequest("grid", 1)}),
+              StatusIs(absl::StatusCode::kResourceExhausted));
+  jobs_->Shutdown("server shutting down");
+  EXPECT_THAT(jobs_->SubmitAll(two), StatusIs(absl::StatusCode::kUnavailable));
+}
+
 TEST_F(JobManagerTest, StatsCountEveryJobByStateAndTheQueue) {
   JobManagerOptions options;
   options.max_queue = 3;
@@ -291,6 +341,28 @@ TEST_F(JobManagerTest, TheEpochListenerHearsEveryEpochWithItsRows) {
     EXPECT_EQ(heard[i].rows, 200);
     EXPECT_EQ(heard[i].seconds, done.epochs(i).seconds());
   }
+}
+
+TEST_F(JobManagerTest, AnAllocationFailureInAJobFailsItAndTheWorkerGoesOn) {
+  // The listener runs inside the training loop, on the worker: an
+  // allocation failing there stands for one in a too-large forward pass.
+  JobManagerOptions options;
+  options.on_epoch_finished = [](const FinishedEpoch& epoch) {
+    if (epoch.model_name == "oom") throw std::bad_alloc();
+  };
+  StartManager(options);
+  ASSERT_OK_AND_ASSIGN(v1::Job doomed, jobs_->Submit(SmallTrainRequest("oom", 3)));
+  ASSERT_OK_AND_ASSIGN(v1::Job next, jobs_->Submit(SmallTrainRequest("after", 2)));
+  const v1::Job failed = WaitFor(doomed.job_id(), v1::FAILED);
+  ASSERT_EQ(failed.state(), v1::FAILED);
+  EXPECT_THAT(failed.reason(), ::testing::HasSubstr("ran out of memory"));
+  EXPECT_EQ(WaitFor(next.job_id(), v1::SUCCEEDED).state(), v1::SUCCEEDED);
+  // The failure is stored: a restart reads the same state and reason.
+  StopManager();
+  StartManager();
+  ASSERT_OK_AND_ASSIGN(v1::Job reread, jobs_->Get(doomed.job_id()));
+  EXPECT_EQ(reread.state(), v1::FAILED);
+  EXPECT_EQ(reread.reason(), failed.reason());
 }
 
 TEST_F(JobManagerTest, LateWatcherGetsHistoryThenLiveEventsInOrder) {

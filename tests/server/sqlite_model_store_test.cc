@@ -1,5 +1,6 @@
 #include "server/sqlite_model_store.h"
 
+#include <sqlite3.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -166,6 +167,76 @@ TEST(SqliteModelStoreTest, EverythingSurvivesReopen) {
   EXPECT_EQ(jobs[0].state(), v1::SUCCEEDED);
   ASSERT_EQ(jobs[0].epochs_size(), 2);
   EXPECT_EQ(jobs[0].epochs(1).epoch(), 2);
+}
+
+v1::Sweep TwoPointSweep(const std::string& sweep_id) {
+  v1::Sweep sweep;
+  sweep.set_sweep_id(sweep_id);
+  sweep.mutable_request()->add_weight_init_stds(0.1);
+  sweep.mutable_request()->add_weight_init_stds(0.01);
+  sweep.mutable_request()->mutable_base()->set_model_name("digits");
+  for (const char* job_id : {"job-000001", "job-000002"}) {
+    sweep.add_points()->set_job_id(job_id);
+  }
+  sweep.set_created_by("alice");
+  return sweep;
+}
+
+TEST(SqliteModelStoreTest, SweepsSurviveReopenAndAreReplacedById) {
+  const std::string path = TempPath("store.db");
+  {
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<SqliteModelStore> store, SqliteModelStore::Open(path));
+    ASSERT_OK(store->PutSweep(TwoPointSweep("sweep-000002")));
+    v1::Sweep first = TwoPointSweep("sweep-000001");
+    ASSERT_OK(store->PutSweep(first));
+    first.set_created_by("bob");
+    ASSERT_OK(store->PutSweep(first));
+    EXPECT_THAT(store->PutSweep(v1::Sweep()), StatusIs(absl::StatusCode::kInvalidArgument));
+  }
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<SqliteModelStore> store, SqliteModelStore::Open(path));
+  ASSERT_OK_AND_ASSIGN(std::vector<v1::Sweep> sweeps, store->ListSweeps());
+  ASSERT_EQ(sweeps.size(), 2u);
+  EXPECT_EQ(sweeps[0].sweep_id(), "sweep-000001");
+  EXPECT_EQ(sweeps[0].created_by(), "bob");
+  EXPECT_EQ(sweeps[1].sweep_id(), "sweep-000002");
+  ASSERT_EQ(sweeps[1].points_size(), 2);
+  EXPECT_EQ(sweeps[1].points(1).job_id(), "job-000002");
+  EXPECT_THAT(sweeps[1].request().weight_init_stds(), ElementsAre(0.1, 0.01));
+}
+
+TEST(SqliteModelStoreTest, ARegistryFromBeforeSweepsOpensWithItsJobsAndStoresSweeps) {
+  const std::string path = TempPath("store.db");
+  {
+    // The jobs table as servers before sweeps made it, with one job.
+    v1::Job job;
+    job.set_job_id("job-000001");
+    job.set_state(v1::SUCCEEDED);
+    const std::string bytes = job.SerializeAsString();
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db,
+                           "CREATE TABLE jobs (job_id TEXT PRIMARY KEY, state INTEGER NOT NULL, "
+                           "job BLOB NOT NULL)",
+                           nullptr, nullptr, nullptr),
+              SQLITE_OK);
+    sqlite3_stmt* insert = nullptr;
+    ASSERT_EQ(sqlite3_prepare_v2(db, "INSERT INTO jobs VALUES ('job-000001', 3, ?)", -1,
+                                 &insert, nullptr),
+              SQLITE_OK);
+    sqlite3_bind_blob(insert, 1, bytes.data(), static_cast<int>(bytes.size()), SQLITE_STATIC);
+    ASSERT_EQ(sqlite3_step(insert), SQLITE_DONE);
+    sqlite3_finalize(insert);
+    sqlite3_close(db);
+  }
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<SqliteModelStore> store, SqliteModelStore::Open(path));
+  ASSERT_OK_AND_ASSIGN(std::vector<v1::Sweep> none, store->ListSweeps());
+  EXPECT_TRUE(none.empty());
+  ASSERT_OK(store->PutSweep(TwoPointSweep("sweep-000001")));
+  ASSERT_OK_AND_ASSIGN(std::vector<v1::Sweep> sweeps, store->ListSweeps());
+  EXPECT_EQ(sweeps.size(), 1u);
+  ASSERT_OK_AND_ASSIGN(std::vector<v1::Job> jobs, store->ListJobs());
+  ASSERT_EQ(jobs.size(), 1u);
+  EXPECT_EQ(jobs[0].state(), v1::SUCCEEDED);
 }
 
 TEST(SqliteModelStoreTest, UnfinishedJobsComeBackFailedAfterRestart) {

@@ -2,6 +2,7 @@
 //
 //   EXPECT_THAT(status, IsOk());
 //   EXPECT_THAT(status_or, StatusIs(absl::StatusCode::kInvalidArgument));
+//   EXPECT_THAT(status, StatusIs(absl::StatusCode::kNotFound, HasSubstr("job-9")));
 //   ASSERT_OK_AND_ASSIGN(Network<float> net, Network<float>::Create(config, 1));
 #ifndef BNSERVE_TESTS_TESTING_STATUS_MATCHERS_H_
 #define BNSERVE_TESTS_TESTING_STATUS_MATCHERS_H_
@@ -31,6 +32,16 @@ MATCHER_P(StatusIs, code, "has status code " + absl::StatusCodeToString(code)) {
   const absl::Status& status = GetStatus(arg);
   *result_listener << "status: " << status;
   return status.code() == code;
+}
+
+// The code and a matcher of the message.
+MATCHER_P2(StatusIs, code, message_matcher,
+           "has status code " + absl::StatusCodeToString(code) + " and a message that " +
+               ::testing::DescribeMatcher<std::string>(message_matcher)) {
+  const absl::Status& status = GetStatus(arg);
+  *result_listener << "status: " << status;
+  return status.code() == code &&
+         ::testing::Matches(message_matcher)(std::string(status.message()));
 }
 
 }  // namespace testing

@@ -92,6 +92,41 @@ class Evaluation:
 
 
 @dataclasses.dataclass
+class Histogram:
+    """Equal-width bins: counts[i] covers [edges[i], edges[i+1]) (the last
+    bin includes its right edge); below/above: values outside a given range."""
+    edges: np.ndarray
+    counts: np.ndarray
+    below: int
+    above: int
+    mean: float
+    std: float
+    count: int
+
+    @staticmethod
+    def _from(proto) -> Optional["Histogram"]:
+        if proto.count == 0 and not proto.counts:
+            return None
+        counts = np.asarray(proto.counts, dtype=np.int64)
+        return Histogram(np.linspace(proto.min, proto.max, len(counts) + 1), counts,
+                         proto.below, proto.above, proto.mean, proto.std, proto.count)
+
+
+@dataclasses.dataclass
+class LayerActivations:
+    """One hidden layer of an Inspect: its outputs' histograms (batchnorm is
+    None without BatchNorm) and its BatchNorm parameters (empty without)."""
+    layer: int
+    affine: Histogram
+    batchnorm: Optional[Histogram]
+    activation: Histogram
+    gamma: np.ndarray
+    beta: np.ndarray
+    running_mean: np.ndarray
+    running_var: np.ndarray
+
+
+@dataclasses.dataclass
 class Model:
     name: str
     versions: List[int]
@@ -148,6 +183,23 @@ def _data_spec(dataset, split, limit) -> "_types.DataSpec":
     spec.builtin.split = _SPLITS[split]
     spec.builtin.limit = limit
     return spec
+
+
+def _fill_network(network, hidden_sizes, activation, weight_init_std, batchnorm,
+                  input_size: int = 0) -> None:
+    """NetworkConfig fields; weight_init_std as Client.train takes it."""
+    network.hidden_sizes.extend(hidden_sizes)
+    network.activation = _ACTIVATIONS[activation]
+    network.use_batchnorm = batchnorm
+    if input_size:
+        network.input_size = input_size
+    if weight_init_std in (None, "he"):
+        network.weight_init.kind = _types.WeightInit.HE
+    elif weight_init_std == "xavier":
+        network.weight_init.kind = _types.WeightInit.XAVIER
+    else:
+        network.weight_init.kind = _types.WeightInit.STD
+        network.weight_init.std = float(weight_init_std)
 
 
 class _BearerToken(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
@@ -244,17 +296,7 @@ class Client:
         request = _training.TrainRequest(model_name=model, epochs=epochs,
                                          batch_size=batch_size, seed=seed,
                                          description=description)
-        network = request.network
-        network.hidden_sizes.extend(hidden_sizes)
-        network.activation = _ACTIVATIONS[activation]
-        network.use_batchnorm = batchnorm
-        if weight_init_std in (None, "he"):
-            network.weight_init.kind = _types.WeightInit.HE
-        elif weight_init_std == "xavier":
-            network.weight_init.kind = _types.WeightInit.XAVIER
-        else:
-            network.weight_init.kind = _types.WeightInit.STD
-            network.weight_init.std = float(weight_init_std)
+        _fill_network(request.network, hidden_sizes, activation, weight_init_std, batchnorm)
         request.optimizer.type = _OPTIMIZERS[optimizer]
         if learning_rate is not None:
             request.optimizer.learning_rate = learning_rate
@@ -338,6 +380,46 @@ class Client:
                           np.asarray(r.confusion_matrix, dtype=np.int64).reshape(classes,
                                                                                   classes),
                           r.num_examples, r.model_name, r.model_version)
+
+    def inspect(self, model: Optional[str] = None, version: Optional[int] = None,
+                alias: Optional[str] = None, hidden_sizes: Sequence[int] = (100,) * 5,
+                activation: str = "sigmoid", weight_init_std=1.0, batchnorm: bool = False,
+                input_size: int = 100, x=None, dataset: Optional[str] = None,
+                split: str = "test", limit: int = 0, random_rows: int = 1000,
+                bn_mode: str = "inference", bins: int = 30, value_range=None,
+                seed: int = 0) -> List[LayerActivations]:
+        """Each hidden layer's output histograms (InferenceService.Inspect).
+
+        The network: a stored version of `model`, or without `model` an
+        untrained one of the given config (the book's activation experiment
+        by default: 5 x 100 sigmoid, weight std 1, on 1000 N(0, 1) rows).
+        The batch: rows `x`, a built-in `dataset`, or `random_rows` N(0, 1)
+        rows. value_range: (min, max) for every histogram, else each its own."""
+        request = _inference.InspectRequest(bn_mode=_BN_MODES[bn_mode], bins=bins, seed=seed)
+        if model is not None:
+            request.model.CopyFrom(_model_ref(model, version, alias))
+        else:
+            request.untrained.seed = seed
+            _fill_network(request.untrained.network, hidden_sizes, activation, weight_init_std,
+                          batchnorm, input_size)
+        if x is not None:
+            request.inputs.CopyFrom(_tensor(x))
+        elif dataset is not None:
+            request.data.CopyFrom(_data_spec(dataset, split, limit))
+        else:
+            request.random_normal_rows = random_rows
+        if value_range is not None:
+            request.range_min, request.range_max = float(value_range[0]), float(value_range[1])
+        response = self._inference.Inspect(request, timeout=self._timeout)
+        return [LayerActivations(layer.layer, Histogram._from(layer.affine_output),
+                                 Histogram._from(layer.batchnorm_output)
+                                 if layer.HasField("batchnorm_output") else None,
+                                 Histogram._from(layer.activation_output),
+                                 np.asarray(layer.gamma, dtype=np.float32),
+                                 np.asarray(layer.beta, dtype=np.float32),
+                                 np.asarray(layer.running_mean, dtype=np.float32),
+                                 np.asarray(layer.running_var, dtype=np.float32))
+                for layer in response.layers]
 
     # ---- registry -------------------------------------------------------------
     def models(self) -> List[Model]:
