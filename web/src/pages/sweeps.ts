@@ -64,10 +64,13 @@ export async function render(ctx: PageContext): Promise<void> {
   const title = h("h2", {});
   const progress = h("p", { class: "muted", id: "sweep-progress" });
   const grid = h("div", { class: "sweep-grid", id: "sweep-grid" });
+  const key = h("p", { class: "key" },
+    h("span", { class: "swatch bn" }), "with BatchNorm ", h("span", { class: "swatch plain" }), "without (dashed)",
+    h("span", { class: "muted" }, " · training accuracy per epoch"));
   const table = h("table", { class: "jobs", id: "sweep-table" });
   const cancel = h("button", { type: "button", hidden: true }, "Cancel sweep");
   root.append(h("h1", {}, "Sweeps"),
-    h("section", { class: "card" }, title, progress, cancel, grid),
+    h("section", { class: "card" }, title, progress, key, cancel, grid),
     h("section", { class: "card" }, h("h2", {}, "Final accuracy"), table),
     h("section", { class: "card" }, h("h2", {}, "All sweeps"), list));
 
