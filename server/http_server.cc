@@ -44,17 +44,39 @@ void InitCivetweb() {
 }
 
 // Loads the stand-ins for the OpenSSL libraries civetweb loads by name
-// (server/civetweb_tls/openssl3_ssl.cc), from the library path or the build
-// tree. Once per process.
+// (server/civetweb_tls/openssl3_ssl.cc), by path: from lib/bnserve next to
+// the executable's bin/ (an install, the Docker image: /usr/local/lib/bnserve),
+// else from the build tree. Not from the library path: their sonames are
+// libssl.so and libcrypto.so, so ldconfig would file them under those names.
+// Once per process.
 absl::Status LoadCivetwebTlsLibraries() {
   static const absl::Status* const loaded = [] {
+    std::string installed;
+    char exe[PATH_MAX];
+    const ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n > 0) {
+      exe[n] = '\0';
+      std::string dir(exe);
+      dir = dir.substr(0, dir.rfind('/'));
+      installed = absl::StrCat(dir, "/../lib/bnserve");
+    }
     for (const char* name : {"libbnserve_civetweb_crypto.so", "libbnserve_civetweb_ssl.so"}) {
-      if (dlopen(name, RTLD_NOW | RTLD_GLOBAL) != nullptr) continue;
-      const std::string in_build = absl::StrCat(BNSERVE_CIVETWEB_TLS_DIR, "/", name);
-      if (dlopen(in_build.c_str(), RTLD_NOW | RTLD_GLOBAL) != nullptr) continue;
-      return new absl::Status(absl::UnavailableError(
-          absl::StrCat("HTTPS needs ", name, " (in the library path or ", in_build,
-                       "): ", dlerror())));
+      std::string tried;
+      bool found = false;
+      for (const std::string& dir : {installed, std::string(BNSERVE_CIVETWEB_TLS_DIR)}) {
+        if (dir.empty()) continue;
+        const std::string path = absl::StrCat(dir, "/", name);
+        if (dlopen(path.c_str(), RTLD_NOW | RTLD_GLOBAL) != nullptr) {
+          found = true;
+          break;
+        }
+        absl::StrAppend(&tried, tried.empty() ? "" : "; ", dlerror());
+      }
+      if (!found) {
+        return new absl::Status(absl::UnavailableError(
+            absl::StrCat("HTTPS needs ", name, " in lib/bnserve next to the executable's "
+                         "directory or in the build tree: ", tried)));
+      }
     }
     return new absl::Status();
   }();
