@@ -25,6 +25,7 @@
 #include "absl/status/statusor.h"
 #include "bnserve/v1/model_registry.pb.h"
 #include "bnserve/v1/training_service.pb.h"
+#include "server/job_queue.h"
 
 namespace bnserve {
 
@@ -78,8 +79,11 @@ class ModelStore {
   // committed (or failed), and does not change otherwise (jobs and metrics do
   // not count). It lets a caller keep versions and aliases in memory:
   // whatever it read from the store AFTER reading generation g is current as
-  // long as the generation is still g. Cheap: no I/O, no lock. Changes that
-  // another process makes to the same database are not counted. nullopt (the
+  // long as the generation is still g. Cheap: no I/O, no lock. A store that
+  // several processes share (PostgreSQL) also counts the changes other
+  // processes commit, once it has heard of them (LISTEN/NOTIFY or polling;
+  // within a bounded delay its header states); a store owned by one process
+  // (SQLite) counts only its own. nullopt (the
   // default, e.g. for a test double that wraps another store) when the store
   // keeps none: then nothing read from it may be kept.
   virtual std::optional<uint64_t> CatalogGeneration() const { return std::nullopt; }
@@ -99,6 +103,11 @@ class ModelStore {
   // and returns how many were marked. Called once at startup: such jobs were
   // interrupted by a restart.
   virtual absl::StatusOr<int> FailUnfinishedJobs(const std::string& reason) = 0;
+
+  // The job queue this store shares with other replicas (PostgreSQL), or
+  // nullptr when the store belongs to one process and the JobManager keeps
+  // its queue in memory (SQLite). Owned by the store.
+  virtual JobQueue* SharedJobQueue() { return nullptr; }
 
   // Inserts or replaces a sweep (keyed by sweep_id) as given. The sweep
   // manager stores what does not change (the request, each point's values
