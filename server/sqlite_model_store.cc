@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
@@ -14,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
@@ -68,6 +70,29 @@ CREATE TABLE IF NOT EXISTS job_metrics (
 CREATE TABLE IF NOT EXISTS sweeps (
   sweep_id TEXT PRIMARY KEY,
   sweep BLOB NOT NULL
+);
+)sql";
+
+// The shared job queue (JobQueue), added after sweeps: a registry made
+// before it gets the tables when it is next opened; the jobs table is
+// unchanged. A row per enqueued job: its sequence number, the full request
+// (inline data included) until the job finishes, and while it runs the
+// replica holding it, the lease's end (Unix microseconds) and a cancel
+// request. job_seq holds the next sequence number to hand out.
+constexpr char kJobQueueSchema[] = R"sql(
+CREATE TABLE IF NOT EXISTS job_queue (
+  job_id TEXT PRIMARY KEY,
+  seq INTEGER NOT NULL,
+  request BLOB,
+  replica TEXT,
+  lease_until INTEGER,
+  cancel_requested INTEGER NOT NULL DEFAULT 0,
+  cancel_reason TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS job_queue_by_seq ON job_queue (seq);
+CREATE TABLE IF NOT EXISTS job_seq (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  next INTEGER NOT NULL
 );
 )sql";
 
@@ -140,6 +165,7 @@ absl::StatusOr<std::unique_ptr<SqliteModelStore>> SqliteModelStore::Open(
     RETURN_IF_ERROR(SqliteExec(db, durability == Durability::kFull ? "PRAGMA synchronous=FULL"
                                                                    : "PRAGMA synchronous=NORMAL"));
     RETURN_IF_ERROR(SqliteExec(db, kSchema));
+    RETURN_IF_ERROR(SqliteExec(db, kJobQueueSchema));
   }
   return store;
 }
@@ -200,6 +226,7 @@ absl::StatusOr<int> SqliteModelStore::AddVersion(const v1::ModelVersion& version
   absl::MutexLock lock(&mu_);
   int number = 0;
   RETURN_IF_ERROR(CatalogWrite([&]() -> absl::Status {
+    if (finished_job != nullptr) RETURN_IF_ERROR(CheckLeaseLocked(*finished_job));
     {
       ASSIGN_OR_RETURN(SqliteStatement select,
                        Prepare("SELECT next_version FROM models WHERE name = ?"));
@@ -482,7 +509,10 @@ absl::Status SqliteModelStore::PutJobLocked(const v1::Job& job) {
 
 absl::Status SqliteModelStore::PutJob(const v1::Job& job) {
   absl::MutexLock lock(&mu_);
-  return SqliteTransaction(db_, [&]() { return PutJobLocked(job); });
+  return SqliteTransaction(db_, [&]() -> absl::Status {
+    RETURN_IF_ERROR(CheckLeaseLocked(job));
+    return PutJobLocked(job);
+  });
 }
 
 absl::Status SqliteModelStore::AppendEpochMetrics(const std::string& job_id,
@@ -553,6 +583,285 @@ absl::StatusOr<std::vector<v1::Sweep>> SqliteModelStore::ListSweeps() {
   ASSIGN_OR_RETURN(SqliteStatement select,
                    Prepare("SELECT sweep FROM sweeps ORDER BY sweep_id"));
   return select.ParseEachRow<v1::Sweep>(0);
+}
+
+// ---------------------------------------------------------------------------
+// JobQueue: the shared job queue (server/job_queue.h) and its lease guard.
+
+namespace {
+
+bool IsTerminalState(v1::JobState state) {
+  return state == v1::SUCCEEDED || state == v1::FAILED || state == v1::CANCELLED;
+}
+
+int64_t NowMicros() { return absl::ToUnixMicros(absl::Now()); }
+
+absl::Status LeaseLostError(const std::string& job_id, const std::string& replica) {
+  return absl::FailedPreconditionError(absl::StrCat(
+      "lease lost: job ", job_id, " is no longer running under replica \"", replica, "\""));
+}
+
+}  // namespace
+
+absl::StatusOr<std::optional<v1::Job>> SqliteModelStore::FindJobLocked(
+    const std::string& job_id) {
+  v1::Job job;
+  {
+    ASSIGN_OR_RETURN(SqliteStatement select, Prepare("SELECT job FROM jobs WHERE job_id = ?"));
+    select.Bind(1, job_id);
+    ASSIGN_OR_RETURN(bool found, select.Step());
+    if (!found) return std::optional<v1::Job>();
+    RETURN_IF_ERROR(select.Parse(0, &job));
+  }
+  ASSIGN_OR_RETURN(std::vector<v1::EpochMetrics> metrics, MetricsLocked(job_id));
+  for (v1::EpochMetrics& m : metrics) *job.add_epochs() = std::move(m);
+  return std::optional<v1::Job>(std::move(job));
+}
+
+absl::Status SqliteModelStore::CheckLeaseLocked(const v1::Job& job) {
+  if (job.replica().empty() || !IsTerminalState(job.state())) return absl::OkStatus();
+  {
+    ASSIGN_OR_RETURN(SqliteStatement select,
+                     Prepare("SELECT j.state, q.replica FROM jobs j JOIN job_queue q "
+                             "ON q.job_id = j.job_id WHERE j.job_id = ?"));
+    select.Bind(1, job.job_id());
+    ASSIGN_OR_RETURN(bool found, select.Step());
+    if (!found || select.Int(0) != v1::RUNNING || select.IsNull(1) ||
+        select.Text(1) != job.replica()) {
+      return LeaseLostError(job.job_id(), job.replica());
+    }
+  }
+  ASSIGN_OR_RETURN(SqliteStatement release,
+                   Prepare("UPDATE job_queue SET request = NULL WHERE job_id = ?"));
+  release.Bind(1, job.job_id());
+  return release.Run();
+}
+
+absl::StatusOr<int64_t> SqliteModelStore::ReserveJobSeqs(int count) {
+  if (count < 1) return absl::InvalidArgumentError("reserve at least one job sequence number");
+  absl::MutexLock lock(&mu_);
+  int64_t first = 1;
+  RETURN_IF_ERROR(SqliteTransaction(db_, [&]() -> absl::Status {
+    {
+      ASSIGN_OR_RETURN(SqliteStatement select, Prepare("SELECT next FROM job_seq WHERE id = 1"));
+      ASSIGN_OR_RETURN(bool found, select.Step());
+      if (found) first = select.Int(0);
+    }
+    {
+      // Jobs stored without the queue (a registry used by a local queue
+      // before) keep their numbers too.
+      ASSIGN_OR_RETURN(SqliteStatement select,
+                       Prepare("SELECT MAX(CAST(substr(job_id, 5) AS INTEGER)) FROM jobs "
+                               "WHERE job_id LIKE 'job-%'"));
+      ASSIGN_OR_RETURN(bool found, select.Step());
+      if (found && !select.IsNull(0)) first = std::max(first, select.Int(0) + 1);
+    }
+    ASSIGN_OR_RETURN(SqliteStatement upsert,
+                     Prepare("INSERT OR REPLACE INTO job_seq (id, next) VALUES (1, ?)"));
+    upsert.Bind(1, first + count);
+    return upsert.Run();
+  }));
+  return first;
+}
+
+absl::StatusOr<int64_t> SqliteModelStore::QueuedJobCount() {
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(SqliteStatement select,
+                   Prepare("SELECT COUNT(*) FROM job_queue q JOIN jobs j ON j.job_id = q.job_id "
+                           "WHERE j.state = ?"));
+  select.Bind(1, int64_t{v1::QUEUED});
+  ASSIGN_OR_RETURN(bool found, select.Step());
+  return found ? select.Int(0) : 0;
+}
+
+absl::Status SqliteModelStore::Enqueue(const std::vector<QueuedJob>& jobs, int64_t max_queued) {
+  for (const QueuedJob& queued : jobs) {
+    if (queued.job.job_id().empty()) return absl::InvalidArgumentError("a job needs an id");
+  }
+  absl::MutexLock lock(&mu_);
+  return SqliteTransaction(db_, [&]() -> absl::Status {
+    if (max_queued >= 0) {
+      ASSIGN_OR_RETURN(SqliteStatement select,
+                       Prepare("SELECT COUNT(*) FROM job_queue q JOIN jobs j "
+                               "ON j.job_id = q.job_id WHERE j.state = ?"));
+      select.Bind(1, int64_t{v1::QUEUED});
+      ASSIGN_OR_RETURN(bool found, select.Step());
+      const int64_t waiting = found ? select.Int(0) : 0;
+      if (waiting + static_cast<int64_t>(jobs.size()) > max_queued) {
+        return absl::ResourceExhaustedError(absl::StrCat(
+            "the training queue is full: ", waiting, " jobs waiting of at most ", max_queued,
+            ", no room for ", jobs.size(), " more; nothing was submitted, retry later"));
+      }
+    }
+    for (const QueuedJob& queued : jobs) {
+      const std::string& job_id = queued.job.job_id();
+      {
+        ASSIGN_OR_RETURN(SqliteStatement select, Prepare("SELECT 1 FROM jobs WHERE job_id = ?"));
+        select.Bind(1, job_id);
+        ASSIGN_OR_RETURN(bool exists, select.Step());
+        if (exists) return absl::AlreadyExistsError(absl::StrCat("job ", job_id, " exists"));
+      }
+      int64_t seq = 0;
+      if (job_id.rfind("job-", 0) != 0 || !absl::SimpleAtoi(job_id.substr(4), &seq)) {
+        return absl::InvalidArgumentError(absl::StrCat("job id ", job_id, " is not job-N"));
+      }
+      RETURN_IF_ERROR(PutJobLocked(queued.job));
+      ASSIGN_OR_RETURN(SqliteStatement insert,
+                       Prepare("INSERT OR REPLACE INTO job_queue (job_id, seq, request) "
+                               "VALUES (?, ?, ?)"));
+      const std::string request = Serialize(queued.full_request);
+      insert.Bind(1, job_id).Bind(2, seq).BindBlob(3, request.data(), request.size());
+      RETURN_IF_ERROR(insert.Run());
+    }
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<std::optional<ClaimedJob>> SqliteModelStore::ClaimNext(
+    const std::string& replica, absl::Duration lease) {
+  if (replica.empty()) return absl::InvalidArgumentError("claiming a job needs a replica id");
+  absl::MutexLock lock(&mu_);
+  std::optional<ClaimedJob> claimed;
+  RETURN_IF_ERROR(SqliteTransaction(db_, [&]() -> absl::Status {
+    ClaimedJob next;
+    {
+      ASSIGN_OR_RETURN(SqliteStatement select,
+                       Prepare("SELECT j.job, q.request FROM job_queue q JOIN jobs j "
+                               "ON j.job_id = q.job_id WHERE j.state = ? AND q.request IS NOT "
+                               "NULL ORDER BY q.seq LIMIT 1"));
+      select.Bind(1, int64_t{v1::QUEUED});
+      ASSIGN_OR_RETURN(bool found, select.Step());
+      if (!found) return absl::OkStatus();
+      RETURN_IF_ERROR(select.Parse(0, &next.job));
+      RETURN_IF_ERROR(select.Parse(1, &next.full_request));
+    }
+    next.job.set_state(v1::RUNNING);
+    next.job.set_replica(replica);
+    *next.job.mutable_started_at() = TimeToProto(absl::Now());
+    RETURN_IF_ERROR(PutJobLocked(next.job));
+    ASSIGN_OR_RETURN(SqliteStatement update,
+                     Prepare("UPDATE job_queue SET replica = ?, lease_until = ?, "
+                             "cancel_requested = 0, cancel_reason = '' WHERE job_id = ?"));
+    update.Bind(1, replica).Bind(2, NowMicros() + absl::ToInt64Microseconds(lease));
+    update.Bind(3, next.job.job_id());
+    RETURN_IF_ERROR(update.Run());
+    claimed = std::move(next);
+    return absl::OkStatus();
+  }));
+  return claimed;
+}
+
+absl::StatusOr<LeaseRenewal> SqliteModelStore::RenewLease(const std::string& job_id,
+                                                          const std::string& replica,
+                                                          absl::Duration lease) {
+  absl::MutexLock lock(&mu_);
+  LeaseRenewal renewal;
+  RETURN_IF_ERROR(SqliteTransaction(db_, [&]() -> absl::Status {
+    {
+      ASSIGN_OR_RETURN(SqliteStatement select,
+                       Prepare("SELECT j.state, q.replica, q.cancel_requested, q.cancel_reason "
+                               "FROM jobs j LEFT JOIN job_queue q ON q.job_id = j.job_id "
+                               "WHERE j.job_id = ?"));
+      select.Bind(1, job_id);
+      ASSIGN_OR_RETURN(bool found, select.Step());
+      if (!found) return absl::NotFoundError(absl::StrCat("no job \"", job_id, "\""));
+      if (select.Int(0) != v1::RUNNING || select.IsNull(1) || select.Text(1) != replica) {
+        return LeaseLostError(job_id, replica);
+      }
+      renewal.cancel_requested = select.Int(2) != 0;
+      renewal.cancel_reason = select.Text(3);
+    }
+    ASSIGN_OR_RETURN(SqliteStatement update,
+                     Prepare("UPDATE job_queue SET lease_until = ? WHERE job_id = ?"));
+    update.Bind(1, NowMicros() + absl::ToInt64Microseconds(lease)).Bind(2, job_id);
+    return update.Run();
+  }));
+  return renewal;
+}
+
+absl::StatusOr<v1::Job> SqliteModelStore::RequestCancel(const std::string& job_id,
+                                                        const std::string& reason) {
+  absl::MutexLock lock(&mu_);
+  v1::Job result;
+  RETURN_IF_ERROR(SqliteTransaction(db_, [&]() -> absl::Status {
+    ASSIGN_OR_RETURN(std::optional<v1::Job> job, FindJobLocked(job_id));
+    if (!job.has_value()) return absl::NotFoundError(absl::StrCat("no job \"", job_id, "\""));
+    if (IsTerminalState(job->state())) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "job ", job_id, " already finished (", v1::JobState_Name(job->state()), ")"));
+    }
+    if (job->state() == v1::QUEUED) {
+      job->set_state(v1::CANCELLED);
+      job->set_reason(reason);
+      *job->mutable_finished_at() = TimeToProto(absl::Now());
+      RETURN_IF_ERROR(PutJobLocked(*job));
+      ASSIGN_OR_RETURN(SqliteStatement release,
+                       Prepare("UPDATE job_queue SET request = NULL WHERE job_id = ?"));
+      release.Bind(1, job_id);
+      RETURN_IF_ERROR(release.Run());
+    } else {
+      ASSIGN_OR_RETURN(SqliteStatement update,
+                       Prepare("UPDATE job_queue SET cancel_requested = 1, cancel_reason = ? "
+                               "WHERE job_id = ?"));
+      update.Bind(1, reason).Bind(2, job_id);
+      RETURN_IF_ERROR(update.Run());
+    }
+    result = *std::move(job);
+    return absl::OkStatus();
+  }));
+  return result;
+}
+
+absl::StatusOr<std::vector<v1::Job>> SqliteModelStore::ReapExpiredLeases(
+    const std::string& reason) {
+  absl::MutexLock lock(&mu_);
+  std::vector<v1::Job> reaped;
+  RETURN_IF_ERROR(SqliteTransaction(db_, [&]() -> absl::Status {
+    std::vector<std::string> expired;
+    {
+      ASSIGN_OR_RETURN(SqliteStatement select,
+                       Prepare("SELECT j.job_id FROM jobs j JOIN job_queue q "
+                               "ON q.job_id = j.job_id WHERE j.state = ? AND q.lease_until < ?"));
+      select.Bind(1, int64_t{v1::RUNNING}).Bind(2, NowMicros());
+      RETURN_IF_ERROR(select.ForEachRow([&]() -> absl::Status {
+        expired.push_back(select.Text(0));
+        return absl::OkStatus();
+      }));
+    }
+    const google::protobuf::Timestamp now = TimeToProto(absl::Now());
+    for (const std::string& job_id : expired) {
+      ASSIGN_OR_RETURN(std::optional<v1::Job> job, FindJobLocked(job_id));
+      if (!job.has_value()) continue;
+      job->set_state(v1::FAILED);
+      job->set_reason(reason);
+      *job->mutable_finished_at() = now;
+      RETURN_IF_ERROR(PutJobLocked(*job));
+      ASSIGN_OR_RETURN(SqliteStatement release,
+                       Prepare("UPDATE job_queue SET request = NULL WHERE job_id = ?"));
+      release.Bind(1, job_id);
+      RETURN_IF_ERROR(release.Run());
+      reaped.push_back(*std::move(job));
+    }
+    return absl::OkStatus();
+  }));
+  return reaped;
+}
+
+absl::StatusOr<v1::Job> SqliteModelStore::GetJob(const std::string& job_id) {
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(std::optional<v1::Job> job, FindJobLocked(job_id));
+  if (!job.has_value()) return absl::NotFoundError(absl::StrCat("no job \"", job_id, "\""));
+  return *std::move(job);
+}
+
+absl::StatusOr<std::vector<v1::EpochMetrics>> SqliteModelStore::EpochsAfter(
+    const std::string& job_id, int after_epoch) {
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(SqliteStatement select,
+                   Prepare("SELECT metrics FROM job_metrics WHERE job_id = ? AND epoch > ? "
+                           "ORDER BY epoch"));
+  select.Bind(1, job_id).Bind(2, int64_t{after_epoch});
+  return select.ParseEachRow<v1::EpochMetrics>(0);
 }
 
 }  // namespace bnserve

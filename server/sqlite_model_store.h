@@ -10,6 +10,16 @@
 // validated before anything is written. Statements are prepared once and
 // reused (server/sqlite_statement.h wraps the SQLite calls).
 //
+// It also implements JobQueue (server/job_queue.h) in SQL, in transactions:
+// a job_queue table next to the jobs holds each enqueued job's sequence
+// number, full request, replica, lease and cancel request. SharedJobQueue()
+// stays nullptr: one process owns a SQLite file and keeps its queue in
+// memory; the queue is there for tests of several JobManagers sharing one
+// store in one process, and as the reference for other backends. The lease
+// guard of job_queue.h applies to PutJob and AddVersion: a terminal job
+// whose `replica` is set is refused (FailedPrecondition "lease lost") unless
+// it is still RUNNING under that replica.
+//
 // Thread-safety: thread-safe; one connection serialized by a mutex.
 #ifndef BNSERVE_SERVER_SQLITE_MODEL_STORE_H_
 #define BNSERVE_SERVER_SQLITE_MODEL_STORE_H_
@@ -36,7 +46,7 @@ struct sqlite3_stmt;
 
 namespace bnserve {
 
-class SqliteModelStore : public ModelStore {
+class SqliteModelStore : public ModelStore, public JobQueue {
  public:
   // Opens (creating if needed, with its parent directories) the database at
   // `path` and its schema. A new directory is created 0700 and a new
@@ -87,6 +97,21 @@ class SqliteModelStore : public ModelStore {
   absl::Status PutSweep(const v1::Sweep& sweep) override;
   absl::StatusOr<std::vector<v1::Sweep>> ListSweeps() override;
 
+  // JobQueue (server/job_queue.h).
+  absl::StatusOr<int64_t> ReserveJobSeqs(int count) override;
+  absl::StatusOr<int64_t> QueuedJobCount() override;
+  absl::Status Enqueue(const std::vector<QueuedJob>& jobs, int64_t max_queued) override;
+  absl::StatusOr<std::optional<ClaimedJob>> ClaimNext(const std::string& replica,
+                                                      absl::Duration lease) override;
+  absl::StatusOr<LeaseRenewal> RenewLease(const std::string& job_id, const std::string& replica,
+                                          absl::Duration lease) override;
+  absl::StatusOr<v1::Job> RequestCancel(const std::string& job_id,
+                                        const std::string& reason) override;
+  absl::StatusOr<std::vector<v1::Job>> ReapExpiredLeases(const std::string& reason) override;
+  absl::StatusOr<v1::Job> GetJob(const std::string& job_id) override;
+  absl::StatusOr<std::vector<v1::EpochMetrics>> EpochsAfter(const std::string& job_id,
+                                                            int after_epoch) override;
+
  private:
   SqliteModelStore(sqlite3* db, RegistryLock lock);
 
@@ -108,6 +133,15 @@ class SqliteModelStore : public ModelStore {
   absl::StatusOr<v1::Model> GetModelLocked(const std::string& model_name)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<std::vector<v1::EpochMetrics>> MetricsLocked(const std::string& job_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // The lease guard (job_queue.h): OK unless `job` is terminal, names a
+  // replica, and is not RUNNING under that replica in the store
+  // (FailedPrecondition "lease lost"). When it passes for a leased job, the
+  // job's queue row lets go of its request. Inside a transaction.
+  absl::Status CheckLeaseLocked(const v1::Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A stored job with its epochs, or nullopt.
+  absl::StatusOr<std::optional<v1::Job>> FindJobLocked(const std::string& job_id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Runs a change of the versions or aliases (`body`, under mu_) and then
