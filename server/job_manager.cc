@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
+#include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -27,6 +29,9 @@ namespace {
 constexpr int kDefaultPageSize = 50;
 constexpr int kMaxPageSize = 1000;
 constexpr char kRestartReason[] = "interrupted by restart";
+constexpr char kWorkerLostReason[] = "worker lost: replica's lease expired";
+// The lease keeper reaps expired leases every this many poll intervals.
+constexpr int kReapEveryPolls = 4;
 
 bool IsTerminal(v1::JobState state) {
   return state == v1::SUCCEEDED || state == v1::FAILED || state == v1::CANCELLED;
@@ -75,6 +80,36 @@ v1::TrainRequest RecordedRequest(const v1::TrainRequest& request) {
   return recorded;
 }
 
+// The serialized size of a request's inline data (what a queued job holds).
+int64_t InlineDataBytes(const v1::TrainRequest& request) {
+  int64_t bytes = 0;
+  if (request.train_data().has_inline_data()) {
+    bytes += static_cast<int64_t>(request.train_data().inline_data().ByteSizeLong());
+  }
+  if (request.validation_data().has_inline_data()) {
+    bytes += static_cast<int64_t>(request.validation_data().inline_data().ByteSizeLong());
+  }
+  return bytes;
+}
+
+v1::JobEvent StateEvent(v1::JobState state) {
+  v1::JobEvent event;
+  event.set_state(state);
+  return event;
+}
+
+v1::JobEvent EpochEvent(const v1::EpochMetrics& metrics) {
+  v1::JobEvent event;
+  *event.mutable_epoch() = metrics;
+  return event;
+}
+
+v1::JobEvent FinishedEvent(const v1::Job& job) {
+  v1::JobEvent event;
+  *event.mutable_finished() = job;
+  return event;
+}
+
 }  // namespace
 
 JobManager::JobManager(ModelStore* store, ModelCatalog* catalog, DataResolver* data,
@@ -88,11 +123,25 @@ JobManager::JobManager(ModelStore* store, ModelCatalog* catalog, DataResolver* d
 JobManager::~JobManager() { Shutdown(); }
 
 absl::Status JobManager::Start() {
-  ASSIGN_OR_RETURN(int interrupted, store_->FailUnfinishedJobs(kRestartReason));
-  if (interrupted > 0) {
-    BNSERVE_LOG(WARNING) << interrupted << " job(s) were interrupted by a restart: FAILED";
+  std::vector<v1::Job> stored;
+  if (shared()) {
+    // Other replicas may be running the unfinished jobs: they stay as they
+    // are, and the jobs stay in the store (read on demand).
+    if (options_.replica_id.empty()) {
+      return absl::InvalidArgumentError("a shared job queue needs a replica id");
+    }
+    if (options_.poll_interval <= absl::ZeroDuration() ||
+        options_.lease <= options_.poll_interval * 2) {
+      return absl::InvalidArgumentError(
+          "the lease must be longer than two poll intervals, which must be positive");
+    }
+  } else {
+    ASSIGN_OR_RETURN(int interrupted, store_->FailUnfinishedJobs(kRestartReason));
+    if (interrupted > 0) {
+      BNSERVE_LOG(WARNING) << interrupted << " job(s) were interrupted by a restart: FAILED";
+    }
+    ASSIGN_OR_RETURN(stored, store_->ListJobs());
   }
-  ASSIGN_OR_RETURN(std::vector<v1::Job> stored, store_->ListJobs());
   absl::MutexLock lock(&mu_);
   if (started_) return absl::FailedPreconditionError("JobManager already started");
   started_ = true;
@@ -116,8 +165,11 @@ absl::Status JobManager::Start() {
     jobs_[record->job.job_id()] = record;
     jobs_by_seq_[record->seq] = record;
   }
+  for (const auto& [seq, record] : jobs_by_seq_) finished_seqs_.push_back(seq);
+  TrimFinishedLocked();
   const int workers = std::max(1, options_.workers);
   for (int i = 0; i < workers; ++i) workers_.emplace_back([this] { WorkerLoop(); });
+  if (shared()) lease_keeper_ = std::thread([this] { LeaseKeeperLoop(); });
   BNSERVE_LOG(INFO) << "job manager: " << jobs_.size() << " stored job(s), " << workers
                     << " worker(s), queue of " << options_.max_queue;
   return absl::OkStatus();
@@ -127,7 +179,7 @@ absl::StatusOr<v1::Job> JobManager::Submit(const v1::TrainRequest& request,
                                            const std::string& created_by) {
   ASSIGN_OR_RETURN(TrainingPlan plan, PlanTraining(request, limits_, *data_));
   std::vector<PlannedJob> planned;
-  planned.push_back(PlannedJob{std::move(plan), RecordedRequest(request)});
+  planned.push_back(PlannedJob{std::move(plan), RecordedRequest(request), &request});
   ASSIGN_OR_RETURN(std::vector<v1::Job> jobs, QueueAll(std::move(planned), created_by));
   return std::move(jobs.front());
 }
@@ -146,16 +198,25 @@ absl::StatusOr<std::vector<v1::Job>> JobManager::SubmitAll(
       return absl::Status(plan.status().code(),
                           absl::StrCat(label, ": ", plan.status().message()));
     }
-    planned.push_back(PlannedJob{*std::move(plan), RecordedRequest(requests[i])});
+    planned.push_back(PlannedJob{*std::move(plan), RecordedRequest(requests[i]), &requests[i]});
   }
   return QueueAll(std::move(planned), created_by);
 }
 
 absl::StatusOr<std::vector<v1::Job>> JobManager::QueueAll(std::vector<PlannedJob> planned,
                                                           const std::string& created_by) {
+  if (shared()) return EnqueueShared(std::move(planned), created_by);
   const int count = static_cast<int>(planned.size());
+  int64_t data_bytes = 0;
+  for (const PlannedJob& one : planned) data_bytes += InlineDataBytes(*one.full);
   absl::MutexLock lock(&mu_);
   if (stopping_ || !started_) return absl::UnavailableError("the server is shutting down");
+  if (data_bytes > 0 && queued_data_bytes_ + data_bytes > options_.max_queued_data_bytes) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "the queued jobs' inline training data would take ",
+        (queued_data_bytes_ + data_bytes) >> 20, " MiB, more than --max_queued_data_mb (",
+        options_.max_queued_data_bytes >> 20, " MiB); retry later or use stored data files"));
+  }
   const int waiting = static_cast<int>(queue_.size());
   if (waiting + count > options_.max_queue) {
     if (count == 1) {
@@ -182,6 +243,7 @@ absl::StatusOr<std::vector<v1::Job>> JobManager::QueueAll(std::vector<PlannedJob
     job.set_created_by(created_by);
     *job.mutable_created_at() = now;
     record->plan = std::make_unique<const TrainingPlan>(std::move(one.plan));
+    record->queued_data_bytes = InlineDataBytes(*one.full);
     if (absl::Status stored = store_->PutJob(job); !stored.ok()) {
       // The ones stored already must not come back as interrupted jobs.
       for (const std::shared_ptr<JobRecord>& earlier : records) {
@@ -204,6 +266,7 @@ absl::StatusOr<std::vector<v1::Job>> JobManager::QueueAll(std::vector<PlannedJob
     jobs_[job.job_id()] = record;
     jobs_by_seq_[record->seq] = record;
     queue_.push_back(record);
+    queued_data_bytes_ += record->queued_data_bytes;
     v1::JobEvent event;
     event.set_state(v1::QUEUED);
     PublishLocked(record.get(), std::move(event));
@@ -213,11 +276,77 @@ absl::StatusOr<std::vector<v1::Job>> JobManager::QueueAll(std::vector<PlannedJob
   return jobs;
 }
 
-absl::StatusOr<v1::Job> JobManager::Get(const std::string& job_id) {
+absl::StatusOr<std::vector<v1::Job>> JobManager::EnqueueShared(
+    std::vector<PlannedJob> planned, const std::string& created_by) {
+  JobQueue* queue = options_.shared_queue;
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_ || !started_) return absl::UnavailableError("the server is shutting down");
+  }
+  const int count = static_cast<int>(planned.size());
+  ASSIGN_OR_RETURN(int64_t first, queue->ReserveJobSeqs(count));
+  const google::protobuf::Timestamp now = TimeToProto(absl::Now());
+  std::vector<QueuedJob> queued;
+  queued.reserve(planned.size());
+  for (PlannedJob& one : planned) {
+    QueuedJob entry;
+    v1::Job& job = entry.job;
+    job.set_job_id(JobId(first + static_cast<int64_t>(queued.size())));
+    job.set_model_name(one.plan.model_name);
+    job.set_state(v1::QUEUED);
+    *job.mutable_request() = std::move(one.recorded);
+    job.set_total_epochs(one.plan.trainer.epochs);
+    job.set_created_by(created_by);
+    *job.mutable_created_at() = now;
+    entry.full_request = *one.full;
+    queued.push_back(std::move(entry));
+  }
+  RETURN_IF_ERROR(queue->Enqueue(queued, options_.max_queue));
+  std::vector<v1::Job> jobs;
+  jobs.reserve(queued.size());
+  for (QueuedJob& entry : queued) {
+    BNSERVE_LOG(INFO) << "queued " << entry.job.job_id() << " for model "
+                      << entry.job.model_name() << " in the shared queue";
+    jobs.push_back(std::move(entry.job));
+  }
   absl::MutexLock lock(&mu_);
-  auto it = jobs_.find(job_id);
-  if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("no job \"", job_id, "\""));
-  return it->second->job;
+  ++claim_wakeups_;
+  return jobs;
+}
+
+absl::StatusOr<v1::Job> JobManager::StoredJob(const std::string& job_id) {
+  if (shared()) return options_.shared_queue->GetJob(job_id);
+  {
+    absl::MutexLock lock(&mu_);
+    if (!evicted_) return absl::NotFoundError(absl::StrCat("no job \"", job_id, "\""));
+  }
+  ASSIGN_OR_RETURN(std::vector<v1::Job> stored, store_->ListJobs());
+  for (v1::Job& job : stored) {
+    if (job.job_id() == job_id) return std::move(job);
+  }
+  return absl::NotFoundError(absl::StrCat("no job \"", job_id, "\""));
+}
+
+void JobManager::TrimFinishedLocked() {
+  const size_t keep = static_cast<size_t>(std::max(0, options_.max_finished_jobs_in_memory));
+  while (finished_seqs_.size() > keep) {
+    const int64_t seq = finished_seqs_.front();
+    finished_seqs_.pop_front();
+    auto it = jobs_by_seq_.find(seq);
+    if (it == jobs_by_seq_.end()) continue;
+    jobs_.erase(it->second->job.job_id());
+    jobs_by_seq_.erase(it);
+    evicted_ = true;
+  }
+}
+
+absl::StatusOr<v1::Job> JobManager::Get(const std::string& job_id) {
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = jobs_.find(job_id);
+    if (it != jobs_.end()) return it->second->job;
+  }
+  return StoredJob(job_id);
 }
 
 absl::StatusOr<v1::ListJobsResponse> JobManager::List(const v1::ListJobsRequest& request) {
@@ -234,33 +363,91 @@ absl::StatusOr<v1::ListJobsResponse> JobManager::List(const v1::ListJobsRequest&
         absl::StrCat("bad page_token \"", request.page_token(), "\""));
   }
   v1::ListJobsResponse response;
+  // Adds `job` (seq `seq`, listed newest first) or ends the page; false
+  // when the page is full.
+  auto add = [&](int64_t seq, const v1::Job& job) {
+    if (!request.model_name().empty() && job.model_name() != request.model_name()) return true;
+    if (request.state() != v1::JOB_STATE_UNSPECIFIED && job.state() != request.state()) {
+      return true;
+    }
+    if (response.jobs_size() == page_size) {
+      response.set_next_page_token(absl::StrCat(seq + 1));
+      return false;
+    }
+    *response.add_jobs() = job;
+    return true;
+  };
+  bool from_store = shared();
+  if (!from_store) {
+    absl::MutexLock lock(&mu_);
+    from_store = evicted_;
+  }
+  if (from_store) {
+    // The store has every job; the ones in memory are at least as new.
+    ASSIGN_OR_RETURN(std::vector<v1::Job> stored, store_->ListJobs());
+    std::map<int64_t, v1::Job> merged;
+    for (v1::Job& job : stored) {
+      const int64_t seq = JobSeq(job.job_id());
+      if (seq > 0 && seq < before) merged[seq] = std::move(job);
+    }
+    {
+      absl::MutexLock lock(&mu_);
+      for (auto it = jobs_by_seq_.begin(); it != jobs_by_seq_.lower_bound(before); ++it) {
+        merged[it->first] = it->second->job;
+      }
+    }
+    for (auto it = merged.rbegin(); it != merged.rend(); ++it) {
+      if (!add(it->first, it->second)) break;
+    }
+    return response;
+  }
   absl::MutexLock lock(&mu_);
   auto it = jobs_by_seq_.lower_bound(before);
   while (it != jobs_by_seq_.begin()) {
     --it;
-    const v1::Job& job = it->second->job;
-    if (!request.model_name().empty() && job.model_name() != request.model_name()) continue;
-    if (request.state() != v1::JOB_STATE_UNSPECIFIED && job.state() != request.state()) continue;
-    if (response.jobs_size() == page_size) {
-      response.set_next_page_token(absl::StrCat(it->first + 1));
-      break;
-    }
-    *response.add_jobs() = job;
+    if (!add(it->first, it->second->job)) break;
   }
   return response;
 }
 
 absl::StatusOr<v1::Job> JobManager::Cancel(const std::string& job_id) {
+  if (shared()) {
+    // The store decides (a queued job is cancelled there, a running one is
+    // marked); this replica's own run is stopped at once.
+    ASSIGN_OR_RETURN(v1::Job job,
+                     options_.shared_queue->RequestCancel(job_id, "cancelled by request"));
+    absl::MutexLock lock(&mu_);
+    auto it = jobs_.find(job_id);
+    if (it != jobs_.end() && it->second->job.state() == v1::RUNNING) {
+      it->second->cancel_reason = "cancelled by request";
+      it->second->cancel_requested.store(true);
+      return it->second->job;
+    }
+    return job;
+  }
   absl::MutexLock lock(&mu_);
   auto it = jobs_.find(job_id);
-  if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("no job \"", job_id, "\""));
-  JobRecord* record = it->second.get();
+  if (it == jobs_.end()) {
+    if (!evicted_) return absl::NotFoundError(absl::StrCat("no job \"", job_id, "\""));
+    // Only finished jobs leave memory.
+    mu_.Unlock();
+    absl::StatusOr<v1::Job> stored = StoredJob(job_id);
+    mu_.Lock();
+    if (!stored.ok()) return stored.status();
+    return absl::FailedPreconditionError(absl::StrCat(
+        "job ", job_id, " already finished (", v1::JobState_Name(stored->state()), ")"));
+  }
+  // Held: finishing may drop the record from the maps.
+  const std::shared_ptr<JobRecord> held = it->second;
+  JobRecord* record = held.get();
   if (IsTerminal(record->job.state())) {
     return absl::FailedPreconditionError(absl::StrCat(
         "job ", job_id, " already finished (", v1::JobState_Name(record->job.state()), ")"));
   }
   if (record->job.state() == v1::QUEUED) {
-    queue_.erase(std::remove(queue_.begin(), queue_.end(), it->second), queue_.end());
+    queue_.erase(std::remove(queue_.begin(), queue_.end(), held), queue_.end());
+    queued_data_bytes_ -= record->queued_data_bytes;
+    record->queued_data_bytes = 0;
     FinishLocked(record, v1::CANCELLED, "cancelled by request");
   } else {
     record->cancel_reason = "cancelled by request";
@@ -273,7 +460,36 @@ absl::StatusOr<JobManager::WatchId> JobManager::Watch(const std::string& job_id,
                                                       WatchCallback on_event) {
   absl::MutexLock lock(&mu_);
   auto it = jobs_.find(job_id);
-  if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("no job \"", job_id, "\""));
+  if (it == jobs_.end()) {
+    // A job of another replica, or one no longer in memory: its history
+    // from the store, then (unfinished) polled by the lease keeper.
+    mu_.Unlock();
+    absl::StatusOr<v1::Job> stored = StoredJob(job_id);
+    mu_.Lock();
+    if (!stored.ok()) return stored.status();
+    RemoteWatch watch;
+    watch.job_id = job_id;
+    on_event(StateEvent(v1::QUEUED));
+    if (stored->has_started_at()) {
+      on_event(StateEvent(v1::RUNNING));
+      watch.running_delivered = true;
+    }
+    for (const v1::EpochMetrics& metrics : stored->epochs()) {
+      on_event(EpochEvent(metrics));
+      watch.last_epoch = std::max(watch.last_epoch, metrics.epoch());
+    }
+    if (IsTerminal(stored->state())) {
+      on_event(FinishedEvent(*stored));
+      return WatchId{0};
+    }
+    if (!shared()) {
+      return absl::InternalError(absl::StrCat("job ", job_id, " is unfinished but not held"));
+    }
+    const WatchId id = next_watch_id_++;
+    watch.callback = std::move(on_event);
+    remote_watches_.emplace(id, std::move(watch));
+    return id;
+  }
   JobRecord* record = it->second.get();
   for (const v1::JobEvent& event : record->events) on_event(event);
   if (IsTerminal(record->job.state())) return WatchId{0};
@@ -283,6 +499,15 @@ absl::StatusOr<JobManager::WatchId> JobManager::Watch(const std::string& job_id,
 }
 
 JobStats JobManager::Stats() {
+  std::optional<int64_t> shared_queued;
+  if (shared()) {
+    absl::StatusOr<int64_t> queued = options_.shared_queue->QueuedJobCount();
+    if (queued.ok()) {
+      shared_queued = *queued;
+    } else {
+      BNSERVE_LOG(ERROR) << "counting the shared queue failed: " << queued.status();
+    }
+  }
   absl::MutexLock lock(&mu_);
   JobStats stats;
   for (const auto& [seq, record] : jobs_by_seq_) {
@@ -307,6 +532,10 @@ JobStats JobManager::Stats() {
     }
   }
   stats.queue_depth = static_cast<int64_t>(queue_.size());
+  if (shared()) {
+    stats.queued = shared_queued.value_or(0);
+    stats.queue_depth = stats.queued;
+  }
   stats.queue_capacity = options_.max_queue;
   return stats;
 }
@@ -315,6 +544,7 @@ void JobManager::Unwatch(const std::string& job_id, WatchId id) {
   absl::MutexLock lock(&mu_);
   auto it = jobs_.find(job_id);
   if (it != jobs_.end()) it->second->watchers.erase(id);
+  remote_watches_.erase(id);
 }
 
 void JobManager::Shutdown(const std::string& reason) {
@@ -323,10 +553,13 @@ void JobManager::Shutdown(const std::string& reason) {
     absl::MutexLock lock(&mu_);
     if (!stopping_) {
       stopping_ = true;
-      for (const std::shared_ptr<JobRecord>& record : queue_) {
+      stop_reason_ = reason;
+      const std::deque<std::shared_ptr<JobRecord>> queued = std::move(queue_);
+      queue_.clear();
+      queued_data_bytes_ = 0;
+      for (const std::shared_ptr<JobRecord>& record : queued) {
         FinishLocked(record.get(), v1::CANCELLED, reason);
       }
-      queue_.clear();
       for (auto& [seq, record] : jobs_by_seq_) {
         if (record->job.state() == v1::RUNNING) {
           record->cancel_reason = reason;
@@ -339,12 +572,62 @@ void JobManager::Shutdown(const std::string& reason) {
     if (worker.joinable()) worker.join();
   }
   workers_.clear();
+  if (lease_keeper_.joinable()) lease_keeper_.join();
+}
+
+std::shared_ptr<JobManager::JobRecord> JobManager::ClaimShared() {
+  absl::StatusOr<std::optional<ClaimedJob>> claimed =
+      options_.shared_queue->ClaimNext(options_.replica_id, options_.lease);
+  if (!claimed.ok()) {
+    BNSERVE_LOG(ERROR) << "claiming a job failed: " << claimed.status();
+    return nullptr;
+  }
+  if (!claimed->has_value()) return nullptr;
+  auto record = std::make_shared<JobRecord>();
+  record->seq = JobSeq((*claimed)->job.job_id());
+  record->job = std::move((*claimed)->job);
+  record->job.set_replica(options_.replica_id);
+  // Validated at Submit (on whichever replica), planned again here: a
+  // failure now (e.g. a different data dir) fails the job cleanly.
+  absl::StatusOr<TrainingPlan> plan =
+      PlanTraining((*claimed)->full_request, limits_, *data_);
+  absl::MutexLock lock(&mu_);
+  jobs_[record->job.job_id()] = record;
+  jobs_by_seq_[record->seq] = record;
+  record->events.push_back(StateEvent(v1::QUEUED));
+  record->events.push_back(StateEvent(v1::RUNNING));
+  if (!plan.ok()) {
+    FinishLocked(record.get(), v1::FAILED, std::string(plan.status().message()));
+    return nullptr;
+  }
+  record->plan = std::make_unique<const TrainingPlan>(*std::move(plan));
+  if (stopping_) {
+    record->cancel_reason = stop_reason_;
+    record->cancel_requested.store(true);
+  }
+  return record;
 }
 
 void JobManager::WorkerLoop() {
   while (true) {
     std::shared_ptr<JobRecord> record;
-    {
+    if (shared()) {
+      int64_t wakeups = 0;
+      {
+        absl::MutexLock lock(&mu_);
+        if (stopping_) return;
+        wakeups = claim_wakeups_;
+      }
+      record = ClaimShared();
+      if (record == nullptr) {
+        absl::MutexLock lock(&mu_);
+        auto woken = [this, wakeups]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+          return stopping_ || claim_wakeups_ != wakeups;
+        };
+        mu_.AwaitWithTimeout(absl::Condition(&woken), options_.poll_interval);
+        continue;
+      }
+    } else {
       absl::MutexLock lock(&mu_);
       auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
         return stopping_ || !queue_.empty();
@@ -353,6 +636,8 @@ void JobManager::WorkerLoop() {
       if (stopping_) return;
       record = queue_.front();
       queue_.pop_front();
+      queued_data_bytes_ -= record->queued_data_bytes;
+      record->queued_data_bytes = 0;
       record->job.set_state(v1::RUNNING);
       *record->job.mutable_started_at() = TimeToProto(absl::Now());
       PersistLocked(*record);
@@ -481,6 +766,8 @@ void JobManager::Succeed(JobRecord* record, const Network<float>& network,
   *event.mutable_finished() = record->job;
   PublishLocked(record, std::move(event));
   record->watchers.clear();
+  finished_seqs_.push_back(record->seq);
+  TrimFinishedLocked();
 }
 
 void JobManager::Finish(JobRecord* record, v1::JobState state, const std::string& reason) {
@@ -494,13 +781,22 @@ void JobManager::FinishLocked(JobRecord* record, v1::JobState state,
   record->job.set_reason(reason);
   *record->job.mutable_finished_at() = TimeToProto(absl::Now());
   record->plan.reset();
-  PersistLocked(*record);
-  BNSERVE_LOG(INFO) << record->job.job_id() << " " << v1::JobState_Name(state) << ": "
-                    << reason;
+  if (absl::Status stored = store_->PutJob(record->job); !stored.ok()) {
+    BNSERVE_LOG(ERROR) << record->job.job_id() << ": storing the job failed: " << stored;
+    if (shared() && stored.code() == absl::StatusCode::kFailedPrecondition) {
+      // The lease was lost (reaped): the store's state is the job's.
+      absl::StatusOr<v1::Job> current = options_.shared_queue->GetJob(record->job.job_id());
+      if (current.ok()) record->job = *std::move(current);
+    }
+  }
+  BNSERVE_LOG(INFO) << record->job.job_id() << " " << v1::JobState_Name(record->job.state())
+                    << ": " << record->job.reason();
   v1::JobEvent event;
   *event.mutable_finished() = record->job;
   PublishLocked(record, std::move(event));
   record->watchers.clear();
+  finished_seqs_.push_back(record->seq);
+  TrimFinishedLocked();
 }
 
 void JobManager::PersistLocked(const JobRecord& record) {
@@ -514,6 +810,92 @@ void JobManager::PublishLocked(JobRecord* record, v1::JobEvent event) {
   record->events.push_back(std::move(event));
   const v1::JobEvent& published = record->events.back();
   for (auto& [id, callback] : record->watchers) callback(published);
+}
+
+void JobManager::LeaseKeeperLoop() {
+  for (int round = 0;; ++round) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (mu_.AwaitWithTimeout(absl::Condition(&stopping_), options_.poll_interval)) return;
+    }
+    RenewLeases();
+    if (round % kReapEveryPolls == 0) {
+      absl::StatusOr<std::vector<v1::Job>> reaped =
+          options_.shared_queue->ReapExpiredLeases(kWorkerLostReason);
+      if (!reaped.ok()) {
+        BNSERVE_LOG(ERROR) << "reaping expired leases failed: " << reaped.status();
+      } else {
+        for (const v1::Job& job : *reaped) {
+          BNSERVE_LOG(WARNING) << job.job_id() << " of replica \"" << job.replica()
+                               << "\" FAILED: " << job.reason();
+        }
+      }
+    }
+    PollRemoteWatches();
+  }
+}
+
+void JobManager::RenewLeases() {
+  std::vector<std::shared_ptr<JobRecord>> running;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [seq, record] : jobs_by_seq_) {
+      if (record->job.state() == v1::RUNNING && !record->lease_lost) running.push_back(record);
+    }
+  }
+  for (const std::shared_ptr<JobRecord>& record : running) {
+    absl::StatusOr<LeaseRenewal> renewal = options_.shared_queue->RenewLease(
+        record->job.job_id(), options_.replica_id, options_.lease);
+    absl::MutexLock lock(&mu_);
+    if (renewal.ok()) {
+      if (renewal->cancel_requested && !record->cancel_requested.load()) {
+        record->cancel_reason = renewal->cancel_reason;
+        record->cancel_requested.store(true);
+      }
+    } else if (renewal.status().code() == absl::StatusCode::kFailedPrecondition) {
+      // Reaped: stop the run; the store refuses its final state and version.
+      BNSERVE_LOG(WARNING) << record->job.job_id() << ": " << renewal.status();
+      record->lease_lost = true;
+      record->cancel_reason = "lease lost";
+      record->cancel_requested.store(true);
+    } else {
+      BNSERVE_LOG(ERROR) << record->job.job_id()
+                         << ": renewing the lease failed: " << renewal.status();
+    }
+  }
+}
+
+void JobManager::PollRemoteWatches() {
+  std::vector<std::pair<WatchId, std::string>> watched;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [id, watch] : remote_watches_) watched.emplace_back(id, watch.job_id);
+  }
+  for (const auto& [id, job_id] : watched) {
+    // One read of the job gives a consistent state and epochs.
+    absl::StatusOr<v1::Job> job = StoredJob(job_id);
+    if (!job.ok()) {
+      BNSERVE_LOG(ERROR) << "polling " << job_id << " for a watcher failed: " << job.status();
+      continue;
+    }
+    absl::MutexLock lock(&mu_);
+    auto it = remote_watches_.find(id);
+    if (it == remote_watches_.end()) continue;  // unwatched meanwhile
+    RemoteWatch& watch = it->second;
+    if (!watch.running_delivered && job->has_started_at()) {
+      watch.callback(StateEvent(v1::RUNNING));
+      watch.running_delivered = true;
+    }
+    for (const v1::EpochMetrics& metrics : job->epochs()) {
+      if (metrics.epoch() <= watch.last_epoch) continue;
+      watch.callback(EpochEvent(metrics));
+      watch.last_epoch = metrics.epoch();
+    }
+    if (IsTerminal(job->state())) {
+      watch.callback(FinishedEvent(*job));
+      remote_watches_.erase(it);
+    }
+  }
 }
 
 }  // namespace bnserve

@@ -21,6 +21,26 @@
 // Every job keeps its event log (QUEUED, RUNNING, each epoch, the final job);
 // Watch() replays it and then delivers new events as they happen, in order.
 //
+// Memory: every unfinished job stays in memory, and at most
+// max_finished_jobs_in_memory finished ones (the most recent); Get, List and
+// Watch read older jobs from the store. In the local mode the inline data of
+// queued jobs count against max_queued_data_bytes.
+//
+// Shared mode (JobManagerOptions::shared_queue set, e.g. several replicas on
+// one PostgreSQL registry): there is no queue in memory. Submit plans and
+// validates as always, reserves ids and enqueues the jobs with their full
+// requests in the shared queue (max_queue holds across replicas). Idle
+// workers claim the next job every poll_interval (and at once after a Submit
+// here), re-plan it from its full request and train it under this replica's
+// lease. A lease keeper thread renews the leases of this replica's running
+// jobs every poll_interval, learns of cancel requests made on any replica,
+// stops a job whose lease was lost (it registers nothing: the store refuses),
+// reaps the expired leases of dead replicas ("worker lost") and polls the
+// store for watchers of jobs running elsewhere. Get, List, Cancel and Watch
+// work for the jobs of every replica (the store answers for the others).
+// Start does not fail unfinished jobs (other replicas are running them);
+// Shutdown cancels this replica's running jobs and leaves the others alone.
+//
 // Thread-safety: thread-safe. Watch callbacks run with the manager's lock
 // held, on whichever thread produced the event: they must be quick, must not
 // block and must not call back into the JobManager.
@@ -44,7 +64,9 @@
 #include "absl/synchronization/mutex.h"
 #include "bnserve/v1/training_service.pb.h"
 #include "core/network.h"
+#include "absl/time/time.h"
 #include "server/data_resolver.h"
+#include "server/job_queue.h"
 #include "server/model_catalog.h"
 #include "server/model_store.h"
 #include "server/training_plan.h"
@@ -92,6 +114,22 @@ struct JobManagerOptions {
   // worker's thread and without the manager's lock (the server's metrics
   // count epochs and rows with it). It must be thread-safe and quick.
   std::function<void(const FinishedEpoch&)> on_epoch_finished;
+  // Finished jobs kept in memory (the most recent); older ones are read from
+  // the store. >= 0.
+  int max_finished_jobs_in_memory = 1000;
+  // Local mode: the inline data (serialized bytes) of queued jobs beyond
+  // which Submit is ResourceExhausted (--max_queued_data_mb).
+  int64_t max_queued_data_bytes = int64_t{1024} << 20;
+  // Shared mode: the queue several replicas share (not owned), or nullptr
+  // for a queue in memory. With it, `replica_id` (non-empty) names this
+  // replica in the jobs it runs, `lease` is how long a claimed job stays
+  // this replica's without a renewal, and `poll_interval` how often idle
+  // workers look for jobs, leases are renewed and remote watches polled
+  // (well under `lease`).
+  JobQueue* shared_queue = nullptr;
+  std::string replica_id;
+  absl::Duration lease = absl::Seconds(10);
+  absl::Duration poll_interval = absl::Milliseconds(250);
 };
 
 class JobManager {
@@ -174,16 +212,45 @@ class JobManager {
     std::map<WatchId, WatchCallback> watchers;
     std::atomic<bool> cancel_requested{false};
     std::string cancel_reason;
+    // Local mode, while queued: the serialized size of its inline data.
+    int64_t queued_data_bytes = 0;
+    // Shared mode: the lease keeper found the lease lost (reaped).
+    bool lease_lost = false;
+  };
+  // A watch of a job this replica does not hold (shared mode, or a finished
+  // job no longer in memory), fed by polling the store.
+  struct RemoteWatch {
+    std::string job_id;
+    WatchCallback callback;
+    bool running_delivered = false;
+    int last_epoch = 0;
   };
 
   // A request planned by PlanTraining, and the request as the job keeps it.
   struct PlannedJob {
     TrainingPlan plan;
     v1::TrainRequest recorded;
+    const v1::TrainRequest* full = nullptr;  // the caller's request
   };
   // Stores and queues `planned` as new jobs (Submit, SubmitAll).
   absl::StatusOr<std::vector<v1::Job>> QueueAll(std::vector<PlannedJob> planned,
                                                 const std::string& created_by);
+
+  // Shared mode: QueueAll through the shared queue.
+  absl::StatusOr<std::vector<v1::Job>> EnqueueShared(std::vector<PlannedJob> planned,
+                                                     const std::string& created_by);
+  bool shared() const { return options_.shared_queue != nullptr; }
+  // A job from the store (shared queue or ModelStore::ListJobs).
+  absl::StatusOr<v1::Job> StoredJob(const std::string& job_id);
+  // Drops the oldest finished jobs beyond max_finished_jobs_in_memory.
+  void TrimFinishedLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Shared mode: claims a job and makes it this replica's running record,
+  // or nullptr (none queued, or it failed to plan).
+  std::shared_ptr<JobRecord> ClaimShared();
+  // Shared mode: renews leases, reaps, polls remote watches until stopping.
+  void LeaseKeeperLoop();
+  void RenewLeases();
+  void PollRemoteWatches();
 
   void WorkerLoop();
   void RunJob(const std::shared_ptr<JobRecord>& record);
@@ -208,13 +275,24 @@ class JobManager {
   absl::Mutex mu_;
   bool started_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::string stop_reason_ ABSL_GUARDED_BY(mu_);
   int64_t next_seq_ ABSL_GUARDED_BY(mu_) = 1;
   WatchId next_watch_id_ ABSL_GUARDED_BY(mu_) = 1;
   // Every job by seq (ascending = oldest first) and by id.
   std::map<int64_t, std::shared_ptr<JobRecord>> jobs_by_seq_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, std::shared_ptr<JobRecord>> jobs_ ABSL_GUARDED_BY(mu_);
   std::deque<std::shared_ptr<JobRecord>> queue_ ABSL_GUARDED_BY(mu_);
+  // Local mode: the sum of the queued records' queued_data_bytes.
+  int64_t queued_data_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  // Finished records in memory, oldest first (TrimFinishedLocked).
+  std::deque<int64_t> finished_seqs_ ABSL_GUARDED_BY(mu_);
+  // Whether any job of the store is not in memory (then List reads it).
+  bool evicted_ ABSL_GUARDED_BY(mu_) = false;
+  // Shared mode: a Submit here wakes the idle workers.
+  int64_t claim_wakeups_ ABSL_GUARDED_BY(mu_) = 0;
+  std::map<WatchId, RemoteWatch> remote_watches_ ABSL_GUARDED_BY(mu_);
   std::vector<std::thread> workers_;
+  std::thread lease_keeper_;
   absl::Mutex shutdown_mu_;  // serializes Shutdown (joining) calls
 };
 
