@@ -852,13 +852,14 @@ void JobManager::RenewLeases() {
         record->cancel_reason = renewal->cancel_reason;
         record->cancel_requested.store(true);
       }
-    } else if (renewal.status().code() == absl::StatusCode::kFailedPrecondition) {
+    } else if (renewal.status().code() == absl::StatusCode::kFailedPrecondition &&
+               record->job.state() == v1::RUNNING) {
       // Reaped: stop the run; the store refuses its final state and version.
       BNSERVE_LOG(WARNING) << record->job.job_id() << ": " << renewal.status();
       record->lease_lost = true;
       record->cancel_reason = "lease lost";
       record->cancel_requested.store(true);
-    } else {
+    } else if (record->job.state() == v1::RUNNING) {
       BNSERVE_LOG(ERROR) << record->job.job_id()
                          << ": renewing the lease failed: " << renewal.status();
     }

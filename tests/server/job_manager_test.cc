@@ -1,5 +1,6 @@
 #include "server/job_manager.h"
 
+#include <algorithm>
 #include <memory>
 #include <new>
 #include <string>
@@ -619,6 +620,106 @@ TEST_F(JobManagerTest, BadRequestsAreRejectedWithInvalidArgument) {
   r.set_batch_size(1);
   r.mutable_network()->set_use_batchnorm(false);
   EXPECT_OK(jobs_->Submit(r).status());
+}
+
+}  // namespace
+}  // namespace bnserve
+
+namespace bnserve {
+namespace {
+
+// Only the most recent finished jobs stay in memory; older ones are read from
+// the store by Get, List, Watch and Cancel, and after a restart too.
+TEST_F(JobManagerTest, FinishedJobsBeyondTheMemoryBoundAreReadFromTheStore) {
+  JobManagerOptions options;
+  options.max_finished_jobs_in_memory = 2;
+  StartManager(options);
+  std::vector<std::string> ids;
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_OK_AND_ASSIGN(v1::Job job, jobs_->Submit(SmallTrainRequest("bounded", 1)));
+    ASSERT_EQ(WaitFor(job.job_id(), v1::SUCCEEDED).state(), v1::SUCCEEDED);
+    ids.push_back(job.job_id());
+  }
+  for (int round = 0; round < 2; ++round) {
+    // The manager holds two finished jobs; the store all five.
+    const JobStats stats = jobs_->Stats();
+    EXPECT_EQ(stats.succeeded, 2);
+    ASSERT_OK_AND_ASSIGN(v1::Job oldest, jobs_->Get(ids[0]));
+    EXPECT_EQ(oldest.state(), v1::SUCCEEDED);
+    EXPECT_EQ(oldest.epochs_size(), 1);
+    EXPECT_EQ(oldest.model_version(), 1);
+    EXPECT_THAT(jobs_->Get("job-000099").status(), StatusIs(absl::StatusCode::kNotFound));
+    v1::ListJobsRequest list;
+    list.set_page_size(3);
+    ASSERT_OK_AND_ASSIGN(v1::ListJobsResponse page, jobs_->List(list));
+    ASSERT_EQ(page.jobs_size(), 3);
+    EXPECT_EQ(page.jobs(0).job_id(), ids[4]);
+    EXPECT_EQ(page.jobs(2).job_id(), ids[2]);
+    list.set_page_token(page.next_page_token());
+    ASSERT_OK_AND_ASSIGN(v1::ListJobsResponse rest, jobs_->List(list));
+    ASSERT_EQ(rest.jobs_size(), 2);
+    EXPECT_EQ(rest.jobs(1).job_id(), ids[0]);
+    EXPECT_TRUE(rest.next_page_token().empty());
+    std::vector<v1::JobEvent> events;
+    ASSERT_OK_AND_ASSIGN(JobManager::WatchId id,
+                         jobs_->Watch(ids[0], [&](const v1::JobEvent& e) { events.push_back(e); }));
+    EXPECT_EQ(id, 0u);
+    ASSERT_FALSE(events.empty());
+    EXPECT_TRUE(events.back().has_finished());
+    EXPECT_EQ(events.back().finished().state(), v1::SUCCEEDED);
+    EXPECT_EQ(std::count_if(events.begin(), events.end(),
+                            [](const v1::JobEvent& e) { return e.has_epoch(); }),
+              1);
+    EXPECT_THAT(jobs_->Cancel(ids[0]).status(),
+                StatusIs(absl::StatusCode::kFailedPrecondition));
+    // Ids continue after the oldest ones, which left memory.
+    if (round == 0) {
+      StopManager();
+      StartManager(options);
+    }
+  }
+  ASSERT_OK_AND_ASSIGN(v1::Job next, jobs_->Submit(SmallTrainRequest("bounded", 1)));
+  EXPECT_EQ(next.job_id(), "job-000006");
+}
+
+// Queued jobs' inline data count against max_queued_data_bytes (running ones
+// do not: they left the queue).
+TEST_F(JobManagerTest, QueuedInlineDataCountAgainstTheirBudget) {
+  const v1::TrainRequest request = SmallTrainRequest("data", 1);
+  const int64_t per_job =
+      static_cast<int64_t>(request.train_data().inline_data().ByteSizeLong() +
+                           request.validation_data().inline_data().ByteSizeLong());
+  auto release = std::make_shared<absl::Notification>();
+  struct Releaser {
+    std::shared_ptr<absl::Notification> n;
+    ~Releaser() {
+      if (!n->HasBeenNotified()) n->Notify();
+    }
+  } releaser{release};
+  JobManagerOptions options;
+  options.max_queued_data_bytes = 2 * per_job + per_job / 2;
+  options.on_epoch_finished = [release](const FinishedEpoch&) { release->WaitForNotification(); };
+  StartManager(options);
+  ASSERT_OK_AND_ASSIGN(v1::Job running, jobs_->Submit(request));
+  ASSERT_EQ(WaitFor(running.job_id(), v1::RUNNING).state(), v1::RUNNING);
+  ASSERT_OK_AND_ASSIGN(v1::Job second, jobs_->Submit(request));
+  ASSERT_OK(jobs_->Submit(request).status());
+  EXPECT_THAT(jobs_->Submit(request).status(),
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       ::testing::HasSubstr("--max_queued_data_mb")));
+  EXPECT_THAT(jobs_->SubmitAll({request}).status(),
+              StatusIs(absl::StatusCode::kResourceExhausted));
+  // A request without inline data does not count.
+  v1::TrainRequest from_file = request;
+  from_file.mutable_train_data()->mutable_builtin()->set_name("mnist-digits");
+  from_file.mutable_train_data()->mutable_builtin()->set_limit(200);
+  from_file.clear_validation_data();
+  from_file.mutable_network()->set_output_size(10);
+  EXPECT_OK(jobs_->Submit(from_file).status());
+  // Cancelling a queued job gives its bytes back.
+  ASSERT_OK(jobs_->Cancel(second.job_id()).status());
+  EXPECT_OK(jobs_->Submit(request).status());
+  release->Notify();
 }
 
 }  // namespace
