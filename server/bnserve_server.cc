@@ -146,6 +146,10 @@ absl::StatusOr<std::unique_ptr<BnserveServer>> BnserveServer::Start(
   job_options.max_queue = options.max_queue;
   job_options.max_epochs = options.max_epochs;
   job_options.max_job_bytes = int64_t{options.max_job_memory_mb} << 20;
+  job_options.max_finished_jobs_in_memory = options.max_jobs_in_memory;
+  job_options.max_queued_data_bytes = int64_t{options.max_queued_data_mb} << 20;
+  job_options.shared_queue = server->store_->SharedJobQueue();
+  job_options.replica_id = options.replica_id;
   ServerMetrics* metrics = server->metrics_.get();
   job_options.on_epoch_finished = [metrics](const FinishedEpoch& epoch) {
     metrics->RecordEpoch(epoch);

@@ -93,6 +93,12 @@ struct BnserveServerOptions {
   // Largest estimated working memory of one training job (and of one
   // Evaluate forward pass), in MiB.
   int max_job_memory_mb = 4096;
+  // Finished jobs kept in memory; inline data of queued jobs, in MiB (the
+  // local queue); this replica's name in the jobs it runs from a shared job
+  // queue (ModelStore::SharedJobQueue).
+  int max_jobs_in_memory = 1000;
+  int max_queued_data_mb = 1024;
+  std::string replica_id = "bnserve";
   // When set, EnsureDefaultModel(default_model) at start: the seed network is
   // trained on mnist-digits unless a job for that model was ever submitted.
   std::string default_model;

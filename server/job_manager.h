@@ -86,8 +86,10 @@ struct FinishedEpoch {
   double seconds = 0;
 };
 
-// The jobs a JobManager holds (every job it ever ran or restored), by state,
-// at one instant (JobManager::Stats()).
+// The jobs a JobManager holds in memory (every unfinished job and the most
+// recent max_finished_jobs_in_memory finished ones; with a shared queue, the
+// jobs this replica ran), by state, at one instant (JobManager::Stats()).
+// With a shared queue `queued` and `queue_depth` count every replica's.
 struct JobStats {
   int64_t queued = 0;
   int64_t running = 0;

@@ -6,6 +6,7 @@
 // Signals are blocked in every thread before any thread starts and taken by
 // sigwait() in main(), so no work happens inside a signal handler.
 #include <pthread.h>
+#include <unistd.h>
 
 #include <csignal>
 #include <cstdlib>
@@ -46,6 +47,15 @@ ABSL_FLAG(int, max_message_mb, 64, "largest gRPC message received or sent, in Mi
 ABSL_FLAG(int, max_job_memory_mb, 4096,
           "largest estimated working memory of one training job or Evaluate forward pass; "
           "a bigger network or batch is RESOURCE_EXHAUSTED");
+ABSL_FLAG(int, max_jobs_in_memory, 1000,
+          "finished training jobs kept in memory (the most recent); older ones are read from "
+          "the registry");
+ABSL_FLAG(int, max_queued_data_mb, 1024,
+          "inline training data of queued jobs, in MiB, beyond which Train is "
+          "RESOURCE_EXHAUSTED (with a shared job queue they are in the database instead)");
+ABSL_FLAG(std::string, replica_id, "",
+          "this replica's name in the jobs it runs from a shared job queue; empty: the host "
+          "name");
 ABSL_FLAG(int, model_cache, 8, "model versions kept loaded for Predict and Evaluate");
 ABSL_FLAG(bool, fold_batchnorm, true,
           "answer INFERENCE-mode predictions with each version's BatchNorm layers folded into "
@@ -109,6 +119,19 @@ int main(int argc, char** argv) {
   options.model_cache = absl::GetFlag(FLAGS_model_cache);
   options.fold_batchnorm = absl::GetFlag(FLAGS_fold_batchnorm);
   options.max_job_memory_mb = absl::GetFlag(FLAGS_max_job_memory_mb);
+  options.max_jobs_in_memory = absl::GetFlag(FLAGS_max_jobs_in_memory);
+  options.max_queued_data_mb = absl::GetFlag(FLAGS_max_queued_data_mb);
+  options.replica_id = absl::GetFlag(FLAGS_replica_id);
+  if (options.replica_id.empty()) {
+    char host[256] = {};
+    options.replica_id = gethostname(host, sizeof(host) - 1) == 0 && host[0] != '\0'
+                             ? std::string(host)
+                             : std::string("bnserve");
+  }
+  if (options.max_jobs_in_memory < 0 || options.max_queued_data_mb < 1) {
+    BNSERVE_LOG(ERROR) << "--max_jobs_in_memory must be >= 0 and --max_queued_data_mb positive";
+    return EXIT_FAILURE;
+  }
   options.default_model = absl::GetFlag(FLAGS_default_model);
   options.tls_cert_file = absl::GetFlag(FLAGS_tls_cert);
   options.tls_key_file = absl::GetFlag(FLAGS_tls_key);

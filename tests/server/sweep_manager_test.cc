@@ -64,6 +64,19 @@ class SweepManagerTest : public ::testing::Test {
     store_ = *std::move(store);
     catalog_ = std::make_unique<ModelCatalog>(store_.get());
     data_ = std::make_unique<DataResolver>("var/data");
+    if (shared_) {
+      // Two replicas on one shared queue; the sweep manager uses the first.
+      job_options.shared_queue = store_.get();
+      job_options.poll_interval = absl::Milliseconds(20);
+      job_options.lease = absl::Seconds(2);
+      JobManagerOptions other_options = job_options;
+      job_options.replica_id = "replica-a";
+      other_options.replica_id = "replica-b";
+      other_catalog_ = std::make_unique<ModelCatalog>(store_.get());
+      other_jobs_ = std::make_unique<JobManager>(store_.get(), other_catalog_.get(), data_.get(),
+                                                 other_options);
+      ASSERT_OK(other_jobs_->Start());
+    }
     jobs_ = std::make_unique<JobManager>(store_.get(), catalog_.get(), data_.get(), job_options);
     ASSERT_OK(jobs_->Start());
     sweeps_ = std::make_unique<SweepManager>(store_.get(), jobs_.get(), options);
@@ -72,8 +85,11 @@ class SweepManagerTest : public ::testing::Test {
 
   void StopManagers() {
     if (jobs_ != nullptr) jobs_->Shutdown("server shutting down");
+    if (other_jobs_ != nullptr) other_jobs_->Shutdown("server shutting down");
     sweeps_.reset();
     jobs_.reset();
+    other_jobs_.reset();
+    other_catalog_.reset();
     data_.reset();
     catalog_.reset();
     store_.reset();
@@ -117,7 +133,53 @@ class SweepManagerTest : public ::testing::Test {
   std::unique_ptr<DataResolver> data_;
   std::unique_ptr<JobManager> jobs_;
   std::unique_ptr<SweepManager> sweeps_;
+  // Shared mode: jobs_ and other_jobs_ are two replicas on one queue.
+  bool shared_ = false;
+  std::unique_ptr<ModelCatalog> other_catalog_;
+  std::unique_ptr<JobManager> other_jobs_;
 };
+
+TEST_F(SweepManagerTest, ASweepRunsOverTwoReplicasOfASharedQueue) {
+  shared_ = true;
+  StartManagers();
+  ASSERT_OK_AND_ASSIGN(v1::Sweep sweep,
+                       sweeps_->StartSweep(SmallSweep(2, {0.5, 0.05}, {true, false})));
+  ASSERT_EQ(sweep.points_size(), 4);
+  const v1::Sweep done = WatchToEnd(sweep.sweep_id());
+  EXPECT_EQ(done.finished_points(), 4);
+  std::set<int> versions;
+  for (const v1::SweepPoint& point : done.points()) {
+    EXPECT_EQ(point.state(), v1::SUCCEEDED) << point.reason();
+    EXPECT_EQ(point.epochs_size(), 2);
+    versions.insert(point.model_version());
+  }
+  EXPECT_EQ(versions, (std::set<int>{1, 2, 3, 4}));
+  ASSERT_OK_AND_ASSIGN(v1::Sweep table, sweeps_->Get(sweep.sweep_id()));
+  EXPECT_EQ(table.finished_points(), 4);
+}
+
+TEST_F(SweepManagerTest, CancellingASweepStopsItsJobsOnEveryReplica) {
+  shared_ = true;
+  StartManagers();
+  ASSERT_OK_AND_ASSIGN(v1::Sweep sweep, sweeps_->StartSweep(LongSweep(3)));
+  Recorder recorder;
+  ASSERT_OK_AND_ASSIGN(SweepManager::WatchId id,
+                       sweeps_->Watch(sweep.sweep_id(), recorder.Callback()));
+  const absl::Time deadline = absl::Now() + absl::Seconds(20);
+  while (jobs_->Stats().running + other_jobs_->Stats().running != 2 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  ASSERT_OK(sweeps_->Cancel(sweep.sweep_id()).status());
+  ASSERT_TRUE(recorder.WaitForFinished());
+  sweeps_->Unwatch(id);
+  const std::vector<v1::SweepEvent> events = recorder.events();
+  const v1::Sweep& done = events.back().finished();
+  EXPECT_EQ(done.finished_points(), 3);
+  for (const v1::SweepPoint& point : done.points()) {
+    EXPECT_EQ(point.state(), v1::CANCELLED);
+    EXPECT_EQ(point.reason(), "cancelled by request");
+  }
+}
 
 TEST_F(SweepManagerTest, TheGridIsTheProductInOrderAndEveryPointRegistersAVersion) {
   StartManagers();
