@@ -737,6 +737,7 @@ void JobManager::Succeed(JobRecord* record, const Network<float>& network,
   {
     absl::MutexLock lock(&mu_);
     finished = record->job;
+    record->finishing = true;
   }
   *metadata.mutable_training() = finished.request();
   metadata.set_created_by(finished.created_by());
@@ -836,17 +837,22 @@ void JobManager::LeaseKeeperLoop() {
 }
 
 void JobManager::RenewLeases() {
-  std::vector<std::shared_ptr<JobRecord>> running;
+  // The ids are copied under mu_: the worker changes its job meanwhile.
+  std::vector<std::pair<std::shared_ptr<JobRecord>, std::string>> running;
   {
     absl::MutexLock lock(&mu_);
     for (const auto& [seq, record] : jobs_by_seq_) {
-      if (record->job.state() == v1::RUNNING && !record->lease_lost) running.push_back(record);
+      if (record->job.state() == v1::RUNNING && !record->lease_lost && !record->finishing) {
+        running.emplace_back(record, record->job.job_id());
+      }
     }
   }
-  for (const std::shared_ptr<JobRecord>& record : running) {
-    absl::StatusOr<LeaseRenewal> renewal = options_.shared_queue->RenewLease(
-        record->job.job_id(), options_.replica_id, options_.lease);
+  for (const auto& [record, job_id] : running) {
+    absl::StatusOr<LeaseRenewal> renewal =
+        options_.shared_queue->RenewLease(job_id, options_.replica_id, options_.lease);
     absl::MutexLock lock(&mu_);
+    // Its final state may be stored already: nothing left to renew.
+    if (record->finishing) continue;
     if (renewal.ok()) {
       if (renewal->cancel_requested && !record->cancel_requested.load()) {
         record->cancel_reason = renewal->cancel_reason;

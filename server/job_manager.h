@@ -216,8 +216,10 @@ class JobManager {
     std::string cancel_reason;
     // Local mode, while queued: the serialized size of its inline data.
     int64_t queued_data_bytes = 0;
-    // Shared mode: the lease keeper found the lease lost (reaped).
+    // Shared mode: the lease keeper found the lease lost (reaped); the
+    // worker is registering the final state (renewals stop).
     bool lease_lost = false;
+    bool finishing = false;
   };
   // A watch of a job this replica does not hold (shared mode, or a finished
   // job no longer in memory), fed by polling the store.
