@@ -460,12 +460,17 @@ absl::StatusOr<JobManager::WatchId> JobManager::Watch(const std::string& job_id,
                                                       WatchCallback on_event) {
   absl::MutexLock lock(&mu_);
   auto it = jobs_.find(job_id);
+  absl::StatusOr<v1::Job> stored = absl::UnknownError("not read");
   if (it == jobs_.end()) {
     // A job of another replica, or one no longer in memory: its history
-    // from the store, then (unfinished) polled by the lease keeper.
+    // from the store, then (unfinished) polled by the lease keeper. (If
+    // this replica claimed it meanwhile, its own record answers.)
     mu_.Unlock();
-    absl::StatusOr<v1::Job> stored = StoredJob(job_id);
+    stored = StoredJob(job_id);
     mu_.Lock();
+    it = jobs_.find(job_id);
+  }
+  if (it == jobs_.end()) {
     if (!stored.ok()) return stored.status();
     RemoteWatch watch;
     watch.job_id = job_id;
@@ -872,11 +877,41 @@ void JobManager::RenewLeases() {
   }
 }
 
+bool JobManager::HandOverLocked(WatchId id, RemoteWatch* watch) {
+  auto local = jobs_.find(watch->job_id);
+  if (local == jobs_.end()) return false;
+  JobRecord* record = local->second.get();
+  for (const v1::JobEvent& event : record->events) {
+    if (event.event_case() == v1::JobEvent::kState) {
+      if (event.state() == v1::RUNNING && !watch->running_delivered) {
+        watch->callback(event);
+        watch->running_delivered = true;
+      }
+    } else if (event.has_epoch()) {
+      if (event.epoch().epoch() > watch->last_epoch) {
+        watch->callback(event);
+        watch->last_epoch = event.epoch().epoch();
+      }
+    } else if (event.has_finished()) {
+      watch->callback(event);
+    }
+  }
+  if (!IsTerminal(record->job.state())) record->watchers.emplace(id, std::move(watch->callback));
+  return true;
+}
+
 void JobManager::PollRemoteWatches() {
   std::vector<std::pair<WatchId, std::string>> watched;
   {
     absl::MutexLock lock(&mu_);
-    for (const auto& [id, watch] : remote_watches_) watched.emplace_back(id, watch.job_id);
+    for (auto it = remote_watches_.begin(); it != remote_watches_.end();) {
+      if (HandOverLocked(it->first, &it->second)) {
+        it = remote_watches_.erase(it);
+      } else {
+        watched.emplace_back(it->first, it->second.job_id);
+        ++it;
+      }
+    }
   }
   for (const auto& [id, job_id] : watched) {
     // One read of the job gives a consistent state and epochs.
@@ -889,6 +924,10 @@ void JobManager::PollRemoteWatches() {
     auto it = remote_watches_.find(id);
     if (it == remote_watches_.end()) continue;  // unwatched meanwhile
     RemoteWatch& watch = it->second;
+    if (HandOverLocked(id, &watch)) {  // claimed here meanwhile
+      remote_watches_.erase(it);
+      continue;
+    }
     if (!watch.running_delivered && job->has_started_at()) {
       watch.callback(StateEvent(v1::RUNNING));
       watch.running_delivered = true;

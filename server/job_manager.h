@@ -255,6 +255,12 @@ class JobManager {
   void LeaseKeeperLoop();
   void RenewLeases();
   void PollRemoteWatches();
+  // A remote watch of a job this replica now holds (it claimed the job after
+  // the Watch) becomes one of the record's watchers, after the record's
+  // events it has not seen: the store may be ahead of this replica's own
+  // record (a version registered, the record not yet SUCCEEDED). False when
+  // the job is not held here.
+  bool HandOverLocked(WatchId id, RemoteWatch* watch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   void WorkerLoop();
   void RunJob(const std::shared_ptr<JobRecord>& record);
