@@ -337,6 +337,7 @@ void JobManager::TrimFinishedLocked() {
     jobs_.erase(it->second->job.job_id());
     jobs_by_seq_.erase(it);
     evicted_ = true;
+    max_evicted_seq_ = std::max(max_evicted_seq_, seq);
   }
 }
 
@@ -377,6 +378,20 @@ absl::StatusOr<v1::ListJobsResponse> JobManager::List(const v1::ListJobsRequest&
     *response.add_jobs() = job;
     return true;
   };
+  if (!shared()) {
+    absl::MutexLock lock(&mu_);
+    if (evicted_) {
+      // Every job numbered above max_evicted_seq_ is in memory: a page that
+      // fills before reaching it (the usual newest page) needs no store read.
+      auto it = jobs_by_seq_.lower_bound(before);
+      while (it != jobs_by_seq_.begin()) {
+        --it;
+        if (it->first <= max_evicted_seq_) break;
+        if (!add(it->first, it->second->job)) return response;
+      }
+      response.Clear();
+    }
+  }
   bool from_store = shared();
   if (!from_store) {
     absl::MutexLock lock(&mu_);

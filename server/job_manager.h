@@ -298,6 +298,8 @@ class JobManager {
   std::deque<int64_t> finished_seqs_ ABSL_GUARDED_BY(mu_);
   // Whether any job of the store is not in memory (then List reads it).
   bool evicted_ ABSL_GUARDED_BY(mu_) = false;
+  // The highest seq dropped from memory: every job above it is in memory.
+  int64_t max_evicted_seq_ ABSL_GUARDED_BY(mu_) = 0;
   // Shared mode: a Submit here wakes the idle workers.
   int64_t claim_wakeups_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<WatchId, RemoteWatch> remote_watches_ ABSL_GUARDED_BY(mu_);

@@ -650,6 +650,18 @@ TEST_F(JobManagerTest, FinishedJobsBeyondTheMemoryBoundAreReadFromTheStore) {
     EXPECT_EQ(oldest.model_version(), 1);
     EXPECT_THAT(jobs_->Get("job-000099").status(), StatusIs(absl::StatusCode::kNotFound));
     v1::ListJobsRequest list;
+    // A page the jobs in memory fill, then one that reaches the store's.
+    list.set_page_size(1);
+    ASSERT_OK_AND_ASSIGN(v1::ListJobsResponse newest, jobs_->List(list));
+    ASSERT_EQ(newest.jobs_size(), 1);
+    EXPECT_EQ(newest.jobs(0).job_id(), ids[4]);
+    list.set_page_token(newest.next_page_token());
+    list.set_page_size(2);
+    ASSERT_OK_AND_ASSIGN(v1::ListJobsResponse older, jobs_->List(list));
+    ASSERT_EQ(older.jobs_size(), 2);
+    EXPECT_EQ(older.jobs(0).job_id(), ids[3]);
+    EXPECT_EQ(older.jobs(1).job_id(), ids[2]);
+    list.clear_page_token();
     list.set_page_size(3);
     ASSERT_OK_AND_ASSIGN(v1::ListJobsResponse page, jobs_->List(list));
     ASSERT_EQ(page.jobs_size(), 3);
