@@ -261,6 +261,17 @@ bool PostgresModelStore::IsPostgresUrl(const std::string& url) {
   return absl::StartsWith(url, "postgresql://") || absl::StartsWith(url, "postgres://");
 }
 
+std::string PostgresModelStore::RedactedUrl(const std::string& url) {
+  if (!IsPostgresUrl(url)) return url;
+  const size_t authority = url.find("://") + 3;
+  const size_t at = url.find('@', authority);
+  const size_t slash = url.find('/', authority);
+  if (at == std::string::npos || (slash != std::string::npos && slash < at)) return url;
+  const size_t colon = url.find(':', authority);
+  if (colon == std::string::npos || colon > at) return url;
+  return absl::StrCat(url.substr(0, colon + 1), "***", url.substr(at));
+}
+
 PostgresModelStore::PostgresModelStore(std::string conninfo, Options options)
     : conninfo_(std::move(conninfo)), options_(options) {
   absl::MutexLock lock(&pool_mu_);
@@ -289,7 +300,8 @@ absl::StatusOr<std::unique_ptr<PostgresModelStore>> PostgresModelStore::Open(
                     std::max<int64_t>(1, absl::ToInt64Seconds(options.connect_timeout)));
   }
   std::unique_ptr<PostgresModelStore> store(new PostgresModelStore(conninfo, options));
-  RETURN_IF_ERROR(store->Transact([](pqxx::work& txn) -> absl::Status {
+  int64_t generation = 0;
+  RETURN_IF_ERROR(store->Transact([&generation](pqxx::work& txn) -> absl::Status {
     txn.exec_params("SELECT pg_advisory_xact_lock($1)", kMigrationLock);
     txn.exec(
         "CREATE TABLE IF NOT EXISTS schema_migrations ("
@@ -308,9 +320,14 @@ absl::StatusOr<std::unique_ptr<PostgresModelStore>> PostgresModelStore::Open(
       txn.exec_params("INSERT INTO schema_migrations (version) VALUES ($1)", migration.version);
       BNSERVE_LOG(INFO) << "registry schema migrated to version " << migration.version;
     }
+    // The listener's starting point, read before Open returns: a change
+    // committed after it, even before the listener's first read, moves
+    // CatalogGeneration().
+    generation = txn.exec("SELECT generation FROM catalog_generation WHERE id = 1")[0][0]
+                     .as<int64_t>();
     return absl::OkStatus();
   }));
-  store->listener_ = std::thread([s = store.get()] { s->Listen(); });
+  store->listener_ = std::thread([s = store.get(), generation] { s->Listen(generation); });
   return store;
 }
 
@@ -407,10 +424,27 @@ absl::Status PostgresModelStore::CatalogTransact(
   return status;
 }
 
-void PostgresModelStore::Listen() {
+namespace {
+
+// Sets `heard` on every notification of the catalog channel (LISTENs on
+// construction).
+class CatalogReceiver : public pqxx::notification_receiver {
+ public:
+  CatalogReceiver(pqxx::connection& conn, bool* heard)
+      : pqxx::notification_receiver(conn, kCatalogChannel), heard_(heard) {}
+  void operator()(const std::string& /*payload*/, int /*backend_pid*/) override { *heard_ = true; }
+
+ private:
+  bool* const heard_;
+};
+
+}  // namespace
+
+void PostgresModelStore::Listen(int64_t generation_at_open) {
   std::unique_ptr<pqxx::connection> conn;
-  std::optional<int64_t> last;
-  const long poll_us = static_cast<long>(absl::ToInt64Microseconds(options_.poll_interval));
+  std::unique_ptr<CatalogReceiver> receiver;
+  bool heard = false;
+  int64_t last = generation_at_open;
   while (!stop_.HasBeenNotified()) {
     try {
       if (conn == nullptr) {
@@ -420,8 +454,7 @@ void PostgresModelStore::Listen() {
           continue;
         }
         conn = std::move(fresh).value();
-        pqxx::nontransaction listen(*conn);
-        listen.exec(absl::StrCat("LISTEN ", kCatalogChannel));
+        receiver = std::make_unique<CatalogReceiver>(*conn, &heard);
       }
       int64_t generation = 0;
       {
@@ -429,13 +462,23 @@ void PostgresModelStore::Listen() {
         generation = read.exec("SELECT generation FROM catalog_generation WHERE id = 1")[0][0]
                          .as<int64_t>();
       }
-      if (last.has_value() && generation != *last) {
+      if (generation != last) {
         catalog_generation_.fetch_add(1, std::memory_order_release);
       }
       last = generation;
-      conn->await_notification(poll_us / 1000000, poll_us % 1000000);
+      // Until a notification or the poll interval, in slices so that the
+      // destructor need not wait for a long interval.
+      const absl::Time poll_at = absl::Now() + options_.poll_interval;
+      heard = false;
+      while (!stop_.HasBeenNotified() && !heard) {
+        const int64_t wait_us = std::min<int64_t>(
+            100000, absl::ToInt64Microseconds(poll_at - absl::Now()));
+        if (wait_us <= 0) break;
+        conn->await_notification(0, static_cast<long>(wait_us));
+      }
     } catch (const std::exception& e) {
       BNSERVE_LOG(WARNING) << "catalog listener: " << e.what() << "; reconnecting";
+      receiver.reset();
       conn.reset();
       // Changes may have been missed while disconnected: the next read
       // compares with `last`, which is kept.

@@ -88,6 +88,10 @@ class PostgresModelStore : public ModelStore, public JobQueue {
   // True for a postgresql:// or postgres:// URL.
   static bool IsPostgresUrl(const std::string& url);
 
+  // `url` with the password (postgresql://user:PASSWORD@...) replaced by
+  // "***", for logs; anything else unchanged.
+  static std::string RedactedUrl(const std::string& url);
+
   // Connects to `url` (libpq's URI syntax: postgresql://user@host:port/db),
   // creates or migrates the schema and starts the listener. Unavailable when
   // the database cannot be reached; InvalidArgument for bad options.
@@ -161,8 +165,9 @@ class PostgresModelStore : public ModelStore, public JobQueue {
   // whatever the outcome.
   absl::Status CatalogTransact(const std::function<absl::Status(pqxx::work&)>& body);
 
-  // The listener thread's loop.
-  void Listen();
+  // The listener thread's loop; `generation_at_open` is the generation row
+  // as Open read it.
+  void Listen(int64_t generation_at_open);
 
   const std::string conninfo_;
   const Options options_;

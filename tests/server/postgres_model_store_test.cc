@@ -150,6 +150,40 @@ TEST_F(PostgresModelStoreTest, AnotherStoresAliasMoveAdvancesTheGenerationWithin
   }
 }
 
+TEST_F(PostgresModelStoreTest, AChangeRightAfterOpenIsNotMissed) {
+  std::unique_ptr<PostgresModelStore> a = OpenStore();
+  ASSERT_TRUE(a);
+  for (int round = 0; round < 5; ++round) {
+    // b's listener may not have read the generation row yet when a writes.
+    std::unique_ptr<PostgresModelStore> b = OpenStore();
+    ASSERT_TRUE(b);
+    const uint64_t before = b->CatalogGeneration().value();
+    ASSERT_OK(a->AddVersion(RandomVersion("m", round), nullptr).status());
+    const absl::Time added = absl::Now();
+    while (b->CatalogGeneration().value() == before && absl::Now() - added < absl::Seconds(3)) {
+      absl::SleepFor(absl::Milliseconds(2));
+    }
+    EXPECT_NE(b->CatalogGeneration().value(), before) << "round " << round;
+  }
+}
+
+TEST_F(PostgresModelStoreTest, TheNotificationWakesTheListenerLongBeforeItsPoll) {
+  PostgresModelStore::Options slow_poll;
+  slow_poll.poll_interval = absl::Seconds(30);
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<PostgresModelStore> b,
+                       PostgresModelStore::Open(url_, slow_poll));
+  std::unique_ptr<PostgresModelStore> a = OpenStore();
+  ASSERT_TRUE(a);
+  absl::SleepFor(absl::Milliseconds(300));  // b's listener is listening
+  const uint64_t before = b->CatalogGeneration().value();
+  const absl::Time added = absl::Now();
+  ASSERT_OK(a->AddVersion(RandomVersion("m", 1), nullptr).status());
+  while (b->CatalogGeneration().value() == before && absl::Now() - added < absl::Seconds(5)) {
+    absl::SleepFor(absl::Milliseconds(2));
+  }
+  EXPECT_LT(absl::Now() - added, absl::Seconds(1));
+}
+
 TEST_F(PostgresModelStoreTest, ReservedSequenceNumbersAreConsecutiveAndNeverHandedOutTwice) {
   std::unique_ptr<PostgresModelStore> a = OpenStore();
   std::unique_ptr<PostgresModelStore> b = OpenStore();
