@@ -139,7 +139,8 @@ struct BnserveServerOptions {
 class BnserveServer {
  public:
   // Opens the store, restores the jobs and starts serving. Unavailable if
-  // the port cannot be bound; store errors as SqliteModelStore::Open; TLS
+  // the port cannot be bound; store errors as SqliteModelStore::Open or
+  // PostgresModelStore::Open; TLS
   // file errors as TlsConfig::Load and token file errors as
   // TokenStore::Open (checked before anything else).
   static absl::StatusOr<std::unique_ptr<BnserveServer>> Start(

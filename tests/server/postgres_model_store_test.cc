@@ -65,14 +65,24 @@ QueuedJob Queued(int64_t seq) {
   return queued;
 }
 
-TEST_F(PostgresModelStoreTest, RejectsUrlsThatAreNotPostgres) {
+TEST(PostgresModelStoreUrlTest, RejectsUrlsThatAreNotPostgres) {
   EXPECT_THAT(PostgresModelStore::Open("var/bnserve.db", PostgresModelStore::Options()),
               StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_TRUE(PostgresModelStore::IsPostgresUrl("postgres://u@h/db"));
   EXPECT_FALSE(PostgresModelStore::IsPostgresUrl("/tmp/x.db"));
 }
 
-TEST_F(PostgresModelStoreTest, AnUnreachableDatabaseIsUnavailable) {
+TEST(PostgresModelStoreUrlTest, RedactedUrlHidesOnlyThePassword) {
+  EXPECT_EQ(PostgresModelStore::RedactedUrl("postgresql://bn:s3cret@db:5432/reg"),
+            "postgresql://bn:***@db:5432/reg");
+  EXPECT_EQ(PostgresModelStore::RedactedUrl("postgres://bn@db:5432/reg"),
+            "postgres://bn@db:5432/reg");
+  EXPECT_EQ(PostgresModelStore::RedactedUrl("postgresql://db:5432/reg?user=x@y"),
+            "postgresql://db:5432/reg?user=x@y");
+  EXPECT_EQ(PostgresModelStore::RedactedUrl("var/bnserve.db"), "var/bnserve.db");
+}
+
+TEST(PostgresModelStoreUrlTest, AnUnreachableDatabaseIsUnavailable) {
   // Nothing listens on port 1.
   EXPECT_THAT(PostgresModelStore::Open("postgresql://bnserve@127.0.0.1:1/none",
                                        PostgresModelStore::Options()),
