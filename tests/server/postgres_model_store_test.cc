@@ -403,6 +403,23 @@ TEST_F(PostgresModelStoreTest, EpochsAfterReturnsTheNewerEpochsInOrder) {
   EXPECT_THAT(store->GetJob("job-000404"), StatusIs(absl::StatusCode::kNotFound));
 }
 
+TEST_F(PostgresModelStoreTest, AStatementThatWaitsPastTheTimeoutIsDeadlineExceeded) {
+  PostgresModelStore::Options options;
+  options.statement_timeout = absl::Milliseconds(200);
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<PostgresModelStore> store,
+                       PostgresModelStore::Open(url_, options));
+  // Another session holds the models table: registration waits, then gives up.
+  pqxx::connection holder(url_);
+  pqxx::work lock(holder);
+  lock.exec("LOCK TABLE models IN ACCESS EXCLUSIVE MODE");
+  const absl::Time start = absl::Now();
+  EXPECT_THAT(store->AddVersion(RandomVersion("m", 1), nullptr),
+              StatusIs(absl::StatusCode::kDeadlineExceeded));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+  lock.abort();
+  EXPECT_THAT(store->AddVersion(RandomVersion("m", 1), nullptr), IsOkAndHolds(1));
+}
+
 TEST_F(PostgresModelStoreTest, PingFailsWhileTheDatabaseIsDownAndTheStoreRecovers) {
   std::unique_ptr<PostgresModelStore> store = OpenStore();
   ASSERT_TRUE(store);

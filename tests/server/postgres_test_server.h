@@ -81,7 +81,7 @@ class PostgresTestServer {
     return Run(absl::StrCat(
         PgCtl(), " -w -t 60 -l ", dir_, "/server.log -o \"-c listen_addresses=127.0.0.1 -p ",
         port_, " -k ", dir_, " -c fsync=off -c synchronous_commit=off -c full_page_writes=off",
-        " -c max_connections=200\" start"));
+        " -c max_connections=200 -c shared_buffers=16MB\" start"));
   }
 
  private:
