@@ -97,7 +97,11 @@ class PostgresTestServer {
       }
     }
     auto* server = new PostgresTestServer();
-    std::string tmpl = (std::filesystem::temp_directory_path() / "bnserve-pg-XXXXXX").string();
+    // Under root the postgres user must reach the directory: /tmp, not a
+    // TMPDIR that may sit in root's home.
+    const std::filesystem::path tmp =
+        geteuid() == 0 ? std::filesystem::path("/tmp") : std::filesystem::temp_directory_path();
+    std::string tmpl = (tmp / "bnserve-pg-XXXXXX").string();
     if (mkdtemp(tmpl.data()) == nullptr) return absl::InternalError("mkdtemp failed");
     server->dir_ = tmpl;
     if (geteuid() == 0) {
