@@ -6,8 +6,9 @@
 //   ASSERT_OK_AND_ASSIGN(std::string url, server->CreateDatabase());
 //   ... PostgresModelStore::Open(url, {}) ...
 //
-// The cluster is made by initdb (superuser "bnserve", trust authentication,
-// fsync off: nothing here needs to survive a crash) and run by pg_ctl on a
+// The cluster is a copy of one that initdb made once per user in the temp
+// directory (superuser "bnserve", trust authentication; fsync off: nothing
+// here needs to survive a crash) and run by pg_ctl on a
 // free loopback TCP port, its unix socket inside the temp directory. initdb
 // refuses to run as root, so under root (CI) the server's programs run as
 // the `postgres` system user (runuser) and the directory is chowned to it.
@@ -22,6 +23,8 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <pwd.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -117,13 +120,42 @@ class PostgresTestServer {
     }
     server->port_ = FreePort();
     if (server->port_ == 0) return absl::InternalError("no free loopback port");
-    absl::Status status = server->Run(absl::StrCat(
-        server->as_user_, kBinDir, "/initdb -D ", server->dir_,
-        "/data -U bnserve --auth=trust -E UTF8 --no-sync --no-instructions"));
+    absl::Status status = server->MakeDataDir(tmp);
     if (status.ok()) status = server->Start();
     if (!status.ok()) return status;
     server->StartWatchdog();
     return server;
+  }
+
+  // dir_/data: a copy of a cluster that initdb made once for every test
+  // process of this user (initdb takes seconds, a copy a tenth of one),
+  // under an flock so that parallel test processes make it once.
+  absl::Status MakeDataDir(const std::filesystem::path& tmp) {
+    const std::string cache = (tmp / absl::StrCat("bnserve-pg15-template-v1-", geteuid())).string();
+    const int lock = open((cache + ".lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (lock < 0 || flock(lock, LOCK_EX) != 0) {
+      if (lock >= 0) close(lock);
+      return absl::InternalError(absl::StrCat("cannot lock ", cache, ".lock"));
+    }
+    absl::Status status;
+    if (access((cache + "/READY").c_str(), F_OK) != 0) {
+      std::error_code ignored;
+      std::filesystem::remove_all(cache, ignored);
+      if (mkdir(cache.c_str(), 0700) != 0) {
+        status = absl::InternalError(absl::StrCat("cannot create ", cache));
+      } else if (!as_user_.empty()) {
+        status = Run(absl::StrCat("chown postgres: ", cache));
+      }
+      if (status.ok()) {
+        status = Run(absl::StrCat(as_user_, kBinDir, "/initdb -D ", cache,
+                                  "/data -U bnserve --auth=trust -E UTF8 --no-sync "
+                                  "--no-instructions"));
+      }
+      if (status.ok()) status = Run(absl::StrCat("touch ", cache, "/READY"));
+    }
+    if (status.ok()) status = Run(absl::StrCat("cp -a ", cache, "/data ", dir_, "/data"));
+    close(lock);  // releases the flock
+    return status;
   }
 
   // A loopback port nothing listens on now.
