@@ -156,8 +156,19 @@ ClientConnection::ClientConnection(const GlobalOptions& options, bool own_connec
   // A --server that does not parse (ParseCommand has refused it already)
   // goes to gRPC as given: its calls fail UNAVAILABLE.
   absl::StatusOr<std::string> target = GrpcTarget(options.server);
-  channel_ = grpc::CreateCustomChannel(target.ok() ? *target : options.server, credentials,
-                                       args);
+  const std::string channel_target = target.ok() ? *target : options.server;
+  // A multi-address target's calls name its first address as their
+  // authority (the name a TLS certificate is checked against); gRPC would
+  // take the whole list.
+  if (absl::StartsWithIgnoreCase(channel_target, "ipv4:") ||
+      absl::StartsWithIgnoreCase(channel_target, "ipv6:")) {
+    const std::string addresses = channel_target.substr(5);
+    if (absl::StrContains(addresses, ',')) {
+      args.SetString(GRPC_ARG_DEFAULT_AUTHORITY,
+                     std::string(addresses.substr(0, addresses.find(','))));
+    }
+  }
+  channel_ = grpc::CreateCustomChannel(channel_target, credentials, args);
   training_ = v1::TrainingService::NewStub(channel_);
   inference_ = v1::InferenceService::NewStub(channel_);
   registry_ = v1::ModelRegistry::NewStub(channel_);
