@@ -124,8 +124,11 @@ fi
 
 # ---- 3. which bnserve ------------------------------------------------------------
 SHARED=0
-if "${PODMAN[@]}" run --rm "${RUN_OPTS[@]}" --entrypoint bnserve "$IMAGE" --helpfull \
-     2>/dev/null | grep -q -- '--replica_id'; then
+# (Output to a file, then grep: with pipefail, grep -q closing the pipe early
+# would fail the pipeline.)
+"${PODMAN[@]}" run --rm "${RUN_OPTS[@]}" --entrypoint bnserve "$IMAGE" --helpfull \
+  >"$WORK/helpfull.txt" 2>/dev/null || true
+if grep -q -- '--replica_id' "$WORK/helpfull.txt"; then
   SHARED=1
   info "$IMAGE has --replica_id: the replicas share PostgreSQL (compose.scale.yaml as shipped)"
 else
@@ -185,7 +188,8 @@ if ! compose up -d --no-build >"$WORK/compose.log" 2>&1; then
   finish
 fi
 if wait_healthy "$(container postgres)" 60 &&
-   "${PODMAN[@]}" logs "$(container postgres)" 2>&1 | grep -q 'created cluster' &&
+   "${PODMAN[@]}" logs "$(container postgres)" >"$WORK/postgres.log" 2>&1 &&
+   grep -q 'created cluster' "$WORK/postgres.log" &&
    "${PODMAN[@]}" exec -e PGPASSWORD=scale-test-password "$(container postgres)" \
      psql -h 127.0.0.1 -U bnserve -d bnserve -tAc 'SELECT 1' >"$WORK/psql.out" 2>&1 &&
    grep -qx 1 "$WORK/psql.out" &&
@@ -194,6 +198,7 @@ if wait_healthy "$(container postgres)" 60 &&
   pass "postgres: cluster created at first start, healthy, password login over TCP (a wrong one refused)"
 else
   fail "postgres: $(cat "$WORK/psql.out" 2>/dev/null)"
+  tail -n 10 "$WORK/postgres.log" 2>/dev/null | sed 's/^/     | /' 
 fi
 healthy=0
 for n in 1 2 3; do
