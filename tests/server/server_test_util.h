@@ -12,15 +12,25 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "bnserve/v1/training_service.pb.h"
 #include "bnserve/v1/types.pb.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/token_store.h"
 
 namespace bnserve {
 namespace testing {
+
+// The lowercase hex SHA-256 of `token`, as a --auth_tokens file lists it.
+inline std::string HexSha256(const std::string& token) {
+  const TokenStore::Digest digest = TokenStore::Sha256(token);
+  return absl::BytesToHexString(
+      absl::string_view(reinterpret_cast<const char*>(digest.data()), digest.size()));
+}
 
 // A StatusOr that is OK and holds a value equal to `expected`.
 MATCHER_P(IsOkAndHolds, expected, "is OK and holds " + ::testing::PrintToString(expected)) {
