@@ -163,19 +163,21 @@ predict_calls() {
   curl -sf --max-time 10 "http://127.0.0.1:$HTTP_PORT/replicas/$1/metrics" |
     awk '/^bnserve_grpc_server_handled_total\{/ && /grpc_method="Predict"/ { s += $NF } END { print s + 0 }'
 }
+# Waits (bounded) until container $1's healthcheck passes. A container that
+# is not running is waited for too: a replica that finds no database yet
+# exits and its restart policy starts it again.
 wait_healthy() {
-  local name=$1 deadline=$((SECONDS + ${2:-120})) state
+  local name=$1 deadline=$((SECONDS + ${2:-120})) state=gone
   while [ $SECONDS -lt $deadline ]; do
     state=$("${PODMAN[@]}" inspect --format '{{.State.Status}}' "$name" 2>/dev/null || echo gone)
-    if [ "$state" != running ]; then
-      echo "     container $name is $state; its log:"
-      "${PODMAN[@]}" logs "$name" 2>&1 | tail -n 30 | sed 's/^/     | /'
-      return 1
+    [ "$state" = gone ] && break
+    if [ "$state" = running ] && "${PODMAN[@]}" healthcheck run "$name" >/dev/null 2>&1; then
+      return 0
     fi
-    if "${PODMAN[@]}" healthcheck run "$name" >/dev/null 2>&1; then return 0; fi
     sleep 1
   done
-  "${PODMAN[@]}" logs "$name" 2>&1 | tail -n 30 | sed 's/^/     | /'
+  echo "     container $name ($state) is not healthy; its log:"
+  "${PODMAN[@]}" logs "$name" 2>&1 | tail -n 20 | sed 's/^/     | /'
   return 1
 }
 
