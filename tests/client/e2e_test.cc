@@ -41,6 +41,7 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/client/server_process.h"
+#include "tests/server/test_certificates.h"
 #include "tests/testing/status_matchers.h"
 
 namespace bnserve {
@@ -1262,6 +1263,30 @@ TEST_F(E2eTest, AServerListBalancesCallsRoundRobinOverTheReplicas) {
                                   absl::StrCat("replica-a:1,", other->address()), "health"});
   EXPECT_EQ(bad.exit_code, 2) << Describe(bad);
   EXPECT_THAT(bad.err, HasSubstr("dns:///NAME:PORT"));
+}
+
+TEST_F(E2eTest, AServerListKeepsTlsWorking) {
+  // A multi-address target names its first address as the authority: the
+  // server certificate (for 127.0.0.1) is checked against it, not the list.
+  testing::TestCertificates certificates;
+  ASSERT_TRUE(certificates.Generate(dir_.path() + "/tls"));
+  ServerProcess::Options options;
+  options.binary = BNSERVE_BINARY;
+  options.registry = dir_.path() + "/tls.db";
+  options.data_dir = kDataDir;
+  options.log_path = dir_.path() + "/tls.log";
+  options.extra_args = {"--tls_cert=" + certificates.server_cert,
+                        "--tls_key=" + certificates.server_key};
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<ServerProcess> tls, ServerProcess::Start(options));
+  const std::string list = absl::StrCat(tls->address(), ",", tls->address());
+  CommandResult health =
+      RunCommand({BNCTL_BINARY, "--server", list, "--tls-ca", certificates.ca_cert, "health"});
+  EXPECT_EQ(health.exit_code, 0) << Describe(health);
+  EXPECT_THAT(health.out, HasSubstr("SERVING"));
+  // An untrusted CA still fails: the list did not turn the check off.
+  CommandResult untrusted = RunCommand(
+      {BNCTL_BINARY, "--server", list, "--tls-ca", certificates.other_ca_cert, "health"});
+  EXPECT_NE(untrusted.exit_code, 0) << Describe(untrusted);
 }
 
 TEST_F(E2eTest, AJobKilledWithTheServerComesBackFailed) {
