@@ -137,7 +137,15 @@ absl::StatusOr<std::unique_ptr<BnserveServer>> BnserveServer::Start(
   }
   server->authorizer_ = std::make_unique<GrpcAuthorizer>(server->tokens_.get());
   const GrpcAuthorizer* authorizer = server->authorizer_.get();
-  ASSIGN_OR_RETURN(server->store_, SqliteModelStore::Open(options.registry_path, options.durability));
+  if (PostgresModelStore::IsPostgresUrl(options.registry_path)) {
+    ASSIGN_OR_RETURN(std::unique_ptr<PostgresModelStore> postgres,
+                     PostgresModelStore::Open(options.registry_path, PostgresModelStore::Options()));
+    server->postgres_ = postgres.get();
+    server->store_ = std::move(postgres);
+  } else {
+    ASSIGN_OR_RETURN(server->store_,
+                     SqliteModelStore::Open(options.registry_path, options.durability));
+  }
   server->catalog_ = std::make_unique<ModelCatalog>(server->store_.get(), options.model_cache,
                                                     options.fold_batchnorm);
   server->data_ = std::make_unique<DataResolver>(options.data_dir);
@@ -184,6 +192,8 @@ absl::StatusOr<std::unique_ptr<BnserveServer>> BnserveServer::Start(
   server->diagnostics_service_ = std::make_unique<DiagnosticsService>(authorizer);
   OpenInferenceOptions open_inference_options;
   open_inference_options.default_model = options.default_model;
+  BnserveServer* const self = server.get();
+  open_inference_options.registry_ready = [self] { return self->registry_reachable_.load(); };
   server->open_inference_ = std::make_unique<OpenInference>(
       server->catalog_.get(), server->inference_service_->predictor(), open_inference_options,
       metrics);
@@ -270,7 +280,12 @@ absl::StatusOr<std::unique_ptr<BnserveServer>> BnserveServer::Start(
     }
   }
   SetServing(server->server_.get(), true);
-  BnserveServer* self = server.get();
+  if (grpc::HealthCheckServiceInterface* health = server->server_->GetHealthCheckService()) {
+    health->SetServingStatus(kRegistryHealthServiceName, true);
+  }
+  if (server->postgres_ != nullptr) {
+    server->registry_probe_ = std::thread([self] { self->ProbeRegistry(); });
+  }
   server->catalog_->SetReadyListener([self](const std::string& model_name, int version) {
     self->OnVersionReady(model_name, version);
   });
@@ -297,10 +312,27 @@ std::shared_ptr<grpc::Channel> BnserveServer::InProcessChannel() {
   return server_->InProcessChannel(args);
 }
 
+void BnserveServer::ProbeRegistry() {
+  while (!stop_probe_.WaitForNotificationWithTimeout(absl::Seconds(1))) {
+    const absl::Status status = postgres_->Ping();
+    if (status.ok() == registry_reachable_.exchange(status.ok())) continue;
+    if (status.ok()) {
+      BNSERVE_LOG(INFO) << "the registry answers again: ready";
+    } else {
+      BNSERVE_LOG(WARNING) << "the registry does not answer, not ready: " << status;
+    }
+    if (grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService()) {
+      health->SetServingStatus(kRegistryHealthServiceName, status.ok());
+    }
+  }
+}
+
 void BnserveServer::Shutdown(absl::Duration deadline) {
   absl::MutexLock lock(&shutdown_mu_);
   if (shut_down_) return;
   shut_down_ = true;
+  stop_probe_.Notify();
+  if (registry_probe_.joinable()) registry_probe_.join();
   const absl::Time end = absl::Now() + deadline;
   if (server_ != nullptr) SetServing(server_.get(), false);
   // Streams through the gateway (WatchJob) would hold the HTTP port open.

@@ -9,8 +9,16 @@
 // read at scrape time) — built, started and shut down as one. The metrics'
 // text is MetricsText(), which GET /metrics serves.
 //
+// Registry: options.registry_path is a SQLite file (SqliteModelStore, held by
+// this process alone) or a postgresql:// URL (PostgresModelStore, shared by
+// replicas). With PostgreSQL a probe pings the database every second; while
+// it does not answer, kRegistryHealthServiceName is NOT_SERVING and
+// ServerReady (gRPC and REST) is false, and Predict of versions already
+// loaded keeps working.
+//
 // Health: service "" and the bnserve.v1 service names are SERVING from start
-// to shutdown (liveness); ModelHealthServiceName(m) becomes SERVING when the
+// to shutdown (liveness); kRegistryHealthServiceName is SERVING while the
+// registry answers (readiness); ModelHealthServiceName(m) becomes SERVING when the
 // latest version of model m is loaded and warmed up (readiness; the default
 // model is loaded in the background at start and every newly registered
 // version of a model that was served is too).
@@ -44,12 +52,15 @@
 #ifndef BNSERVE_SERVER_BNSERVE_SERVER_H_
 #define BNSERVE_SERVER_BNSERVE_SERVER_H_
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "grpcpp/channel.h"
 #include "grpcpp/server.h"
@@ -65,6 +76,7 @@
 #include "server/open_inference.h"
 #include "server/open_inference_service.h"
 #include "server/server_metrics.h"
+#include "server/postgres_model_store.h"
 #include "server/sqlite_model_store.h"
 #include "server/sweep_manager.h"
 #include "server/token_store.h"
@@ -76,7 +88,9 @@ struct BnserveServerOptions {
   // host:port to listen on ("127.0.0.1:0" picks a free port); empty: no
   // port, in-process channels only.
   std::string listen = "127.0.0.1:50051";
+  // A SQLite file, or a postgresql:// (postgres://) URL.
   std::string registry_path = "var/bnserve.db";
+  // SQLite only.
   SqliteModelStore::Durability durability = SqliteModelStore::Durability::kNormal;
   std::string data_dir = "var/data";
   int workers = 1;
@@ -131,7 +145,8 @@ struct BnserveServerOptions {
 class BnserveServer {
  public:
   // Opens the store, restores the jobs and starts serving. Unavailable if
-  // the port cannot be bound; store errors as SqliteModelStore::Open; TLS
+  // the port cannot be bound; store errors as SqliteModelStore::Open or
+  // PostgresModelStore::Open; TLS
   // file errors as TlsConfig::Load and token file errors as
   // TokenStore::Open (checked before anything else).
   static absl::StatusOr<std::unique_ptr<BnserveServer>> Start(
@@ -160,6 +175,9 @@ class BnserveServer {
   // The gRPC health service name whose status is SERVING once a version of
   // `model_name` has been ready while it was the model's latest version.
   static std::string ModelHealthServiceName(const std::string& model_name);
+
+  // The gRPC health service name that is SERVING while the registry answers.
+  static constexpr char kRegistryHealthServiceName[] = "bnserve.registry";
 
   // Reads the token file again (SIGHUP). On error keeps the tokens in use
   // and returns it; FailedPrecondition when the server has no token file.
@@ -197,13 +215,21 @@ class BnserveServer {
   // when `version` is its latest.
   void OnVersionReady(const std::string& model_name, int version);
 
+  // The registry probe's loop (PostgreSQL): pings every second until
+  // stop_probe_, and updates registry_reachable_ and the health service.
+  void ProbeRegistry();
+
   const BnserveServerOptions options_;
   // Declared in construction order; destroyed in reverse (the metrics last:
   // the HTTP port may scrape until the very end).
   const std::unique_ptr<ServerMetrics> metrics_;
   std::unique_ptr<TokenStore> tokens_;  // null: no access control
   std::unique_ptr<GrpcAuthorizer> authorizer_;
-  std::unique_ptr<SqliteModelStore> store_;
+  std::unique_ptr<ModelStore> store_;
+  PostgresModelStore* postgres_ = nullptr;  // store_ when it is PostgreSQL
+  std::atomic<bool> registry_reachable_{true};
+  absl::Notification stop_probe_;
+  std::thread registry_probe_;
   std::unique_ptr<ModelCatalog> catalog_;
   std::unique_ptr<DataResolver> data_;
   std::unique_ptr<JobManager> jobs_;

@@ -176,6 +176,7 @@ absl::StatusOr<v1::ModelRef> OpenInference::ModelRefFromV2(const std::string& na
 }
 
 bool OpenInference::ServerReady() {
+  if (options_.registry_ready && !options_.registry_ready()) return false;
   if (options_.default_model.empty()) return true;
   v1::ModelRef ref;
   ref.set_name(options_.default_model);

@@ -37,6 +37,7 @@
 #ifndef BNSERVE_SERVER_OPEN_INFERENCE_H_
 #define BNSERVE_SERVER_OPEN_INFERENCE_H_
 
+#include <functional>
 #include <string>
 
 #include "absl/status/status.h"
@@ -54,6 +55,9 @@ namespace bnserve {
 struct OpenInferenceOptions {
   // ServerReady waits for this model's latest version; empty: none.
   std::string default_model;
+  // ServerReady is false while this returns false (a shared registry that
+  // does not answer); null: the registry is always reachable.
+  std::function<bool()> registry_ready;
 };
 
 class OpenInference {
@@ -85,6 +89,9 @@ class OpenInference {
                                                      const std::string& version);
 
   bool ServerLive() const { return true; }
+  // False while options.registry_ready says the registry is unreachable;
+  // otherwise whether the default model's latest version is ready (true
+  // without a default model).
   bool ServerReady();
 
   // Whether the version is ready (see above). The catalog's errors for an

@@ -21,6 +21,7 @@
 #include "core/logging.h"
 #include "server/allocator_tuning.h"
 #include "server/bnserve_server.h"
+#include "server/postgres_model_store.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051", "host:port to serve gRPC on");
 ABSL_FLAG(std::string, http_listen, "127.0.0.1:8000",
@@ -34,7 +35,9 @@ ABSL_FLAG(int, http_threads, 16,
 ABSL_FLAG(int, http_timeout_seconds, 30,
           "longest an HTTP read or write of a request may wait for the client");
 ABSL_FLAG(std::string, registry, "var/bnserve.db",
-          "SQLite database of models, versions, aliases and jobs (created with its directory)");
+          "the registry of models, versions, aliases and jobs: a SQLite database file (created "
+          "with its directory), or a postgresql://user@host:port/db URL shared by replicas "
+          "(README \"Running with PostgreSQL\")");
 ABSL_FLAG(std::string, data_dir, bnserve::DefaultDataDir(),
           "directory of the built-in data sets and the only place IDX paths may point into");
 ABSL_FLAG(int, workers, 1, "training worker threads");
@@ -176,7 +179,7 @@ int main(int argc, char** argv) {
   }
   const std::string address = WithPort(options.listen, (*server)->port());
   BNSERVE_LOG(INFO) << "bnserve listening on " << address << " (registry "
-                    << options.registry_path << ", data " << options.data_dir << ", "
+                    << bnserve::PostgresModelStore::RedactedUrl(options.registry_path) << ", data " << options.data_dir << ", "
                     << options.workers << " worker(s))";
 
   int signal_number = 0;

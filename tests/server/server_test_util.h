@@ -21,6 +21,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/token_store.h"
+#include "tests/testing/status_matchers.h"
 
 namespace bnserve {
 namespace testing {
@@ -30,16 +31,6 @@ inline std::string HexSha256(const std::string& token) {
   const TokenStore::Digest digest = TokenStore::Sha256(token);
   return absl::BytesToHexString(
       absl::string_view(reinterpret_cast<const char*>(digest.data()), digest.size()));
-}
-
-// A StatusOr that is OK and holds a value equal to `expected`.
-MATCHER_P(IsOkAndHolds, expected, "is OK and holds " + ::testing::PrintToString(expected)) {
-  if (!arg.ok()) {
-    *result_listener << "status: " << arg.status();
-    return false;
-  }
-  *result_listener << "holds " << ::testing::PrintToString(*arg);
-  return *arg == expected;
 }
 
 // `rows` x `features` values uniform in [0, 1); the label of a row is the
