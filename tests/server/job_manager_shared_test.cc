@@ -1,5 +1,7 @@
-// Two JobManagers ("replicas") sharing one job queue: a SqliteModelStore
-// passed to both as JobManagerOptions::shared_queue, in one process.
+// Two JobManagers ("replicas") sharing one job queue, in one process: the
+// JobQueue of a SqliteModelStore passed to both as
+// JobManagerOptions::shared_queue, and a PostgresModelStore's (a real
+// PostgreSQL 15, tests/server/postgres_test_server.h).
 #include <sqlite3.h>
 
 #include <algorithm>
@@ -21,7 +23,9 @@
 #include "server/data_resolver.h"
 #include "server/job_manager.h"
 #include "server/model_catalog.h"
+#include "server/postgres_model_store.h"
 #include "server/sqlite_model_store.h"
+#include "tests/server/postgres_test_server.h"
 #include "tests/server/server_test_util.h"
 #include "tests/testing/status_matchers.h"
 
@@ -65,11 +69,26 @@ class EventLog {
   std::vector<v1::JobEvent> events_ ABSL_GUARDED_BY(mu_);
 };
 
-class JobManagerSharedTest : public ::testing::Test {
+// The parameter names the store: "sqlite" or "postgres".
+class JobManagerSharedTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
-    db_path_ = TempPath("shared.db");
-    ASSERT_OK_AND_ASSIGN(store_, SqliteModelStore::Open(db_path_));
+    if (GetParam() == "postgres") {
+      ASSERT_OK_AND_ASSIGN(::bnserve::testing::PostgresTestServer * server,
+                           ::bnserve::testing::PostgresTestServer::Get());
+      ASSERT_OK_AND_ASSIGN(std::string url, server->CreateDatabase());
+      ASSERT_OK_AND_ASSIGN(std::unique_ptr<PostgresModelStore> store,
+                           PostgresModelStore::Open(url, PostgresModelStore::Options()));
+      queue_ = store.get();
+      owned_ = std::move(store);
+    } else {
+      db_path_ = TempPath("shared.db");
+      ASSERT_OK_AND_ASSIGN(std::unique_ptr<SqliteModelStore> store,
+                           SqliteModelStore::Open(db_path_));
+      queue_ = store.get();
+      owned_ = std::move(store);
+    }
+    store_ = owned_.get();
     data_ = std::make_unique<DataResolver>("var/data");
   }
 
@@ -81,7 +100,7 @@ class JobManagerSharedTest : public ::testing::Test {
 
   JobManagerOptions SharedOptions(const std::string& replica) {
     JobManagerOptions options;
-    options.shared_queue = store_.get();
+    options.shared_queue = queue_;
     options.replica_id = replica;
     options.lease = absl::Seconds(2);
     options.poll_interval = absl::Milliseconds(20);
@@ -90,8 +109,8 @@ class JobManagerSharedTest : public ::testing::Test {
 
   // Starts a replica on the shared store (its own catalog, as a process).
   JobManager* StartReplica(JobManagerOptions options) {
-    catalogs_.push_back(std::make_unique<ModelCatalog>(store_.get()));
-    replicas_.push_back(std::make_unique<JobManager>(store_.get(), catalogs_.back().get(),
+    catalogs_.push_back(std::make_unique<ModelCatalog>(store_));
+    replicas_.push_back(std::make_unique<JobManager>(store_, catalogs_.back().get(),
                                                      data_.get(), std::move(options)));
     EXPECT_OK(replicas_.back()->Start());
     return replicas_.back().get();
@@ -121,15 +140,17 @@ class JobManagerSharedTest : public ::testing::Test {
     }
   }
 
-  std::string db_path_;
-  std::unique_ptr<SqliteModelStore> store_;
+  std::string db_path_;  // sqlite
+  std::unique_ptr<ModelStore> owned_;
+  ModelStore* store_ = nullptr;
+  JobQueue* queue_ = nullptr;
   std::unique_ptr<DataResolver> data_;
   std::vector<std::unique_ptr<ModelCatalog>> catalogs_;
   std::vector<std::unique_ptr<JobManager>> replicas_;
   absl::Notification release_;
 };
 
-TEST_F(JobManagerSharedTest, JobsSubmittedToBothReplicasFinishOnceSpreadOverBoth) {
+TEST_P(JobManagerSharedTest, JobsSubmittedToBothReplicasFinishOnceSpreadOverBoth) {
   JobManagerOptions a_options = SharedOptions("replica-a");
   a_options.on_epoch_finished = Pace(absl::Milliseconds(20));
   JobManagerOptions b_options = SharedOptions("replica-b");
@@ -178,7 +199,7 @@ TEST_F(JobManagerSharedTest, JobsSubmittedToBothReplicasFinishOnceSpreadOverBoth
   EXPECT_TRUE(rest.next_page_token().empty());
 }
 
-TEST_F(JobManagerSharedTest, CancelOnOneReplicaStopsAJobRunningOnTheOther) {
+TEST_P(JobManagerSharedTest, CancelOnOneReplicaStopsAJobRunningOnTheOther) {
   JobManagerOptions a_options = SharedOptions("replica-a");
   a_options.on_epoch_finished = Pace(absl::Milliseconds(20));
   JobManagerOptions b_options = SharedOptions("replica-b");
@@ -202,7 +223,7 @@ TEST_F(JobManagerSharedTest, CancelOnOneReplicaStopsAJobRunningOnTheOther) {
   EXPECT_THAT(other->Cancel(job.job_id()), StatusIs(absl::StatusCode::kFailedPrecondition));
 }
 
-TEST_F(JobManagerSharedTest, WatchOnAnotherReplicaSeesHistoryThenEveryEpochThenFinished) {
+TEST_P(JobManagerSharedTest, WatchOnAnotherReplicaSeesHistoryThenEveryEpochThenFinished) {
   JobManagerOptions a_options = SharedOptions("replica-a");
   a_options.on_epoch_finished = Pace(absl::Milliseconds(40));
   JobManagerOptions b_options = SharedOptions("replica-b");
@@ -231,7 +252,7 @@ TEST_F(JobManagerSharedTest, WatchOnAnotherReplicaSeesHistoryThenEveryEpochThenF
   other->Unwatch(job.job_id(), id);
 }
 
-TEST_F(JobManagerSharedTest, UnwatchStopsAPolledWatch) {
+TEST_P(JobManagerSharedTest, UnwatchStopsAPolledWatch) {
   JobManagerOptions a_options = SharedOptions("replica-a");
   a_options.on_epoch_finished = HoldUntilReleased();
   JobManager* a = StartReplica(a_options);
@@ -252,17 +273,17 @@ TEST_F(JobManagerSharedTest, UnwatchStopsAPolledWatch) {
   for (const v1::JobEvent& event : log.Events()) EXPECT_FALSE(event.has_finished());
 }
 
-TEST_F(JobManagerSharedTest, ADeadReplicasJobIsReapedAndItsLateResultsRefused) {
+TEST_P(JobManagerSharedTest, ADeadReplicasJobIsReapedAndItsLateResultsRefused) {
   // The ghost claims a job before any live replica could, and never renews.
-  ASSERT_OK_AND_ASSIGN(int64_t seq, store_->ReserveJobSeqs(1));
+  ASSERT_OK_AND_ASSIGN(int64_t seq, queue_->ReserveJobSeqs(1));
   QueuedJob queued;
   queued.job.set_job_id(absl::StrFormat("job-%06d", seq));
   queued.job.set_model_name("ghosted");
   queued.job.set_state(v1::QUEUED);
   queued.full_request = SmallTrainRequest("ghosted", 1);
-  ASSERT_OK(store_->Enqueue({queued}, -1));
+  ASSERT_OK(queue_->Enqueue({queued}, -1));
   ASSERT_OK_AND_ASSIGN(std::optional<ClaimedJob> claimed,
-                       store_->ClaimNext("ghost", absl::Milliseconds(300)));
+                       queue_->ClaimNext("ghost", absl::Milliseconds(300)));
   ASSERT_TRUE(claimed.has_value());
   const absl::Time claimed_at = absl::Now();
 
@@ -292,9 +313,12 @@ TEST_F(JobManagerSharedTest, ADeadReplicasJobIsReapedAndItsLateResultsRefused) {
   EXPECT_EQ(after.state(), v1::FAILED);
 }
 
+// SQLite only: it expires a lease through a second connection to the file.
+class JobManagerSharedSqliteTest : public JobManagerSharedTest {};
+
 // A live replica whose lease is reaped (as if it had stalled past it) stops
 // the run, and the store keeps the reaper's FAILED and refuses its version.
-TEST_F(JobManagerSharedTest, AReplicaThatLostItsLeaseRegistersNothing) {
+TEST_P(JobManagerSharedSqliteTest, AReplicaThatLostItsLeaseRegistersNothing) {
   JobManagerOptions a_options = SharedOptions("replica-a");
   a_options.on_epoch_finished = HoldUntilReleased();
   JobManager* a = StartReplica(a_options);
@@ -310,7 +334,7 @@ TEST_F(JobManagerSharedTest, AReplicaThatLostItsLeaseRegistersNothing) {
   while (reaped_now.empty() && absl::Now() < give_up) {
     ASSERT_EQ(sqlite3_exec(db, "UPDATE job_queue SET lease_until = 0", nullptr, nullptr, nullptr),
               SQLITE_OK);
-    ASSERT_OK_AND_ASSIGN(reaped_now, store_->ReapExpiredLeases("worker lost: stalled"));
+    ASSERT_OK_AND_ASSIGN(reaped_now, queue_->ReapExpiredLeases("worker lost: stalled"));
   }
   sqlite3_close(db);
   ASSERT_EQ(reaped_now.size(), 1u);
@@ -330,7 +354,7 @@ TEST_F(JobManagerSharedTest, AReplicaThatLostItsLeaseRegistersNothing) {
   EXPECT_THAT(store_->LatestVersion("stalled"), StatusIs(absl::StatusCode::kNotFound));
 }
 
-TEST_F(JobManagerSharedTest, MaxQueueHoldsAcrossReplicas) {
+TEST_P(JobManagerSharedTest, MaxQueueHoldsAcrossReplicas) {
   JobManagerOptions a_options = SharedOptions("replica-a");
   a_options.max_queue = 2;
   a_options.on_epoch_finished = HoldUntilReleased();
@@ -363,7 +387,7 @@ TEST_F(JobManagerSharedTest, MaxQueueHoldsAcrossReplicas) {
   }
 }
 
-TEST_F(JobManagerSharedTest, ShutdownCancelsOnlyThisReplicasJobs) {
+TEST_P(JobManagerSharedTest, ShutdownCancelsOnlyThisReplicasJobs) {
   JobManagerOptions a_options = SharedOptions("replica-a");
   a_options.on_epoch_finished = Pace(absl::Milliseconds(20));
   JobManagerOptions b_options = SharedOptions("replica-b");
@@ -381,7 +405,7 @@ TEST_F(JobManagerSharedTest, ShutdownCancelsOnlyThisReplicasJobs) {
   JobManager* stopping = one.replica() == "replica-a" ? a : b;
   JobManager* staying = stopping == a ? b : a;
   stopping->Shutdown("server shutting down");
-  ASSERT_OK_AND_ASSIGN(v1::Job stopped, store_->GetJob(one.job_id()));
+  ASSERT_OK_AND_ASSIGN(v1::Job stopped, queue_->GetJob(one.job_id()));
   EXPECT_EQ(stopped.state(), v1::CANCELLED);
   EXPECT_EQ(stopped.reason(), "server shutting down");
   // The other replica's running and queued jobs were not touched.
@@ -396,6 +420,15 @@ TEST_F(JobManagerSharedTest, ShutdownCancelsOnlyThisReplicasJobs) {
   EXPECT_THAT(stopping->Submit(SmallTrainRequest("s", 1)).status(),
               StatusIs(absl::StatusCode::kUnavailable));
 }
+
+INSTANTIATE_TEST_SUITE_P(Stores, JobManagerSharedTest, ::testing::Values("sqlite", "postgres"),
+                         [](const ::testing::TestParamInfo<std::string>& info) {
+                           return info.param;
+                         });
+INSTANTIATE_TEST_SUITE_P(Stores, JobManagerSharedSqliteTest, ::testing::Values("sqlite"),
+                         [](const ::testing::TestParamInfo<std::string>& info) {
+                           return info.param;
+                         });
 
 }  // namespace
 }  // namespace bnserve
