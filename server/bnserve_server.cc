@@ -158,6 +158,8 @@ absl::StatusOr<std::unique_ptr<BnserveServer>> BnserveServer::Start(
   job_options.max_queued_data_bytes = int64_t{options.max_queued_data_mb} << 20;
   job_options.shared_queue = server->store_->SharedJobQueue();
   job_options.replica_id = options.replica_id;
+  job_options.lease = options.job_lease;
+  job_options.poll_interval = options.job_poll_interval;
   ServerMetrics* metrics = server->metrics_.get();
   job_options.on_epoch_finished = [metrics](const FinishedEpoch& epoch) {
     metrics->RecordEpoch(epoch);

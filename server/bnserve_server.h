@@ -113,6 +113,11 @@ struct BnserveServerOptions {
   int max_jobs_in_memory = 1000;
   int max_queued_data_mb = 1024;
   std::string replica_id = "bnserve";
+  // With a shared job queue: how long a claimed job's lease lasts without a
+  // renewal (a replica that dies loses its running job this long after;
+  // renewals come every job_poll_interval, well under it).
+  absl::Duration job_lease = absl::Seconds(10);
+  absl::Duration job_poll_interval = absl::Milliseconds(250);
   // When set, EnsureDefaultModel(default_model) at start: the seed network is
   // trained on mnist-digits unless a job for that model was ever submitted.
   std::string default_model;

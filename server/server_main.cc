@@ -14,6 +14,7 @@
 #include <string>
 
 #include "absl/flags/flag.h"
+#include "absl/time/time.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/status/statusor.h"
@@ -59,6 +60,12 @@ ABSL_FLAG(int, max_queued_data_mb, 1024,
 ABSL_FLAG(std::string, replica_id, "",
           "this replica's name in the jobs it runs from a shared job queue; empty: the host "
           "name");
+ABSL_FLAG(absl::Duration, job_lease, absl::Seconds(10),
+          "with a shared (PostgreSQL) registry: a running job's lease; a replica that dies "
+          "leaves its job to be marked FAILED \"worker lost\" by another this long after");
+ABSL_FLAG(absl::Duration, job_poll_interval, absl::Milliseconds(250),
+          "with a shared registry: how often idle workers look for queued jobs and leases are "
+          "renewed (must be well under --job_lease)");
 ABSL_FLAG(int, model_cache, 8, "model versions kept loaded for Predict and Evaluate");
 ABSL_FLAG(bool, fold_batchnorm, true,
           "answer INFERENCE-mode predictions with each version's BatchNorm layers folded into "
@@ -130,6 +137,14 @@ int main(int argc, char** argv) {
     options.replica_id = gethostname(host, sizeof(host) - 1) == 0 && host[0] != '\0'
                              ? std::string(host)
                              : std::string("bnserve");
+  }
+  options.job_lease = absl::GetFlag(FLAGS_job_lease);
+  options.job_poll_interval = absl::GetFlag(FLAGS_job_poll_interval);
+  if (options.job_poll_interval <= absl::ZeroDuration() ||
+      options.job_lease < 2 * options.job_poll_interval) {
+    BNSERVE_LOG(ERROR) << "--job_poll_interval must be positive and --job_lease at least twice "
+                          "as long";
+    return EXIT_FAILURE;
   }
   if (options.max_jobs_in_memory < 0 || options.max_queued_data_mb < 1) {
     BNSERVE_LOG(ERROR) << "--max_jobs_in_memory must be >= 0 and --max_queued_data_mb positive";
