@@ -10,6 +10,13 @@
 // validated before anything is written. Statements are prepared once and
 // reused (server/sqlite_statement.h wraps the SQLite calls).
 //
+// A full disk is RESOURCE_EXHAUSTED "registry disk full" on every write
+// (statements, BEGIN and COMMIT alike), an I/O error UNAVAILABLE. So that a
+// job can still record how it ended when the disk fills, Open keeps a small
+// preallocated reserve file next to the database (PATH-reserve, 256 KiB):
+// a PutJob that finds the disk full deletes it and tries once more. The next
+// Open makes it again when there is room.
+//
 // Thread-safety: thread-safe; one connection serialized by a mutex.
 #ifndef BNSERVE_SERVER_SQLITE_MODEL_STORE_H_
 #define BNSERVE_SERVER_SQLITE_MODEL_STORE_H_
@@ -88,7 +95,10 @@ class SqliteModelStore : public ModelStore {
   absl::StatusOr<std::vector<v1::Sweep>> ListSweeps() override;
 
  private:
-  SqliteModelStore(sqlite3* db, RegistryLock lock);
+  SqliteModelStore(sqlite3* db, RegistryLock lock, std::string reserve_path);
+
+  // Deletes the reserve file; true if there was one to delete.
+  bool ReleaseReserveLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // The cached prepared statement for `sql` (prepared on first use), reset
   // and unbound when the returned SqliteStatement goes out of scope.
@@ -123,6 +133,7 @@ class SqliteModelStore : public ModelStore {
   // Released after the database is closed (member order).
   RegistryLock lock_;
   absl::flat_hash_map<std::string, sqlite3_stmt*> statements_ ABSL_GUARDED_BY(mu_);
+  const std::string reserve_path_;
 };
 
 }  // namespace bnserve
