@@ -15,12 +15,14 @@
 #include <iterator>
 #include <map>
 #include <memory>
+#include <random>
 #include <regex>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include <google/protobuf/util/json_util.h>
+#include <sqlite3.h>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -1211,6 +1213,81 @@ TEST_F(E2eTest, AJobKilledWithTheServerComesBackFailed) {
   CommandResult watch = Bnctl({"jobs", "watch", running.job_id()});
   EXPECT_EQ(watch.exit_code, 3) << Describe(watch);
   EXPECT_THAT(watch.out, HasSubstr("FAILED"));
+}
+
+// The fault test of registration: 20 times the server is SIGKILLed while
+// small jobs train and register (two workers, six one-epoch jobs a round,
+// killed 50 to 450 ms after they were submitted, so that kills land inside
+// registrations). After each kill the registry passes PRAGMA
+// integrity_check, and after each restart every version a job was reported
+// SUCCEEDED with is still there: the same parameters bit for bit and the
+// same Predict answer.
+TEST_F(E2eTest, TwentyKillsDuringRegistrationLoseNothingReportedSucceeded) {
+  const std::string registry = dir_.path() + "/registry.db";
+  const v1::Tensor rows = TensorFromMatrix(TestRows(8));
+  struct Seen {
+    std::string tensors;
+    std::string probabilities;
+  };
+  std::map<std::pair<std::string, int>, Seen> succeeded;
+  std::mt19937 rng(11);
+  int kills_while_jobs_ran = 0;
+  auto tensors_of = [](const v1::ModelVersion& version) {
+    std::string bytes;
+    for (const v1::NamedTensor& named : version.tensors()) bytes += named.SerializeAsString();
+    return bytes;
+  };
+  for (int round = 0; round < 20; ++round) {
+    std::vector<std::string> job_ids;
+    for (int j = 0; j < 6; ++j) {
+      ASSERT_OK_AND_ASSIGN(v1::Job job, Submit(SmallTrainRequest(absl::StrCat("kill", j % 2), 1)));
+      job_ids.push_back(job.job_id());
+    }
+    absl::SleepFor(absl::Milliseconds(50 + rng() % 400));
+    bool running = false;
+    for (const std::string& job_id : job_ids) {
+      ASSERT_OK_AND_ASSIGN(v1::Job job, GetJob(job_id));
+      if (job.state() != v1::SUCCEEDED) {
+        running = true;
+        continue;
+      }
+      const v1::ModelRef ref = Ref(job.model_name(), job.model_version());
+      ASSERT_OK_AND_ASSIGN(v1::ModelVersion version, GetModel(ref, true));
+      ASSERT_OK_AND_ASSIGN(v1::PredictResponse predicted, Predict(ref, rows, v1::INFERENCE));
+      succeeded[{job.model_name(), job.model_version()}] =
+          Seen{tensors_of(version), predicted.probabilities().SerializeAsString()};
+    }
+    kills_while_jobs_ran += running ? 1 : 0;
+    ASSERT_OK_AND_ASSIGN(int status, server_->Stop(SIGKILL));
+    ASSERT_TRUE(WIFSIGNALED(status));
+
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open_v2(registry.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr), SQLITE_OK);
+    std::string integrity;
+    sqlite3_exec(
+        db, "PRAGMA integrity_check",
+        [](void* out, int, char** values, char**) {
+          *static_cast<std::string*>(out) += values[0] != nullptr ? values[0] : "NULL";
+          return 0;
+        },
+        &integrity, nullptr);
+    sqlite3_close(db);
+    ASSERT_EQ(integrity, "ok") << "round " << round;
+
+    StartServer();
+    for (const auto& [key, seen] : succeeded) {
+      const v1::ModelRef ref = Ref(key.first, key.second);
+      ASSERT_OK_AND_ASSIGN(v1::ModelVersion version, GetModel(ref, true));
+      EXPECT_EQ(tensors_of(version), seen.tensors) << key.first << " v" << key.second;
+      ASSERT_OK_AND_ASSIGN(v1::PredictResponse predicted, Predict(ref, rows, v1::INFERENCE));
+      EXPECT_EQ(predicted.probabilities().SerializeAsString(), seen.probabilities)
+          << key.first << " v" << key.second;
+    }
+  }
+  // The kills did land while jobs were training or registering, and jobs did
+  // succeed between them.
+  EXPECT_GT(kills_while_jobs_ran, 5);
+  EXPECT_GT(succeeded.size(), 10u);
 }
 
 }  // namespace
