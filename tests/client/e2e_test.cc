@@ -24,6 +24,7 @@
 #include <google/protobuf/util/json_util.h>
 #include <sqlite3.h>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -1288,6 +1289,103 @@ TEST_F(E2eTest, TwentyKillsDuringRegistrationLoseNothingReportedSucceeded) {
   // succeed between them.
   EXPECT_GT(kills_while_jobs_ran, 5);
   EXPECT_GT(succeeded.size(), 10u);
+}
+
+// The requests of issue 10 §2 that once cost the server gigabytes, sent to a
+// real server process: each is answered with its code, the server goes on
+// answering Predict, and its peak RSS (VmHWM) stays far below what
+// computing them would take.
+TEST_F(E2eTest, RequestsThatWouldCostGigabytesAreRefusedAndTheServerServesOn) {
+  // Messages of 8 MiB at most, so that answers over the limit are cheap to ask for.
+  ASSERT_OK(server_->Stop(SIGTERM).status());
+  StartServer(0, {"--max_message_mb=8"});
+  v1::TrainRequest small = SmallTrainRequest("wide", 1);
+  small.mutable_network()->clear_hidden_sizes();
+  small.mutable_network()->add_hidden_sizes(1);
+  small.mutable_network()->set_use_batchnorm(false);
+  ASSERT_OK_AND_ASSIGN(v1::Job job, Submit(small));
+  ASSERT_OK_AND_ASSIGN(job, WatchToEnd(job.job_id()));
+  ASSERT_EQ(job.state(), v1::SUCCEEDED) << job.reason();
+  ASSERT_OK_AND_ASSIGN(v1::ModelVersion base, GetModel(Ref("wide", 1), true));
+  const v1::Tensor rows = TensorFromMatrix(TestRows(4));
+  auto serving = [&] {
+    ASSERT_OK_AND_ASSIGN(v1::PredictResponse response, Predict(Ref("wide", 1), rows,
+                                                                v1::INFERENCE));
+    EXPECT_EQ(response.probabilities().shape(0), 4);
+  };
+  auto import = [&](const v1::ModelVersion& model) {
+    v1::ImportModelRequest request;
+    *request.mutable_model() = model;
+    v1::ModelVersion response;
+    return client_->registry().ImportModel(Context().get(), request, &response);
+  };
+
+  // ImportModel of a 1048576-63-1 config without tensors (19 bytes once).
+  {
+    v1::ModelVersion huge;
+    huge.set_model_name("huge");
+    huge.mutable_network()->set_input_size(1048576);
+    huge.mutable_network()->add_hidden_sizes(63);
+    huge.mutable_network()->set_output_size(1);
+    const grpc::Status status = import(huge);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << status.error_message();
+    serving();
+  }
+  // The issue's 1-1-16384 model: 16384 classes are refused at import (a 2 GiB
+  // confusion matrix for Evaluate); 4096, the most a model may have, are
+  // taken, and then a Predict of 2000 rows (32 MiB of answer) is refused
+  // before it is computed, as is an Evaluate (a 4096 x 4096 confusion matrix:
+  // 16 MiB at least).
+  auto widened = [&](int classes) {
+    v1::ModelVersion wide = base;
+    wide.set_model_name(absl::StrCat("wide", classes));
+    wide.mutable_network()->set_output_size(classes);
+    for (v1::NamedTensor& named : *wide.mutable_tensors()) {
+      v1::Tensor* tensor = named.mutable_tensor();
+      if (tensor->shape(tensor->shape_size() - 1) != 10) continue;  // the output layer's
+      tensor->set_shape(tensor->shape_size() - 1, classes);
+      const int64_t count = tensor->shape_size() == 2 ? tensor->shape(0) * classes : classes;
+      tensor->mutable_values()->Resize(static_cast<int>(count), 0.01f);
+    }
+    return wide;
+  };
+  {
+    const grpc::Status status = import(widened(16384));
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << status.error_message();
+    serving();
+  }
+  {
+    const grpc::Status status = import(widened(4096));
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    const absl::StatusOr<v1::PredictResponse> predicted =
+        Predict(Ref("wide4096"), TensorFromMatrix(TestRows(2000)), v1::INFERENCE);
+    EXPECT_EQ(predicted.status().code(), absl::StatusCode::kResourceExhausted)
+        << predicted.status();
+    serving();
+    v1::EvaluateRequest evaluate;
+    *evaluate.mutable_model() = Ref("wide4096");
+    v1::BuiltinData* data = evaluate.mutable_data()->mutable_builtin();
+    data->set_name("mnist-digits");
+    data->set_split(v1::TEST);
+    v1::EvaluateResponse evaluated;
+    const grpc::Status refused =
+        client_->inference().Evaluate(Context().get(), evaluate, &evaluated);
+    EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
+        << refused.error_message();
+    serving();
+  }
+  std::ifstream proc_status(absl::StrCat("/proc/", server_->pid(), "/status"));
+  std::string line;
+  int64_t peak_kib = -1;
+  while (std::getline(proc_status, line)) {
+    if (absl::StartsWith(line, "VmHWM:")) {
+      ASSERT_TRUE(absl::SimpleAtoi(absl::StripAsciiWhitespace(line.substr(6, line.size() - 9)),
+                                   &peak_kib))
+          << line;
+    }
+  }
+  EXPECT_GT(peak_kib, 0);
+  EXPECT_LT(peak_kib, 512 * 1024) << "peak RSS " << peak_kib << " KiB";
 }
 
 }  // namespace
