@@ -91,7 +91,9 @@ clean:
 FUZZ_BUILD_DIR ?= build-fuzz
 FUZZ_SECONDS ?= 300
 FUZZ_TARGETS := idx_reader import_model train_request v2_rest
-ASAN_TEST_LABELS ?= core|server
+ASAN_TEST_LABELS ?= core server
+ASAN_EMPTY :=
+ASAN_SPACE := $(ASAN_EMPTY) $(ASAN_EMPTY)
 SANITIZER_ENV := ASAN_OPTIONS=halt_on_error=1:abort_on_error=1:detect_leaks=1:strict_string_checks=1 \
   UBSAN_OPTIONS=halt_on_error=1:abort_on_error=1:print_stacktrace=1
 fuzz-configure: setup
@@ -103,6 +105,6 @@ fuzz: fuzz-configure
 	cmake --build $(FUZZ_BUILD_DIR) -j $(JOBS) --target $(FUZZ_TARGETS:%=%_fuzzer)
 	bash scripts/run_fuzzers.sh $(FUZZ_BUILD_DIR) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 test-asan: fuzz-configure
-	cmake --build $(FUZZ_BUILD_DIR) -j $(JOBS) --target bnserve_sanitized_tests
-	$(SANITIZER_ENV) ctest --test-dir $(FUZZ_BUILD_DIR) -L '^($(ASAN_TEST_LABELS))$$' \
-	  --output-on-failure -j $(JOBS)
+	cmake --build $(FUZZ_BUILD_DIR) -j $(JOBS) --target $(ASAN_TEST_LABELS:%=bnserve_sanitized_%_tests)
+	$(SANITIZER_ENV) ctest --test-dir $(FUZZ_BUILD_DIR) \
+	  -L '^($(subst $(ASAN_SPACE),|,$(strip $(ASAN_TEST_LABELS))))$$' --output-on-failure -j $(JOBS)
