@@ -1,5 +1,6 @@
-// ClientConnection: one gRPC channel to a bnserve server and a stub per
-// service, plus the options every bnctl subcommand shares (--server, --json,
+// ClientConnection: one gRPC channel to a bnserve server (or to several
+// replicas, balanced call by call with gRPC's round_robin policy) and a stub
+// per service, plus the options every bnctl subcommand shares (--server, --json,
 // --timeout, --token, --tls-ca, --tls-cert, --tls-key) and the conversion of
 // a failed call into a printed error. With --tls-ca (or a client
 // certificate) the channel is TLS; with a token every call carries
@@ -16,6 +17,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "bnserve/v1/inference_service.grpc.pb.h"
 #include "bnserve/v1/model_registry.grpc.pb.h"
@@ -27,7 +29,9 @@ namespace bnserve {
 
 // The flags every subcommand accepts.
 struct GlobalOptions {
-  // host:port; default $BNSERVE_SERVER, else 127.0.0.1:50051.
+  // host:port, a comma-separated list of IP:port (replicas), or a gRPC
+  // target such as dns:///name:port; default $BNSERVE_SERVER, else
+  // 127.0.0.1:50051. GrpcTarget turns it into the channel's target.
   std::string server;
   // Print responses as protobuf JSON instead of text.
   bool json = false;
@@ -59,10 +63,28 @@ void AddGlobalFlags(ArgParser* parser, GlobalOptions* options);
 // file cannot be read (naming it).
 absl::Status LoadTlsFiles(GlobalOptions* options);
 
+// The gRPC target for --server: a single host:port or a scheme target
+// (dns:///name:port, ipv4:..., ipv6:..., unix:...) unchanged; a
+// comma-separated list of IP:port becomes one multi-address target
+// ("ipv4:10.0.0.1:50051,10.0.0.2:50051", or "ipv6:[::1]:50051,..."), which
+// the channel balances over with round_robin. InvalidArgument for an empty
+// entry, an entry without a port, a host name in a list (gRPC resolves lists
+// of addresses only: use dns:///name:port, whose every address is used), or
+// a list mixing IPv4 and IPv6.
+absl::StatusOr<std::string> GrpcTarget(const std::string& server);
+
+// The service config every bnctl channel carries: round_robin over all the
+// addresses the target resolves to (one call to each in turn), instead of
+// gRPC's default pick_first (every call to the first that connects).
+inline constexpr char kRoundRobinServiceConfig[] =
+    R"({"loadBalancingConfig":[{"round_robin":{}}]})";
+
 class ClientConnection {
  public:
-  // Creates the channel (lazily connected: nothing is sent here). The channel
+  // Creates the channel (lazily connected: nothing is sent here) to
+  // GrpcTarget(options.server), with kRoundRobinServiceConfig. The channel
   // carries messages up to 256 MiB, enough for an exported model.
+  // REQUIRES: GrpcTarget(options.server).ok() (ParseCommand checks it).
   // `own_connection` gives the channel its own TCP connection instead of one
   // shared with other channels to the same address (for the load tool).
   explicit ClientConnection(const GlobalOptions& options, bool own_connection = false);

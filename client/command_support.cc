@@ -19,6 +19,9 @@ std::optional<int> ParseCommand(ArgParser* parser, const CommandArgs& args,
   }
   globals->timeout_given = globals->timeout_given || parser->IsSet("timeout");
   if (absl::Status tls = LoadTlsFiles(globals); !tls.ok()) return ReportUsageError(tls, *parser);
+  if (absl::StatusOr<std::string> target = GrpcTarget(globals->server); !target.ok()) {
+    return ReportUsageError(target.status(), *parser);
+  }
   if (parsed->size() < min_positional || parsed->size() > max_positional) {
     return ReportUsageError(
         absl::InvalidArgumentError(absl::StrCat("wrong number of arguments (", parsed->size(),

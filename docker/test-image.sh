@@ -6,7 +6,9 @@
 # port, train/predict/evaluate with bnctl
 # from outside the container, a non-root user, the registry on a named volume
 # surviving a new container, a clean stop on SIGTERM, no toolchain in the
-# runtime image, and docker/compose.yaml brought up with podman-compose.
+# runtime image, docker/compose.yaml brought up with podman-compose, and
+# docker/test-scale.sh on the same image (compose.scale.yaml: PostgreSQL,
+# three replicas, nginx).
 # Prints PASS/FAIL per check and exits non-zero on any failure.
 #
 # usage: docker/test-image.sh [--build-only]   (as root; installs its tools if missing)
@@ -464,6 +466,16 @@ else
   fail "compose.yaml service did not come up healthy"
 fi
 compose down -v >/dev/null 2>&1 || true
+
+# compose.scale.yaml (PostgreSQL, three replicas behind nginx) on this image:
+# its own PASS/FAIL lines, indented, and one line here.
+t=$SECONDS
+if IMAGE=$IMAGE BNSERVE_TEST_PORT=$PORT BNCTL=$bnctl "$ROOT/docker/test-scale.sh" 2>&1 |
+     sed 's/^/     /'; then
+  pass "docker/test-scale.sh: compose.scale.yaml checks passed ($((SECONDS - t)) s)"
+else
+  fail "docker/test-scale.sh (its FAIL lines above)"
+fi
 
 info "image $IMAGE: $((SIZE / 1000 / 1000)) MB; build ${BUILD_TIME} s; checks $((SECONDS - tc)) s"
 finish

@@ -13,6 +13,9 @@
 # usage: scripts/setup.sh [--no-data]
 #   DATA_DIR (env) where the data sets go, default <repo>/var/data
 #   ONNX_TOOLS_DIR (env) where onnxruntime-node goes, default <repo>/var/onnx-tools
+#   DEPLOY_TOOLS_DIR (env) where the Kubernetes manifests' validator
+#                    (kubernetes-models, yaml; tests/deploy/package-lock.json)
+#                    goes, default <repo>/var/deploy-tools
 # Installing packages needs root: run it as root, or as a user with sudo.
 # Behind a TLS-intercepting proxy, npm needs the proxy's CA certificate:
 #   NODE_EXTRA_CA_CERTS=/path/to/ca.pem scripts/setup.sh
@@ -21,6 +24,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 DATA_DIR=${DATA_DIR:-$ROOT/var/data}
 ONNX_TOOLS_DIR=${ONNX_TOOLS_DIR:-$ROOT/var/onnx-tools}
+DEPLOY_TOOLS_DIR=${DEPLOY_TOOLS_DIR:-$ROOT/var/deploy-tools}
 WITH_DATA=1
 [ "${1:-}" = "--no-data" ] && WITH_DATA=0
 
@@ -172,4 +176,24 @@ if [ "$WITH_DATA" = 1 ]; then
     fi
     echo "setup: onnxruntime-node ready in $ONNX_TOOLS_DIR"
   fi
+fi
+
+# kubernetes-models and yaml for tests/deploy (the offline schema check of
+# deploy/kubernetes), pinned by tests/deploy/package-lock.json, in a
+# directory of their own. Only where the tests are.
+if [ -e "$ROOT/tests/deploy/package-lock.json" ]; then
+  if ! cmp -s "$ROOT/tests/deploy/package-lock.json" "$DEPLOY_TOOLS_DIR/package-lock.json" ||
+     [ ! -e "$DEPLOY_TOOLS_DIR/node_modules/kubernetes-models/package.json" ]; then
+    echo "setup: installing the manifests' validator with npm into $DEPLOY_TOOLS_DIR"
+    mkdir -p "$DEPLOY_TOOLS_DIR"
+    cp "$ROOT/tests/deploy/package.json" "$ROOT/tests/deploy/package-lock.json" "$DEPLOY_TOOLS_DIR/"
+    if ! (cd "$DEPLOY_TOOLS_DIR" && npm ci --loglevel=error --no-audit --no-fund >/dev/null); then
+      rm -f "$DEPLOY_TOOLS_DIR/package-lock.json"  # so that the next run tries again
+      echo "setup: npm could not install kubernetes-models (npm's error is above)." >&2
+      echo "setup: behind a TLS-intercepting proxy, give Node.js the proxy's CA" \
+           "certificate: NODE_EXTRA_CA_CERTS=/path/to/ca.pem make setup" >&2
+      exit 1
+    fi
+  fi
+  echo "setup: manifests' validator ready in $DEPLOY_TOOLS_DIR"
 fi

@@ -44,6 +44,7 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/client/server_process.h"
+#include "tests/server/test_certificates.h"
 #include "tests/testing/status_matchers.h"
 
 namespace bnserve {
@@ -1198,6 +1199,97 @@ TEST_F(E2eTest, ASecondServerOnTheSameRegistryOrPortRefusesToStart) {
     ASSERT_EQ(stat(path.c_str(), &info), 0) << path;
     EXPECT_EQ(info.st_mode & 0777, 0600) << path;
   }
+}
+
+// The Predict calls a server has finished (every status code), read off its
+// /metrics (bnserve_grpc_server_handled_total).
+double PredictCallsServed(int http_port) {
+  CommandResult metrics = RunCommand(
+      {"/usr/bin/curl", "-sf", absl::StrCat("http://127.0.0.1:", http_port, "/metrics")});
+  EXPECT_EQ(metrics.exit_code, 0) << metrics.err;
+  double total = 0;
+  for (absl::string_view line : absl::StrSplit(metrics.out, '\n')) {
+    if (!absl::StartsWith(line, "bnserve_grpc_server_handled_total{") ||
+        !absl::StrContains(line, "grpc_method=\"Predict\"")) {
+      continue;
+    }
+    double value = 0;
+    EXPECT_TRUE(absl::SimpleAtod(line.substr(line.rfind(' ') + 1), &value)) << line;
+    total += value;
+  }
+  return total;
+}
+
+TEST_F(E2eTest, AServerListBalancesCallsRoundRobinOverTheReplicas) {
+  // A second replica with a registry of its own; the same model name on both.
+  TempDir other_dir;
+  ServerProcess::Options options;
+  options.binary = BNSERVE_BINARY;
+  options.registry = other_dir.path() + "/registry.db";
+  options.data_dir = kDataDir;
+  options.log_path = other_dir.path() + "/server.log";
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<ServerProcess> other, ServerProcess::Start(options));
+  ASSERT_GT(server_->http_port(), 0);
+  ASSERT_GT(other->http_port(), 0);
+  ASSERT_OK_AND_ASSIGN(v1::Job job, TrainSmall("rr"));
+  ASSERT_EQ(job.state(), v1::SUCCEEDED) << job.reason();
+  CommandResult train =
+      RunCommand({BNCTL_BINARY, "--server", other->address(), "train", "--model", "rr",
+                  "--hidden", "24,24", "--limit", "600", "--epochs", "1", "--follow"});
+  ASSERT_EQ(train.exit_code, 0) << Describe(train);
+
+  const double first_before = PredictCallsServed(server_->http_port());
+  const double second_before = PredictCallsServed(other->http_port());
+  const std::string both = absl::StrCat(server_->address(), ",", other->address());
+  constexpr int kCalls = 40;
+  CommandResult bench = RunCommand(
+      {BNCTL_BINARY, "--server", both, "bench", "predict", "--model", "rr", "--batch", "1",
+       "--clients", "1", "--calls", absl::StrCat(kCalls), "--floor=false", "--data-dir",
+       kDataDir});
+  ASSERT_EQ(bench.exit_code, 0) << Describe(bench);
+  const double first = PredictCallsServed(server_->http_port()) - first_before;
+  const double second = PredictCallsServed(other->http_port()) - second_before;
+  // round_robin takes the addresses in turn: about half each (pick_first
+  // would send every call to one of them).
+  EXPECT_GE(first + second, kCalls) << bench.out;
+  EXPECT_GE(first, kCalls / 4) << "first " << first << ", second " << second;
+  EXPECT_GE(second, kCalls / 4) << "first " << first << ", second " << second;
+
+  // A dns:/// target.
+  CommandResult dns = RunCommand(
+      {BNCTL_BINARY, "--server", absl::StrCat("dns:///localhost:", other->port()), "health"});
+  EXPECT_EQ(dns.exit_code, 0) << Describe(dns);
+  EXPECT_THAT(dns.out, HasSubstr("SERVING"));
+
+  // A list bnctl cannot balance over is a usage error that says why.
+  CommandResult bad = RunCommand({BNCTL_BINARY, "--server",
+                                  absl::StrCat("replica-a:1,", other->address()), "health"});
+  EXPECT_EQ(bad.exit_code, 2) << Describe(bad);
+  EXPECT_THAT(bad.err, HasSubstr("dns:///NAME:PORT"));
+}
+
+TEST_F(E2eTest, AServerListKeepsTlsWorking) {
+  // A multi-address target names its first address as the authority: the
+  // server certificate (for 127.0.0.1) is checked against it, not the list.
+  testing::TestCertificates certificates;
+  ASSERT_TRUE(certificates.Generate(dir_.path() + "/tls"));
+  ServerProcess::Options options;
+  options.binary = BNSERVE_BINARY;
+  options.registry = dir_.path() + "/tls.db";
+  options.data_dir = kDataDir;
+  options.log_path = dir_.path() + "/tls.log";
+  options.extra_args = {"--tls_cert=" + certificates.server_cert,
+                        "--tls_key=" + certificates.server_key};
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<ServerProcess> tls, ServerProcess::Start(options));
+  const std::string list = absl::StrCat(tls->address(), ",", tls->address());
+  CommandResult health =
+      RunCommand({BNCTL_BINARY, "--server", list, "--tls-ca", certificates.ca_cert, "health"});
+  EXPECT_EQ(health.exit_code, 0) << Describe(health);
+  EXPECT_THAT(health.out, HasSubstr("SERVING"));
+  // An untrusted CA still fails: the list did not turn the check off.
+  CommandResult untrusted = RunCommand(
+      {BNCTL_BINARY, "--server", list, "--tls-ca", certificates.other_ca_cert, "health"});
+  EXPECT_NE(untrusted.exit_code, 0) << Describe(untrusted);
 }
 
 TEST_F(E2eTest, AJobKilledWithTheServerComesBackFailed) {

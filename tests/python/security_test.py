@@ -99,6 +99,18 @@ class SecurityTest(unittest.TestCase):
                                  r"method=/bnserve.v1.ModelRegistry/SetAlias model=\"secure\" "
                                  r"alias=\"production\" version=1 result=OK")
 
+    def test_a_replica_list_keeps_tls_and_the_token(self):
+        # Two entries (the same server twice): a multi-address ipv4: target,
+        # whose certificate check needs the first address as the authority.
+        with Client([self.server.grpc_address] * 2, timeout=30, token="v-tok",
+                    **self.tls) as replicas:
+            for _ in range(4):
+                self.assertIsInstance(replicas.models(), list)
+        with Client([self.server.grpc_address] * 2, timeout=30, token=None,
+                    **self.tls) as anonymous:
+            self.assertEqual(self.code(lambda: anonymous.models()),
+                             grpc.StatusCode.UNAUTHENTICATED)
+
     def test_without_a_client_certificate_or_tls_nothing_connects(self):
         no_cert = Client(self.server.grpc_address, timeout=10, token="v-tok",
                          tls_ca=self.tls["tls_ca"])

@@ -32,6 +32,8 @@
 namespace bnserve {
 namespace {
 
+using ::bnserve::testing::HexSha256;
+
 using ::bnserve::testing::SmallTrainRequest;
 using ::bnserve::testing::TempPath;
 
@@ -58,12 +60,6 @@ std::vector<std::string> AllMethods() {
     }
   }
   return methods;
-}
-
-std::string HexSha256(const std::string& token) {
-  const TokenStore::Digest digest = TokenStore::Sha256(token);
-  return absl::BytesToHexString(
-      absl::string_view(reinterpret_cast<const char*>(digest.data()), digest.size()));
 }
 
 // `method` with raw `request` bytes and, when not empty, a bearer token.

@@ -33,6 +33,8 @@
 namespace bnserve {
 namespace {
 
+using ::bnserve::testing::HexSha256;
+
 using ::bnserve::testing::SmallTrainRequest;
 using ::bnserve::testing::SyntheticData;
 using ::bnserve::testing::TempPath;
@@ -65,12 +67,6 @@ std::vector<Frame> Frames(const std::string& body) {
     i += 5 + n;
   }
   return frames;
-}
-
-std::string HexSha256(const std::string& token) {
-  const TokenStore::Digest digest = TokenStore::Sha256(token);
-  return absl::BytesToHexString(
-      absl::string_view(reinterpret_cast<const char*>(digest.data()), digest.size()));
 }
 
 template <typename Message>

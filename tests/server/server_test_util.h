@@ -12,24 +12,25 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "bnserve/v1/training_service.pb.h"
 #include "bnserve/v1/types.pb.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/token_store.h"
+#include "tests/testing/status_matchers.h"
 
 namespace bnserve {
 namespace testing {
 
-// A StatusOr that is OK and holds a value equal to `expected`.
-MATCHER_P(IsOkAndHolds, expected, "is OK and holds " + ::testing::PrintToString(expected)) {
-  if (!arg.ok()) {
-    *result_listener << "status: " << arg.status();
-    return false;
-  }
-  *result_listener << "holds " << ::testing::PrintToString(*arg);
-  return *arg == expected;
+// The lowercase hex SHA-256 of `token`, as a --auth_tokens file lists it.
+inline std::string HexSha256(const std::string& token) {
+  const TokenStore::Digest digest = TokenStore::Sha256(token);
+  return absl::BytesToHexString(
+      absl::string_view(reinterpret_cast<const char*>(digest.data()), digest.size()));
 }
 
 // `rows` x `features` values uniform in [0, 1); the label of a row is the

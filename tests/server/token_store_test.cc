@@ -10,13 +10,9 @@
 namespace bnserve {
 namespace {
 
-using ::bnserve::testing::TempPath;
+using ::bnserve::testing::HexSha256;
 
-std::string HexSha256(const std::string& token) {
-  const TokenStore::Digest digest = TokenStore::Sha256(token);
-  return absl::BytesToHexString(
-      absl::string_view(reinterpret_cast<const char*>(digest.data()), digest.size()));
-}
+using ::bnserve::testing::TempPath;
 
 void WriteFile(const std::string& path, const std::string& text) {
   std::ofstream(path, std::ios::trunc) << text;

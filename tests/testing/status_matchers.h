@@ -2,6 +2,7 @@
 //
 //   EXPECT_THAT(status, IsOk());
 //   EXPECT_THAT(status_or, StatusIs(absl::StatusCode::kInvalidArgument));
+//   EXPECT_THAT(status_or, IsOkAndHolds("ipv4:127.0.0.1:1"));
 //   EXPECT_THAT(status, StatusIs(absl::StatusCode::kNotFound, HasSubstr("job-9")));
 //   ASSERT_OK_AND_ASSIGN(Network<float> net, Network<float>::Create(config, 1));
 #ifndef BNSERVE_TESTS_TESTING_STATUS_MATCHERS_H_
@@ -32,6 +33,16 @@ MATCHER_P(StatusIs, code, "has status code " + absl::StatusCodeToString(code)) {
   const absl::Status& status = GetStatus(arg);
   *result_listener << "status: " << status;
   return status.code() == code;
+}
+
+// An OK StatusOr whose value matches `matcher` (a value or a matcher).
+MATCHER_P(IsOkAndHolds, matcher,
+          "is OK and holds " + ::testing::PrintToString(matcher)) {
+  if (!arg.ok()) {
+    *result_listener << "status: " << arg.status();
+    return false;
+  }
+  return ::testing::ExplainMatchResult(matcher, *arg, result_listener);
 }
 
 // The code and a matcher of the message.

@@ -7,8 +7,10 @@ several threads (gRPC channels and stubs are).
 """
 import collections
 import dataclasses
+import ipaddress
+import json
 import os
-from typing import Dict, Iterator, List, Optional, Sequence
+from typing import Dict, Iterator, List, Optional, Sequence, Union
 
 import grpc
 import numpy as np
@@ -228,6 +230,66 @@ class _CallDetails(collections.namedtuple(
     pass
 
 
+# Every channel balances calls over all the addresses its target resolves to
+# (gRPC's default pick_first would send every call to the first).
+ROUND_ROBIN_SERVICE_CONFIG = json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})
+_TARGET_SCHEMES = ("dns:", "ipv4:", "ipv6:", "unix:", "unix-abstract:", "vsock:", "xds:")
+
+
+def grpc_target(target: Union[str, Sequence[str]]) -> str:
+    """The gRPC target for `target`: one "host:port" or a scheme target
+    ("dns:///bnserve-grpc.ml.svc.cluster.local:50051", "ipv4:...") as it is;
+    a list of "IP:port" (or one string of them joined by commas) as one
+    multi-address target ("ipv4:10.0.0.1:50051,10.0.0.2:50051"; IPv6 in
+    brackets: "ipv6:[::1]:50051,..."). ValueError for an entry without a
+    port, a host name in a list (use dns:///NAME:PORT, whose every address is
+    used) or a list mixing IPv4 and IPv6."""
+    if isinstance(target, str):
+        target = target.strip()
+        if not target:
+            raise ValueError("empty target")
+        if target.lower().startswith(_TARGET_SCHEMES) or "," not in target:
+            return target
+        entries = target.split(",")
+    else:
+        entries = list(target)
+        if not entries:
+            raise ValueError("empty target list")
+        if len(entries) == 1:
+            return grpc_target(entries[0])
+    addresses, families = [], set()
+    for entry in entries:
+        entry = entry.strip()
+        host, sep, port = entry.rpartition(":")
+        if not sep or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise ValueError("target entry %r is not host:port with a port 1-65535" % entry)
+        if host.lower() == "localhost":
+            host = "127.0.0.1"
+        bracketed = host.startswith("[") and host.endswith("]")
+        try:
+            address = ipaddress.ip_address(host[1:-1] if bracketed else host)
+        except ValueError:
+            address = None
+        if address is None or (address.version == 6) != bracketed:
+            raise ValueError("target entry %r: a list takes IP addresses (IPv6 in brackets); for "
+                             "a host name with several addresses use dns:///NAME:PORT" % entry)
+        families.add(address.version)
+        addresses.append("%s:%s" % (host, port))
+    if len(families) > 1:
+        raise ValueError("target list %r mixes IPv4 and IPv6 addresses" % (entries,))
+    return ("ipv4:" if families == {4} else "ipv6:") + ",".join(addresses)
+
+
+def _list_authority(target: str) -> Optional[str]:
+    """The first address of a multi-address ipv4:/ipv6: target: the
+    authority (and TLS peer name) of its calls, which gRPC would otherwise
+    take to be the whole list. None for any other target."""
+    scheme, _, addresses = target.partition(":")
+    if scheme.lower() not in ("ipv4", "ipv6") or "," not in addresses:
+        return None
+    return addresses.split(",")[0]
+
+
 def _read(path: Optional[str]) -> Optional[bytes]:
     if path is None:
         return None
@@ -236,22 +298,32 @@ def _read(path: Optional[str]) -> Optional[bytes]:
 
 
 class Client:
-    """A connection to one bnserve server.
+    """A connection to one bnserve server, or to several replicas.
 
+    target: "host:port"; a list of "IP:port" (or one comma-separated string)
+    of replicas; or a gRPC target such as
+    "dns:///bnserve-grpc.ml.svc.cluster.local:50051" (see grpc_target). Calls
+    are balanced round-robin over every address (ROUND_ROBIN_SERVICE_CONFIG).
     token: a bearer token sent with every call (the server's --auth_tokens);
     default $BNSERVE_TOKEN. tls_ca: PEM file of the CA that signed the
     server's certificate: connect with TLS. tls_cert, tls_key: the client's
     certificate and key for mutual TLS (--tls_client_ca on the server)."""
 
-    def __init__(self, target: str = "127.0.0.1:50051", timeout: float = 60.0,
+    def __init__(self, target: Union[str, Sequence[str]] = "127.0.0.1:50051",
+                 timeout: float = 60.0,
                  channel: Optional[grpc.Channel] = None, max_message_mb: int = 64,
                  token: Optional[str] = None, tls_ca: Optional[str] = None,
                  tls_cert: Optional[str] = None, tls_key: Optional[str] = None):
         options = [("grpc.max_receive_message_length", max_message_mb << 20),
-                   ("grpc.max_send_message_length", max_message_mb << 20)]
+                   ("grpc.max_send_message_length", max_message_mb << 20),
+                   ("grpc.service_config", ROUND_ROBIN_SERVICE_CONFIG)]
         if (tls_cert is None) != (tls_key is None):
             raise ValueError("tls_cert and tls_key go together")
         if channel is None:
+            target = grpc_target(target)
+            authority = _list_authority(target)
+            if authority is not None:
+                options.append(("grpc.default_authority", authority))
             if tls_ca is not None or tls_cert is not None:
                 credentials = grpc.ssl_channel_credentials(
                     root_certificates=_read(tls_ca), private_key=_read(tls_key),
