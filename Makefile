@@ -6,12 +6,13 @@ JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 SETUP_STAMP := var/.setup-stamp
 
-.PHONY: all setup configure build run experiment test bench bench-server image clean fuzz fuzz-configure test-asan soak FORCE
+.PHONY: all setup configure build run experiment test bench bench-server bench-replicas image clean fuzz fuzz-configure test-asan soak FORCE
 
 all: build
 
 $(SETUP_STAMP): scripts/setup.sh scripts/mnist_json_to_idx.js \
-		$(wildcard tests/onnx/package-lock.json) $(wildcard web/package-lock.json)
+		$(wildcard tests/onnx/package-lock.json) $(wildcard web/package-lock.json) \
+		$(wildcard tests/deploy/package-lock.json)
 	bash scripts/setup.sh
 	@mkdir -p $(dir $@) && touch $@
 
@@ -74,6 +75,11 @@ SOAK_MINUTES ?= 3
 soak: configure
 	cmake --build $(BUILD_DIR) -j $(JOBS) --target bnserve bnserve_python
 	/usr/bin/python3 bench/soak.py $(BUILD_DIR)/server/bnserve $(BUILD_DIR)/python $(CURDIR)/var/data $(SOAK_MINUTES)
+
+# Predict and job throughput of 1-3 replicas on one PostgreSQL registry (docs/SCALING.md).
+bench-replicas: configure
+	cmake --build $(BUILD_DIR) -j $(JOBS) --target bnserve bnctl
+	bash bench/replicas.sh $(BUILD_DIR)
 
 # The container image, built with buildah and checked with podman (no Docker engine needed).
 image:
