@@ -49,7 +49,9 @@
 #include "server/job_manager.h"
 #include "server/model_catalog.h"
 #include "server/proto_convert.h"
+#include "server/postgres_model_store.h"
 #include "server/sqlite_model_store.h"
+#include "tests/server/postgres_test_server.h"
 
 namespace bnserve {
 namespace {
@@ -294,12 +296,31 @@ void BM_TrainingJobOverhead(benchmark::State& state) {
   state.SetLabel(mnist ? "mnist-digits train (8000 rows)" : "synthetic 1000x784 inline");
 }
 
+// The registry of BM_RegisterSeedVersion: SQLite in `dir`, or a new
+// database on the process's local PostgreSQL.
+absl::StatusOr<std::unique_ptr<ModelStore>> OpenBenchStore(bool postgres,
+                                                           const std::filesystem::path& dir) {
+  if (!postgres) {
+    ASSIGN_OR_RETURN(std::unique_ptr<SqliteModelStore> sqlite,
+                     SqliteModelStore::Open((dir / "registry.db").string()));
+    return std::unique_ptr<ModelStore>(std::move(sqlite));
+  }
+  ASSIGN_OR_RETURN(testing::PostgresTestServer * server, testing::PostgresTestServer::Get());
+  ASSIGN_OR_RETURN(std::string url, server->CreateDatabase());
+  ASSIGN_OR_RETURN(std::unique_ptr<PostgresModelStore> pg,
+                   PostgresModelStore::Open(url, PostgresModelStore::Options()));
+  return std::unique_ptr<ModelStore>(std::move(pg));
+}
+
 // The end of a job: a trained seed network registered as a new version
 // together with its finished job (one transaction), as JobManager::Succeed
 // does (ModelCatalog::RegisterNetwork). /0: exporting the tensors to protos
-// only; /1: registering (export included).
+// only; /1: registering (export included) in SQLite; /2: in PostgreSQL (a
+// throwaway local server, tests/server/postgres_test_server.h, fsync off:
+// the figure is the store's and the protocol's cost, not a disk's).
 void BM_RegisterSeedVersion(benchmark::State& state) {
-  const bool register_it = state.range(0) == 1;
+  const bool register_it = state.range(0) >= 1;
+  const bool postgres = state.range(0) == 2;
   const v1::TrainRequest request = SeedRequest(v1::DataSpec());
   absl::StatusOr<NetworkConfig> config = NetworkConfigFromProto(request.network(), 784);
   if (!config.ok()) {
@@ -310,10 +331,9 @@ void BM_RegisterSeedVersion(benchmark::State& state) {
   const std::filesystem::path dir = std::filesystem::temp_directory_path() /
                                     absl::StrCat("bnserve_register_bench_", ::getpid());
   std::filesystem::remove_all(dir);
-  absl::StatusOr<std::unique_ptr<SqliteModelStore>> store =
-      SqliteModelStore::Open((dir / "registry.db").string());
+  absl::StatusOr<std::unique_ptr<ModelStore>> store = OpenBenchStore(postgres, dir);
   if (!network.ok() || !store.ok()) {
-    state.SkipWithError("setup failed");
+    state.SkipWithError(store.ok() ? "setup failed" : store.status().ToString().c_str());
     return;
   }
   ModelCatalog catalog(store->get());
@@ -342,7 +362,7 @@ void BM_RegisterSeedVersion(benchmark::State& state) {
   std::filesystem::remove_all(dir, ignored);
 }
 
-BENCHMARK(BM_RegisterSeedVersion)->Arg(0)->Arg(1)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_RegisterSeedVersion)->Arg(0)->Arg(1)->Arg(2)->Unit(benchmark::kMicrosecond);
 
 BENCHMARK(BM_TrainingJobOverhead)
     ->Arg(0)

@@ -190,7 +190,7 @@ TEST(OnnxExportTest, FoldedGraphIsGemmActivationOnlyWithTheFoldsWeights) {
   const std::map<std::string, const onnx::TensorProto*> initializers =
       Initializers(model.graph());
   EXPECT_EQ(initializers.size(), 6u);
-  const Matrix& w1 = folded.ExportTensors().at("W1");
+  const Matrix w1 = folded.ExportTensors().at("W1");  // a copy: the map is a temporary
   EXPECT_EQ(FloatData(*initializers.at("W1")), Values(w1));
 }
 
