@@ -189,6 +189,7 @@ absl::StatusOr<std::unique_ptr<BnserveServer>> BnserveServer::Start(
   RETURN_IF_ERROR(server->jobs_->Start());
   SweepManagerOptions sweep_options;
   sweep_options.max_points = options.max_sweep_points;
+  sweep_options.shared_queue = server->store_->SharedJobQueue();
   server->sweeps_ = std::make_unique<SweepManager>(server->store_.get(), server->jobs_.get(),
                                                    sweep_options);
   RETURN_IF_ERROR(server->sweeps_->Start());

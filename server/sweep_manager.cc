@@ -153,7 +153,14 @@ absl::Status SweepManager::Start() {
   absl::MutexLock lock(&mu_);
   if (started_) return absl::FailedPreconditionError("SweepManager already started");
   started_ = true;
+  AddStoredLocked(std::move(stored));
+  BNSERVE_LOG(INFO) << "sweep manager: " << sweeps_.size() << " stored sweep(s)";
+  return absl::OkStatus();
+}
+
+void SweepManager::AddStoredLocked(std::vector<v1::Sweep> stored) {
   for (v1::Sweep& sweep : stored) {
+    if (sweeps_.contains(sweep.sweep_id())) continue;
     auto record = std::make_shared<SweepRecord>();
     record->seq = SweepSeq(sweep.sweep_id());
     if (record->seq <= 0) {
@@ -165,7 +172,13 @@ absl::Status SweepManager::Start() {
     sweeps_[record->sweep.sweep_id()] = record;
     sweeps_by_seq_[record->seq] = record;
   }
-  BNSERVE_LOG(INFO) << "sweep manager: " << sweeps_.size() << " stored sweep(s)";
+}
+
+absl::Status SweepManager::ReloadShared() {
+  if (options_.shared_queue == nullptr) return absl::OkStatus();
+  ASSIGN_OR_RETURN(std::vector<v1::Sweep> stored, store_->ListSweeps());
+  absl::MutexLock lock(&mu_);
+  AddStoredLocked(std::move(stored));
   return absl::OkStatus();
 }
 
@@ -196,6 +209,9 @@ absl::StatusOr<v1::Sweep> SweepManager::StartSweep(const v1::StartSweepRequest& 
     absl::MutexLock lock(&mu_);
     if (!started_) return absl::UnavailableError("the sweep manager is not started");
     seq = next_seq_;
+  }
+  if (options_.shared_queue != nullptr) {
+    ASSIGN_OR_RETURN(seq, options_.shared_queue->ReserveJobSeqs(1));
   }
   const std::string sweep_id = SweepId(seq);
   v1::Sweep sweep;
@@ -266,10 +282,15 @@ absl::StatusOr<v1::Sweep> SweepManager::StartSweep(const v1::StartSweepRequest& 
 }
 
 absl::StatusOr<v1::Sweep> SweepManager::Stored(const std::string& sweep_id) {
-  absl::MutexLock lock(&mu_);
-  auto it = sweeps_.find(sweep_id);
-  if (it == sweeps_.end()) return NoSuchSweep(sweep_id);
-  return it->second->sweep;
+  for (int attempt = 0;; ++attempt) {
+    {
+      absl::MutexLock lock(&mu_);
+      auto it = sweeps_.find(sweep_id);
+      if (it != sweeps_.end()) return it->second->sweep;
+      if (attempt > 0 || options_.shared_queue == nullptr) return NoSuchSweep(sweep_id);
+    }
+    RETURN_IF_ERROR(ReloadShared());  // another replica may have started it
+  }
 }
 
 v1::Sweep SweepManager::WithJobStates(const v1::Sweep& stored) {
@@ -307,6 +328,7 @@ absl::StatusOr<v1::ListSweepsResponse> SweepManager::List(const v1::ListSweepsRe
     return absl::InvalidArgumentError(
         absl::StrCat("bad page_token \"", request.page_token(), "\""));
   }
+  RETURN_IF_ERROR(ReloadShared());
   std::vector<v1::Sweep> page;
   v1::ListSweepsResponse response;
   {

@@ -52,6 +52,12 @@ namespace bnserve {
 struct SweepManagerOptions {
   // Largest number of points of one sweep; more is InvalidArgument.
   int max_points = 256;
+  // The job queue replicas share (ModelStore::SharedJobQueue), or null.
+  // When set, sweep numbers are reserved from its sequence (so two replicas
+  // never issue the same sweep id; the job numbers skip the ones sweeps
+  // take), and a sweep another replica started is read from the store when
+  // this one does not know it (Get, Cancel, Watch) and before every List.
+  JobQueue* shared_queue = nullptr;
 };
 
 class SweepManager {
@@ -120,6 +126,11 @@ class SweepManager {
   v1::Sweep WithJobStates(const v1::Sweep& stored);
   // The stored sweep `sweep_id`, or NotFound.
   absl::StatusOr<v1::Sweep> Stored(const std::string& sweep_id);
+  // Adds the sweeps in `stored` that this manager does not hold yet.
+  void AddStoredLocked(std::vector<v1::Sweep> stored) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // With a shared queue: reads the store's sweeps and adds the ones other
+  // replicas started. REQUIRES: mu_ not held.
+  absl::Status ReloadShared();
 
   ModelStore* const store_;
   JobManager* const jobs_;

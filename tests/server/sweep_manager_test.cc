@@ -79,6 +79,12 @@ class SweepManagerTest : public ::testing::Test {
     }
     jobs_ = std::make_unique<JobManager>(store_.get(), catalog_.get(), data_.get(), job_options);
     ASSERT_OK(jobs_->Start());
+    if (shared_) {
+      // Each replica has its sweep manager, as each server does.
+      options.shared_queue = store_.get();
+      other_sweeps_ = std::make_unique<SweepManager>(store_.get(), other_jobs_.get(), options);
+      ASSERT_OK(other_sweeps_->Start());
+    }
     sweeps_ = std::make_unique<SweepManager>(store_.get(), jobs_.get(), options);
     ASSERT_OK(sweeps_->Start());
   }
@@ -87,6 +93,7 @@ class SweepManagerTest : public ::testing::Test {
     if (jobs_ != nullptr) jobs_->Shutdown("server shutting down");
     if (other_jobs_ != nullptr) other_jobs_->Shutdown("server shutting down");
     sweeps_.reset();
+    other_sweeps_.reset();
     jobs_.reset();
     other_jobs_.reset();
     other_catalog_.reset();
@@ -137,6 +144,7 @@ class SweepManagerTest : public ::testing::Test {
   bool shared_ = false;
   std::unique_ptr<ModelCatalog> other_catalog_;
   std::unique_ptr<JobManager> other_jobs_;
+  std::unique_ptr<SweepManager> other_sweeps_;
 };
 
 TEST_F(SweepManagerTest, ASweepRunsOverTwoReplicasOfASharedQueue) {
@@ -156,6 +164,28 @@ TEST_F(SweepManagerTest, ASweepRunsOverTwoReplicasOfASharedQueue) {
   EXPECT_EQ(versions, (std::set<int>{1, 2, 3, 4}));
   ASSERT_OK_AND_ASSIGN(v1::Sweep table, sweeps_->Get(sweep.sweep_id()));
   EXPECT_EQ(table.finished_points(), 4);
+}
+
+TEST_F(SweepManagerTest, ReplicasIssueDistinctSweepIdsAndEachSeesTheOthersSweeps) {
+  shared_ = true;
+  StartManagers();
+  ASSERT_OK_AND_ASSIGN(v1::Sweep on_a, sweeps_->StartSweep(SmallSweep(1, {0.5}, {true})));
+  ASSERT_OK_AND_ASSIGN(v1::Sweep on_b, other_sweeps_->StartSweep(SmallSweep(1, {0.5}, {true})));
+  ASSERT_OK_AND_ASSIGN(v1::Sweep again_a, sweeps_->StartSweep(SmallSweep(1, {0.5}, {true})));
+  const std::set<std::string> ids = {on_a.sweep_id(), on_b.sweep_id(), again_a.sweep_id()};
+  EXPECT_EQ(ids.size(), 3u) << on_a.sweep_id() << " " << on_b.sweep_id() << " "
+                            << again_a.sweep_id();
+  // Each replica's manager answers for the other's sweep, and lists all three.
+  ASSERT_OK_AND_ASSIGN(v1::Sweep b_seen_on_a, sweeps_->Get(on_b.sweep_id()));
+  EXPECT_EQ(b_seen_on_a.points(0).job_id(), on_b.points(0).job_id());
+  ASSERT_OK_AND_ASSIGN(v1::Sweep a_seen_on_b, other_sweeps_->Get(again_a.sweep_id()));
+  EXPECT_EQ(a_seen_on_b.points(0).job_id(), again_a.points(0).job_id());
+  ASSERT_OK_AND_ASSIGN(v1::ListSweepsResponse listed, other_sweeps_->List({}));
+  std::set<std::string> listed_ids;
+  for (const v1::Sweep& sweep : listed.sweeps()) listed_ids.insert(sweep.sweep_id());
+  EXPECT_EQ(listed_ids, ids);
+  EXPECT_EQ(WatchToEnd(on_b.sweep_id()).finished_points(), 1) << "watched from the other replica";
+  EXPECT_THAT(sweeps_->Get("sweep-999999").status(), StatusIs(absl::StatusCode::kNotFound));
 }
 
 TEST_F(SweepManagerTest, CancellingASweepStopsItsJobsOnEveryReplica) {
