@@ -6,12 +6,13 @@ JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 SETUP_STAMP := var/.setup-stamp
 
-.PHONY: all setup configure build run experiment test bench bench-server image clean fuzz FORCE
+.PHONY: all setup configure build run experiment test bench bench-server bench-replicas image clean fuzz fuzz-configure test-asan soak FORCE
 
 all: build
 
 $(SETUP_STAMP): scripts/setup.sh scripts/mnist_json_to_idx.js \
-		$(wildcard tests/onnx/package-lock.json) $(wildcard web/package-lock.json)
+		$(wildcard tests/onnx/package-lock.json) $(wildcard web/package-lock.json) \
+		$(wildcard tests/deploy/package-lock.json)
 	bash scripts/setup.sh
 	@mkdir -p $(dir $@) && touch $@
 
@@ -67,6 +68,19 @@ bench-server: configure
 	cmake --build $(BUILD_DIR) -j $(JOBS) --target bnserve_server_bench
 	BNSERVE_DATA_DIR=$(CURDIR)/var/data $(BUILD_DIR)/bench/bnserve_server_bench
 
+# Soak (not in CI): Predict load plus a stream of small training jobs for
+# SOAK_MINUTES, the server's RSS sampled from /proc and its growth per
+# minute after the warm-up printed (bench/soak.py).
+SOAK_MINUTES ?= 3
+soak: configure
+	cmake --build $(BUILD_DIR) -j $(JOBS) --target bnserve bnserve_python
+	/usr/bin/python3 bench/soak.py $(BUILD_DIR)/server/bnserve $(BUILD_DIR)/python $(CURDIR)/var/data $(SOAK_MINUTES)
+
+# Predict and job throughput of 1-3 replicas on one PostgreSQL registry (docs/SCALING.md).
+bench-replicas: configure
+	cmake --build $(BUILD_DIR) -j $(JOBS) --target bnserve bnctl
+	bash bench/replicas.sh $(BUILD_DIR)
+
 # The container image, built with buildah and checked with podman (no Docker engine needed).
 image:
 	bash docker/test-image.sh
@@ -77,13 +91,26 @@ clean:
 # The libFuzzer targets (fuzz/), built with clang-14, ASan and UBSan in
 # FUZZ_BUILD_DIR, each run for FUZZ_SECONDS on its committed seed corpus
 # (CI: a short smoke run; `make fuzz FUZZ_SECONDS=600` for a real one).
+# `make test-asan` builds the core and server tests in the same directory,
+# from the same sanitized objects, and runs them: any ASan or UBSan report
+# fails the test it happens in (halt_on_error, abort_on_error).
 FUZZ_BUILD_DIR ?= build-fuzz
 FUZZ_SECONDS ?= 300
 FUZZ_TARGETS := idx_reader import_model train_request v2_rest
-fuzz: setup
+ASAN_TEST_LABELS ?= core server
+ASAN_EMPTY :=
+ASAN_SPACE := $(ASAN_EMPTY) $(ASAN_EMPTY)
+SANITIZER_ENV := ASAN_OPTIONS=halt_on_error=1:abort_on_error=1:detect_leaks=1:strict_string_checks=1 \
+  UBSAN_OPTIONS=halt_on_error=1:abort_on_error=1:print_stacktrace=1
+fuzz-configure: setup
 	bash scripts/setup_fuzz.sh
 	CC=clang-14 CXX=clang++-14 cmake -S . -B $(FUZZ_BUILD_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 	  -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O2 -g" -DCMAKE_C_FLAGS_RELWITHDEBINFO="-O2 -g" \
-	  -DBNSERVE_FUZZ=ON -DBNSERVE_BUILD_TESTS=OFF -DBNSERVE_BUILD_BENCH=OFF
+	  -DBNSERVE_FUZZ=ON -DBNSERVE_BUILD_TESTS=ON -DBNSERVE_BUILD_BENCH=OFF -DBNSERVE_BUILD_WEB=OFF
+fuzz: fuzz-configure
 	cmake --build $(FUZZ_BUILD_DIR) -j $(JOBS) --target $(FUZZ_TARGETS:%=%_fuzzer)
 	bash scripts/run_fuzzers.sh $(FUZZ_BUILD_DIR) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+test-asan: fuzz-configure
+	cmake --build $(FUZZ_BUILD_DIR) -j $(JOBS) --target $(ASAN_TEST_LABELS:%=bnserve_sanitized_%_tests)
+	$(SANITIZER_ENV) ctest --test-dir $(FUZZ_BUILD_DIR) \
+	  -L '^($(subst $(ASAN_SPACE),|,$(strip $(ASAN_TEST_LABELS))))$$' --output-on-failure -j $(JOBS)

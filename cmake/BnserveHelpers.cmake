@@ -9,6 +9,11 @@ function(bnserve_add_test)
   if(ARG_LABELS)
     set(_props PROPERTIES LABELS "${ARG_LABELS}")
   endif()
+  # make test-asan builds the core and server tests (the sanitized suite),
+  # listed by label (targets bnserve_sanitized_core_tests and _server_tests).
+  if(ARG_LABELS MATCHES "^(core|server)$")
+    set_property(GLOBAL APPEND PROPERTY BNSERVE_SANITIZED_${ARG_LABELS}_TESTS ${ARG_NAME})
+  endif()
   gtest_discover_tests(${ARG_NAME}
     WORKING_DIRECTORY ${CMAKE_SOURCE_DIR}
     DISCOVERY_TIMEOUT 60

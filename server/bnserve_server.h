@@ -130,8 +130,7 @@ struct BnserveServerOptions {
   // The token file (TokenStore); empty: no access control.
   std::string auth_tokens_file;
   // Register server reflection (open to anyone: it shows the API's schema).
-  // gRPC's reflection plugin is process-wide: once one server of the process
-  // had it, later ones get it too.
+  // false: this server serves none, whatever other servers of the process do.
   bool reflection = true;
   // host:port of the HTTP port (Open Inference REST routes); "127.0.0.1:0"
   // picks a free port; empty: none. (bnserve's --http_listen defaults to

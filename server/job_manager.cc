@@ -713,25 +713,40 @@ void JobManager::RunJob(const std::shared_ptr<JobRecord>& record) {
   }
 
   const int64_t rows_per_epoch = RowsPerEpoch(plan.trainer.batch_size, (*train)->size());
-  auto on_epoch = [this, &record, &plan, rows_per_epoch](const EpochMetrics& metrics) {
+  // An epoch whose metrics cannot be stored (a full disk) ends the job there,
+  // FAILED: the job keeps only the epochs the store holds, so what it reports
+  // and what a restart reads back agree. Only this worker thread touches it.
+  absl::Status metrics_not_stored;
+  auto on_epoch = [this, &record, &plan, rows_per_epoch,
+                   &metrics_not_stored](const EpochMetrics& metrics) {
     if (options_.on_epoch_finished) {
       options_.on_epoch_finished(FinishedEpoch{record->job.job_id(), plan.model_name,
                                                metrics.epoch, rows_per_epoch, metrics.seconds});
     }
     const v1::EpochMetrics proto = EpochMetricsToProto(metrics);
     absl::MutexLock lock(&mu_);
-    *record->job.add_epochs() = proto;
     absl::Status stored = store_->AppendEpochMetrics(record->job.job_id(), proto);
     if (!stored.ok()) {
-      BNSERVE_LOG(ERROR) << record->job.job_id() << ": storing epoch metrics failed: " << stored;
+      BNSERVE_LOG(ERROR) << record->job.job_id() << ": storing epoch " << metrics.epoch
+                         << "'s metrics failed: " << stored;
+      metrics_not_stored = absl::Status(
+          stored.code(), absl::StrCat("storing epoch ", metrics.epoch,
+                                      "'s metrics failed: ", stored.message()));
+      return;
     }
+    *record->job.add_epochs() = proto;
     v1::JobEvent event;
     *event.mutable_epoch() = proto;
     PublishLocked(record.get(), std::move(event));
   };
-  auto cancelled = [&record]() { return record->cancel_requested.load(); };
+  auto cancelled = [&record, &metrics_not_stored]() {
+    return record->cancel_requested.load() || !metrics_not_stored.ok();
+  };
   absl::StatusOr<std::vector<EpochMetrics>> trained =
       Train(&*network, **train, *validation, plan.trainer, on_epoch, cancelled);
+  if (!metrics_not_stored.ok()) {
+    return Finish(record.get(), v1::FAILED, std::string(metrics_not_stored.message()));
+  }
   if (!trained.ok()) {
     if (trained.status().code() == absl::StatusCode::kCancelled) {
       std::string reason;

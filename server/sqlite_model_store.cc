@@ -123,6 +123,27 @@ absl::Status CheckTensor(const v1::NamedTensor& named) {
   return absl::OkStatus();
 }
 
+// The room kept on the registry's file system for the last state of the jobs
+// that are running when the disk fills (a job row and its metrics take a few
+// pages of the WAL each).
+constexpr off_t kReserveBytes = 256 * 1024;
+
+// Makes the reserve file at `path` if it is missing; a failure (the disk is
+// full already) is only logged.
+void MakeReserve(const std::string& path) {
+  struct stat st;
+  if (stat(path.c_str(), &st) == 0 && st.st_size >= kReserveBytes) return;
+  const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+  const int error = fd < 0 ? errno : posix_fallocate(fd, 0, kReserveBytes);
+  if (fd >= 0) close(fd);
+  if (error != 0) {
+    unlink(path.c_str());
+    BNSERVE_LOG(WARNING) << "cannot reserve " << kReserveBytes << " bytes at " << path
+                         << " for the last state of jobs when the disk fills: "
+                         << std::strerror(error);
+  }
+}
+
 // The NotFound for a version that is not stored.
 absl::Status NoSuchVersionError(const std::string& model_name, int version) {
   return absl::NotFoundError(absl::StrCat("model \"", model_name, "\" has no version ", version));
@@ -157,7 +178,10 @@ absl::StatusOr<std::unique_ptr<SqliteModelStore>> SqliteModelStore::Open(
     sqlite3_close(db);
     return absl::InternalError(absl::StrCat("cannot open database ", path, ": ", message));
   }
-  std::unique_ptr<SqliteModelStore> store(new SqliteModelStore(db, std::move(lock)));
+  const std::string reserve_path = path + "-reserve";
+  MakeReserve(reserve_path);
+  std::unique_ptr<SqliteModelStore> store(
+      new SqliteModelStore(db, std::move(lock), reserve_path));
   {
     absl::MutexLock lock(&store->mu_);
     sqlite3_busy_timeout(db, 5000);
@@ -170,8 +194,15 @@ absl::StatusOr<std::unique_ptr<SqliteModelStore>> SqliteModelStore::Open(
   return store;
 }
 
-SqliteModelStore::SqliteModelStore(sqlite3* db, RegistryLock lock)
-    : db_(db), lock_(std::move(lock)) {}
+SqliteModelStore::SqliteModelStore(sqlite3* db, RegistryLock lock, std::string reserve_path)
+    : db_(db), lock_(std::move(lock)), reserve_path_(std::move(reserve_path)) {}
+
+bool SqliteModelStore::ReleaseReserveLocked() {
+  if (unlink(reserve_path_.c_str()) != 0) return false;
+  BNSERVE_LOG(WARNING) << "registry disk full: deleted the reserve " << reserve_path_
+                       << " to store the state of a job; free disk space";
+  return true;
+}
 
 SqliteModelStore::~SqliteModelStore() {
   absl::MutexLock lock(&mu_);
@@ -509,10 +540,15 @@ absl::Status SqliteModelStore::PutJobLocked(const v1::Job& job) {
 
 absl::Status SqliteModelStore::PutJob(const v1::Job& job) {
   absl::MutexLock lock(&mu_);
-  return SqliteTransaction(db_, [&]() -> absl::Status {
+  const auto put = [&]() -> absl::Status {
     RETURN_IF_ERROR(CheckLeaseLocked(job));
     return PutJobLocked(job);
-  });
+  };
+  absl::Status status = SqliteTransaction(db_, put);
+  if (status.code() == absl::StatusCode::kResourceExhausted && ReleaseReserveLocked()) {
+    status = SqliteTransaction(db_, put);
+  }
+  return status;
 }
 
 absl::Status SqliteModelStore::AppendEpochMetrics(const std::string& job_id,

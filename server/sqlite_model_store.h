@@ -20,6 +20,13 @@
 // whose `replica` is set is refused (FailedPrecondition "lease lost") unless
 // it is still RUNNING under that replica.
 //
+// A full disk is RESOURCE_EXHAUSTED "registry disk full" on every write
+// (statements, BEGIN and COMMIT alike), an I/O error UNAVAILABLE. So that a
+// job can still record how it ended when the disk fills, Open keeps a small
+// preallocated reserve file next to the database (PATH-reserve, 256 KiB):
+// a PutJob that finds the disk full deletes it and tries once more. The next
+// Open makes it again when there is room.
+//
 // Thread-safety: thread-safe; one connection serialized by a mutex.
 #ifndef BNSERVE_SERVER_SQLITE_MODEL_STORE_H_
 #define BNSERVE_SERVER_SQLITE_MODEL_STORE_H_
@@ -113,7 +120,10 @@ class SqliteModelStore : public ModelStore, public JobQueue {
                                                             int after_epoch) override;
 
  private:
-  SqliteModelStore(sqlite3* db, RegistryLock lock);
+  SqliteModelStore(sqlite3* db, RegistryLock lock, std::string reserve_path);
+
+  // Deletes the reserve file; true if there was one to delete.
+  bool ReleaseReserveLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // The cached prepared statement for `sql` (prepared on first use), reset
   // and unbound when the returned SqliteStatement goes out of scope.
@@ -157,6 +167,7 @@ class SqliteModelStore : public ModelStore, public JobQueue {
   // Released after the database is closed (member order).
   RegistryLock lock_;
   absl::flat_hash_map<std::string, sqlite3_stmt*> statements_ ABSL_GUARDED_BY(mu_);
+  const std::string reserve_path_;
 };
 
 }  // namespace bnserve

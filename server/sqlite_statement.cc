@@ -66,29 +66,39 @@ std::pair<const void*, size_t> SqliteStatement::Blob(int column) const {
   return {data, static_cast<size_t>(sqlite3_column_bytes(stmt_, column))};
 }
 
-absl::Status SqliteError(sqlite3* db, absl::string_view what) {
-  const int code = sqlite3_errcode(db);
-  std::string message = absl::StrCat("database error in \"", what, "\": ", sqlite3_errmsg(db));
+absl::Status SqliteStatusFromCode(int code, absl::string_view what, absl::string_view detail) {
   switch (code & 0xff) {
     case SQLITE_BUSY:
     case SQLITE_LOCKED:
-      return absl::UnavailableError(message);
+      return absl::UnavailableError(
+          absl::StrCat("registry busy in \"", what, "\": ", detail));
     case SQLITE_FULL:
-      return absl::ResourceExhaustedError(message);
+      return absl::ResourceExhaustedError(
+          absl::StrCat("registry disk full in \"", what, "\": ", detail));
+    case SQLITE_IOERR:
+      return absl::UnavailableError(
+          absl::StrCat("registry I/O error in \"", what, "\": ", detail));
     case SQLITE_CORRUPT:
     case SQLITE_NOTADB:
-      return absl::DataLossError(message);
+      return absl::DataLossError(
+          absl::StrCat("registry corrupt in \"", what, "\": ", detail));
     default:
-      return absl::InternalError(message);
+      return absl::InternalError(
+          absl::StrCat("database error in \"", what, "\": ", detail));
   }
+}
+
+absl::Status SqliteError(sqlite3* db, absl::string_view what) {
+  return SqliteStatusFromCode(sqlite3_extended_errcode(db), what, sqlite3_errmsg(db));
 }
 
 absl::Status SqliteExec(sqlite3* db, const char* sql) {
   char* error = nullptr;
-  if (sqlite3_exec(db, sql, nullptr, nullptr, &error) != SQLITE_OK) {
-    std::string message = error != nullptr ? error : "unknown error";
+  const int rc = sqlite3_exec(db, sql, nullptr, nullptr, &error);
+  if (rc != SQLITE_OK) {
+    std::string message = error != nullptr ? error : sqlite3_errstr(rc);
     sqlite3_free(error);
-    return absl::InternalError(absl::StrCat("database error: ", message));
+    return SqliteStatusFromCode(rc, sql, message);
   }
   return absl::OkStatus();
 }

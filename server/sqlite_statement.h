@@ -1,8 +1,11 @@
 // SqliteStatement: a prepared SQLite statement in use — bind its parameters,
 // step through its rows, read their columns — and the few functions a store
 // needs around it: the status of a failed call, exec, and a transaction.
-// Errors are absl::Status (busy/locked: Unavailable, full: ResourceExhausted,
-// corrupt: DataLoss, anything else: Internal).
+// Errors are absl::Status, mapped the same way for a statement, an exec, a
+// BEGIN and a COMMIT (SqliteStatusFromCode): busy/locked: Unavailable
+// "registry busy", full: ResourceExhausted "registry disk full", I/O error:
+// Unavailable "registry I/O error" (the storage failed; the same call may
+// succeed later), corrupt: DataLoss, anything else: Internal.
 //
 //   SqliteStatement select(db, stmt);  // stmt prepared once and cached
 //   select.Bind(1, model_name);
@@ -93,11 +96,16 @@ class SqliteStatement {
   sqlite3_stmt* stmt_;  // null once moved from
 };
 
-// The status of the last failed call on `db` while running `what` (the SQL
-// or what was being done), by SQLite's error code as described above.
+// The status for SQLite result code `code` (primary or extended) of a call
+// that ran `what` (the SQL or what was being done), as described above;
+// `detail` is SQLite's message.
+absl::Status SqliteStatusFromCode(int code, absl::string_view what, absl::string_view detail);
+
+// The status of the last failed call on `db` while running `what`.
 absl::Status SqliteError(sqlite3* db, absl::string_view what);
 
-// Runs `sql` (one or more statements, no parameters). Internal on failure.
+// Runs `sql` (one or more statements, no parameters); a failure (BEGIN or
+// COMMIT included) maps as every other call does.
 absl::Status SqliteExec(sqlite3* db, const char* sql);
 
 // Runs `body` inside BEGIN IMMEDIATE ... COMMIT; rolls back if it (or the

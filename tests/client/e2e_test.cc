@@ -15,13 +15,16 @@
 #include <iterator>
 #include <map>
 #include <memory>
+#include <random>
 #include <regex>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include <google/protobuf/util/json_util.h>
+#include <sqlite3.h>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -1303,6 +1306,191 @@ TEST_F(E2eTest, AJobKilledWithTheServerComesBackFailed) {
   CommandResult watch = Bnctl({"jobs", "watch", running.job_id()});
   EXPECT_EQ(watch.exit_code, 3) << Describe(watch);
   EXPECT_THAT(watch.out, HasSubstr("FAILED"));
+}
+
+// The fault test of registration: 20 times the server is SIGKILLed while
+// small jobs train and register (two workers, eight two-epoch jobs a round,
+// killed as soon as one to four of them have succeeded, so that kills land
+// while the others train and register). After each kill the registry passes PRAGMA
+// integrity_check, and after each restart every version a job was reported
+// SUCCEEDED with is still there: the same parameters bit for bit and the
+// same Predict answer.
+TEST_F(E2eTest, TwentyKillsDuringRegistrationLoseNothingReportedSucceeded) {
+  const std::string registry = dir_.path() + "/registry.db";
+  const v1::Tensor rows = TensorFromMatrix(TestRows(8));
+  struct Seen {
+    std::string tensors;
+    std::string probabilities;
+  };
+  std::map<std::pair<std::string, int>, Seen> succeeded;
+  std::mt19937 rng(11);
+  int kills_while_jobs_ran = 0;
+  auto tensors_of = [](const v1::ModelVersion& version) {
+    std::string bytes;
+    for (const v1::NamedTensor& named : version.tensors()) bytes += named.SerializeAsString();
+    return bytes;
+  };
+  for (int round = 0; round < 20; ++round) {
+    std::vector<std::string> job_ids;
+    for (int j = 0; j < 8; ++j) {
+      ASSERT_OK_AND_ASSIGN(v1::Job job, Submit(SmallTrainRequest(absl::StrCat("kill", j % 2), 2)));
+      job_ids.push_back(job.job_id());
+    }
+    // Kill once 1 to 4 of them have succeeded while others still train or
+    // register (whatever this machine's speed), or when all have ended.
+    const int wanted = 1 + static_cast<int>(rng() % 4);
+    bool running = false;
+    std::vector<v1::Job> done;
+    const absl::Time deadline = absl::Now() + absl::Seconds(10);
+    while (absl::Now() < deadline) {
+      done.clear();
+      running = false;
+      for (const std::string& job_id : job_ids) {
+        ASSERT_OK_AND_ASSIGN(v1::Job job, GetJob(job_id));
+        if (job.state() == v1::SUCCEEDED) {
+          done.push_back(job);
+        } else if (job.state() == v1::QUEUED || job.state() == v1::RUNNING) {
+          running = true;
+        }
+      }
+      if (!running || static_cast<int>(done.size()) >= wanted) break;
+      absl::SleepFor(absl::Milliseconds(2));
+    }
+    for (const v1::Job& job : done) {
+      const v1::ModelRef ref = Ref(job.model_name(), job.model_version());
+      ASSERT_OK_AND_ASSIGN(v1::ModelVersion version, GetModel(ref, true));
+      ASSERT_OK_AND_ASSIGN(v1::PredictResponse predicted, Predict(ref, rows, v1::INFERENCE));
+      succeeded[{job.model_name(), job.model_version()}] =
+          Seen{tensors_of(version), predicted.probabilities().SerializeAsString()};
+    }
+    kills_while_jobs_ran += running ? 1 : 0;
+    ASSERT_OK_AND_ASSIGN(int status, server_->Stop(SIGKILL));
+    ASSERT_TRUE(WIFSIGNALED(status));
+
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open_v2(registry.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr), SQLITE_OK);
+    std::string integrity;
+    sqlite3_exec(
+        db, "PRAGMA integrity_check",
+        [](void* out, int, char** values, char**) {
+          *static_cast<std::string*>(out) += values[0] != nullptr ? values[0] : "NULL";
+          return 0;
+        },
+        &integrity, nullptr);
+    sqlite3_close(db);
+    ASSERT_EQ(integrity, "ok") << "round " << round;
+
+    StartServer();
+    for (const auto& [key, seen] : succeeded) {
+      const v1::ModelRef ref = Ref(key.first, key.second);
+      ASSERT_OK_AND_ASSIGN(v1::ModelVersion version, GetModel(ref, true));
+      EXPECT_EQ(tensors_of(version), seen.tensors) << key.first << " v" << key.second;
+      ASSERT_OK_AND_ASSIGN(v1::PredictResponse predicted, Predict(ref, rows, v1::INFERENCE));
+      EXPECT_EQ(predicted.probabilities().SerializeAsString(), seen.probabilities)
+          << key.first << " v" << key.second;
+    }
+  }
+  // The kills did land while jobs were training or registering, and jobs did
+  // succeed between them.
+  EXPECT_GE(kills_while_jobs_ran, 15);
+  EXPECT_GE(succeeded.size(), 20u);
+}
+
+// The requests of issue 10 §2 that once cost the server gigabytes, sent to a
+// real server process: each is answered with its code, the server goes on
+// answering Predict, and its peak RSS (VmHWM) stays far below what
+// computing them would take.
+TEST_F(E2eTest, RequestsThatWouldCostGigabytesAreRefusedAndTheServerServesOn) {
+  // Messages of 8 MiB at most, so that answers over the limit are cheap to ask for.
+  ASSERT_OK(server_->Stop(SIGTERM).status());
+  StartServer(0, {"--max_message_mb=8"});
+  v1::TrainRequest small = SmallTrainRequest("wide", 1);
+  small.mutable_network()->clear_hidden_sizes();
+  small.mutable_network()->add_hidden_sizes(1);
+  small.mutable_network()->set_use_batchnorm(false);
+  ASSERT_OK_AND_ASSIGN(v1::Job job, Submit(small));
+  ASSERT_OK_AND_ASSIGN(job, WatchToEnd(job.job_id()));
+  ASSERT_EQ(job.state(), v1::SUCCEEDED) << job.reason();
+  ASSERT_OK_AND_ASSIGN(v1::ModelVersion base, GetModel(Ref("wide", 1), true));
+  const v1::Tensor rows = TensorFromMatrix(TestRows(4));
+  auto serving = [&] {
+    ASSERT_OK_AND_ASSIGN(v1::PredictResponse response, Predict(Ref("wide", 1), rows,
+                                                                v1::INFERENCE));
+    EXPECT_EQ(response.probabilities().shape(0), 4);
+  };
+  auto import = [&](const v1::ModelVersion& model) {
+    v1::ImportModelRequest request;
+    *request.mutable_model() = model;
+    v1::ModelVersion response;
+    return client_->registry().ImportModel(Context().get(), request, &response);
+  };
+
+  // ImportModel of a 1048576-63-1 config without tensors (19 bytes once).
+  {
+    v1::ModelVersion huge;
+    huge.set_model_name("huge");
+    huge.mutable_network()->set_input_size(1048576);
+    huge.mutable_network()->add_hidden_sizes(63);
+    huge.mutable_network()->set_output_size(1);
+    const grpc::Status status = import(huge);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << status.error_message();
+    serving();
+  }
+  // The issue's 1-1-16384 model: 16384 classes are refused at import (a 2 GiB
+  // confusion matrix for Evaluate); 4096, the most a model may have, are
+  // taken, and then a Predict of 2000 rows (32 MiB of answer) is refused
+  // before it is computed, as is an Evaluate (a 4096 x 4096 confusion matrix:
+  // 16 MiB at least).
+  auto widened = [&](int classes) {
+    v1::ModelVersion wide = base;
+    wide.set_model_name(absl::StrCat("wide", classes));
+    wide.mutable_network()->set_output_size(classes);
+    for (v1::NamedTensor& named : *wide.mutable_tensors()) {
+      v1::Tensor* tensor = named.mutable_tensor();
+      if (tensor->shape(tensor->shape_size() - 1) != 10) continue;  // the output layer's
+      tensor->set_shape(tensor->shape_size() - 1, classes);
+      const int64_t count = tensor->shape_size() == 2 ? tensor->shape(0) * classes : classes;
+      tensor->mutable_values()->Resize(static_cast<int>(count), 0.01f);
+    }
+    return wide;
+  };
+  {
+    const grpc::Status status = import(widened(16384));
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << status.error_message();
+    serving();
+  }
+  {
+    const grpc::Status status = import(widened(4096));
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    const absl::StatusOr<v1::PredictResponse> predicted =
+        Predict(Ref("wide4096"), TensorFromMatrix(TestRows(2000)), v1::INFERENCE);
+    EXPECT_EQ(predicted.status().code(), absl::StatusCode::kResourceExhausted)
+        << predicted.status();
+    serving();
+    v1::EvaluateRequest evaluate;
+    *evaluate.mutable_model() = Ref("wide4096");
+    v1::BuiltinData* data = evaluate.mutable_data()->mutable_builtin();
+    data->set_name("mnist-digits");
+    data->set_split(v1::TEST);
+    v1::EvaluateResponse evaluated;
+    const grpc::Status refused =
+        client_->inference().Evaluate(Context().get(), evaluate, &evaluated);
+    EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
+        << refused.error_message();
+    serving();
+  }
+  std::ifstream proc_status(absl::StrCat("/proc/", server_->pid(), "/status"));
+  std::string line;
+  int64_t peak_kib = -1;
+  while (std::getline(proc_status, line)) {
+    if (absl::StartsWith(line, "VmHWM:")) {
+      ASSERT_TRUE(absl::SimpleAtoi(absl::StripAsciiWhitespace(line.substr(6, line.size() - 9)),
+                                   &peak_kib))
+          << line;
+    }
+  }
+  EXPECT_GT(peak_kib, 0);
+  EXPECT_LT(peak_kib, 512 * 1024) << "peak RSS " << peak_kib << " KiB";
 }
 
 }  // namespace

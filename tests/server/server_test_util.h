@@ -80,7 +80,7 @@ inline std::string TempPath(const std::string& name) {
   const std::string path = absl::StrCat(::testing::TempDir(), "/bnserve_",
                                         info->test_suite_name(), "_", info->name(), "_", name);
   std::filesystem::remove_all(path);
-  for (const char* suffix : {"-wal", "-shm"}) std::filesystem::remove(path + suffix);
+  for (const char* suffix : {"-wal", "-shm", "-reserve"}) std::filesystem::remove(path + suffix);
   return path;
 }
 

@@ -70,7 +70,8 @@ TEST(SqliteModelStoreTest, ANewRegistryAndItsDirectoryAreOwnerOnly) {
   ASSERT_OK(store->AddVersion(RandomVersion("digits", 1), nullptr).status());
   for (const auto& [path, mode] : std::vector<std::pair<std::string, int>>{
            {dir, 0700}, {dir + "/sub", 0700}, {dir + "/sub/store.db", 0600},
-           {dir + "/sub/store.db-wal", 0600}, {dir + "/sub/store.db.lock", 0600}}) {
+           {dir + "/sub/store.db-wal", 0600}, {dir + "/sub/store.db.lock", 0600},
+           {dir + "/sub/store.db-reserve", 0600}}) {
     struct stat info;
     ASSERT_EQ(stat(path.c_str(), &info), 0) << path;
     EXPECT_EQ(info.st_mode & 0777, mode) << path;

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "core/status_macros.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/status_matchers.h"
@@ -92,6 +93,54 @@ TEST_F(SqliteStatementTest, ATransactionRollsBackWhenItsBodyFails) {
   EXPECT_THAT(status, StatusIs(absl::StatusCode::kInternal));
   EXPECT_THAT(std::string(status.message()), ::testing::HasSubstr("INSERT INTO t"));
   EXPECT_THAT(SqliteExec(db_, "NOT SQL"), StatusIs(absl::StatusCode::kInternal));
+}
+
+// A full database (made full with PRAGMA max_page_count, which fails the
+// page allocation with SQLITE_FULL, the code a full disk gives) is
+// RESOURCE_EXHAUSTED "registry disk full" from a statement, from an exec and
+// from inside a transaction alike, and the transaction leaves nothing behind.
+TEST_F(SqliteStatementTest, AFullDatabaseIsResourceExhaustedOnEveryPath) {
+  ASSERT_OK(SqliteExec(db_, "PRAGMA max_page_count = 4"));
+  const char* kBig = "INSERT INTO t (k, v) VALUES (7, printf('%.100000c', 'x'))";
+  const absl::Status statement = Prepare(kBig).Run();
+  EXPECT_THAT(statement, StatusIs(absl::StatusCode::kResourceExhausted));
+  EXPECT_THAT(std::string(statement.message()), ::testing::HasSubstr("registry disk full"));
+  const absl::Status exec = SqliteExec(db_, kBig);
+  EXPECT_THAT(exec, StatusIs(absl::StatusCode::kResourceExhausted));
+  EXPECT_THAT(std::string(exec.message()), ::testing::HasSubstr("registry disk full"));
+  EXPECT_THAT(SqliteTransaction(db_,
+                                [&] {
+                                  RETURN_IF_ERROR(
+                                      Prepare("INSERT INTO t (k, v) VALUES (1, 'small')").Run());
+                                  return Prepare(kBig).Run();
+                                }),
+              StatusIs(absl::StatusCode::kResourceExhausted));
+  EXPECT_THAT(Values(), ::testing::IsEmpty());
+  // What fits still goes in.
+  ASSERT_OK(SqliteTransaction(db_, [&] {
+    return Prepare("INSERT INTO t (k, v) VALUES (1, 'small')").Run();
+  }));
+  EXPECT_THAT(Values(), ::testing::ElementsAre("small"));
+}
+
+// Every I/O error, whatever its extended code, is one status: UNAVAILABLE
+// "registry I/O error"; a busy database is UNAVAILABLE too, corruption
+// DATA_LOSS.
+TEST(SqliteStatusFromCodeTest, MapsEachFamilyOfCodesToOneStatus) {
+  for (int code : {SQLITE_IOERR, SQLITE_IOERR_WRITE, SQLITE_IOERR_FSYNC, SQLITE_IOERR_SHMSIZE}) {
+    const absl::Status status = SqliteStatusFromCode(code, "COMMIT", "disk I/O error");
+    EXPECT_THAT(status, StatusIs(absl::StatusCode::kUnavailable)) << code;
+    EXPECT_THAT(std::string(status.message()), ::testing::HasSubstr("registry I/O error"));
+    EXPECT_THAT(std::string(status.message()), ::testing::HasSubstr("COMMIT"));
+  }
+  EXPECT_THAT(SqliteStatusFromCode(SQLITE_FULL, "COMMIT", "database or disk is full"),
+              StatusIs(absl::StatusCode::kResourceExhausted));
+  EXPECT_THAT(SqliteStatusFromCode(SQLITE_BUSY_SNAPSHOT, "BEGIN IMMEDIATE", "busy"),
+              StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_THAT(SqliteStatusFromCode(SQLITE_CORRUPT_VTAB, "SELECT", "malformed"),
+              StatusIs(absl::StatusCode::kDataLoss));
+  EXPECT_THAT(SqliteStatusFromCode(SQLITE_CONSTRAINT_PRIMARYKEY, "INSERT", "unique"),
+              StatusIs(absl::StatusCode::kInternal));
 }
 
 }  // namespace
