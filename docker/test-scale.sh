@@ -3,10 +3,12 @@
 # balancer (docker/nginx) and database (docker/postgres) images on the
 # locally made debian:bookworm-slim base, checks nginx's configuration
 # (nginx -t) and a password login to the new PostgreSQL cluster, brings up
-# PostgreSQL, three bnserve replicas of IMAGE and nginx, makes Predict calls
-# through nginx and reads each replica's own counter
-# (/replicas/N/metrics) to see them spread over the three, trains one small
-# job through nginx and sees it finish, and tears everything down.
+# PostgreSQL, three bnserve replicas of IMAGE and nginx, trains one small
+# job through nginx and sees it finish (its row in PostgreSQL: SUCCEEDED on
+# one replica, Job.replica), makes Predict calls of the version it
+# registered through nginx and reads each replica's own count of OK calls
+# (/replicas/N/metrics) to see them spread over the three, and tears
+# everything down.
 #
 # The three replicas share one database only with a bnserve that has
 # --registry postgresql://... and --replica_id. With an IMAGE without them the
@@ -124,6 +126,7 @@ fi
 
 # ---- 3. which bnserve ------------------------------------------------------------
 SHARED=0
+JOB_REPLICA=
 # (Output to a file, then grep: with pipefail, grep -q closing the pipe early
 # would fail the pipeline.)
 "${PODMAN[@]}" run --rm "${RUN_OPTS[@]}" --entrypoint bnserve "$IMAGE" --helpfull \
@@ -158,10 +161,16 @@ client() {
   local out=$1; shift
   timeout 300 "${BNCTL_CMD[@]}" --server "127.0.0.1:$PORT" "$@" >"$out" 2>&1
 }
-# Predict calls replica $1 has finished, from its own /metrics through nginx.
+# Predict calls replica $1 has answered OK, from its own /metrics through nginx.
 predict_calls() {
   curl -sf --max-time 10 "http://127.0.0.1:$HTTP_PORT/replicas/$1/metrics" |
-    awk '/^bnserve_grpc_server_handled_total\{/ && /grpc_method="Predict"/ { s += $NF } END { print s + 0 }'
+    awk '/^bnserve_grpc_server_handled_total\{/ && /grpc_method="Predict"/ && /grpc_code="OK"/ { s += $NF }
+         END { print s + 0 }'
+}
+# A query on the shared database, as the replicas' user over TCP.
+psql_query() {
+  "${PODMAN[@]}" exec -e PGPASSWORD=scale-test-password "$(container postgres)" \
+    psql -h 127.0.0.1 -U bnserve -d bnserve -tAF ' ' -c "$1"
 }
 # Waits (bounded) until container $1's healthcheck passes. A container that
 # is not running is waited for too: a replica that finds no database yet
@@ -232,6 +241,17 @@ if [ "$SHARED" = 1 ]; then
   if client "$WORK/train.out" "${train_args[@]}"; then
     pass "train $MODEL through nginx: job finished in $((SECONDS - t)) s"
     tail -n 2 "$WORK/train.out" | sed 's/^/     | /'
+    # The job in the shared queue: SUCCEEDED (3) on one replica, which
+    # registered the version the Predict calls below read on all three.
+    psql_query "SELECT j.replica, j.state, v.version FROM jobs j JOIN versions v ON v.job_id = j.job_id
+                WHERE v.model_name = '$MODEL'" >"$WORK/job.out" 2>&1 || true
+    read -r JOB_REPLICA job_state job_version <"$WORK/job.out" || true
+    if [[ ${JOB_REPLICA:-} =~ ^bnserve-[123]$ && ${job_state:-} = 3 && ${job_version:-} = 1 ]]; then
+      pass "the job SUCCEEDED on replica $JOB_REPLICA (Job.replica in PostgreSQL), which registered $MODEL v1"
+    else
+      fail "the job in PostgreSQL (replica state version): $(tr '\n' ' ' <"$WORK/job.out")"
+      JOB_REPLICA=
+    fi
   else
     fail "train through nginx:"
     tail -n 20 "$WORK/train.out" | sed 's/^/     | /'
@@ -279,6 +299,9 @@ if client "$WORK/bench.out" bench predict --model "$MODEL" --batch 1 --clients 1
   # (connection balancing) would give 60, 0, 0.
   if awk -v l="$low" -v t="$total" -v c="$CALLS" 'BEGIN { exit !(l >= c / 6 && t >= c) }'; then
     pass "$CALLS Predict calls over one connection through nginx spread ${spread[*]} over the 3 replicas"
+    if [ -n "${JOB_REPLICA:-}" ]; then
+      pass "$MODEL v1, registered by $JOB_REPLICA, served by the two other replicas too (their OK Predict counts above)"
+    fi
   else
     fail "Predict calls through nginx per replica: ${spread[*]} (total $total of $CALLS)"
   fi
