@@ -334,6 +334,19 @@ void JobManager::TrimFinishedLocked() {
     finished_seqs_.pop_front();
     auto it = jobs_by_seq_.find(seq);
     if (it == jobs_by_seq_.end()) continue;
+    switch (it->second->job.state()) {
+      case v1::SUCCEEDED:
+        ++evicted_stats_.succeeded;
+        break;
+      case v1::FAILED:
+        ++evicted_stats_.failed;
+        break;
+      case v1::CANCELLED:
+        ++evicted_stats_.cancelled;
+        break;
+      default:
+        break;
+    }
     jobs_.erase(it->second->job.job_id());
     jobs_by_seq_.erase(it);
     evicted_ = true;
@@ -529,7 +542,7 @@ JobStats JobManager::Stats() {
     }
   }
   absl::MutexLock lock(&mu_);
-  JobStats stats;
+  JobStats stats = evicted_stats_;
   for (const auto& [seq, record] : jobs_by_seq_) {
     switch (record->job.state()) {
       case v1::QUEUED:

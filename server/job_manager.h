@@ -86,10 +86,11 @@ struct FinishedEpoch {
   double seconds = 0;
 };
 
-// The jobs a JobManager holds in memory (every unfinished job and the most
-// recent max_finished_jobs_in_memory finished ones; with a shared queue, the
-// jobs this replica ran), by state, at one instant (JobManager::Stats()).
-// With a shared queue `queued` and `queue_depth` count every replica's.
+// The jobs a JobManager ran or restored at start, by state, at one instant
+// (JobManager::Stats()): the finished ones count on after they leave memory
+// (max_finished_jobs_in_memory). With a shared queue they are the jobs this
+// replica submitted or ran, and `queued` and `queue_depth` count every
+// replica's.
 struct JobStats {
   int64_t queued = 0;
   int64_t running = 0;
@@ -298,6 +299,8 @@ class JobManager {
   std::deque<int64_t> finished_seqs_ ABSL_GUARDED_BY(mu_);
   // Whether any job of the store is not in memory (then List reads it).
   bool evicted_ ABSL_GUARDED_BY(mu_) = false;
+  // Finished jobs dropped from memory, by state (Stats still counts them).
+  JobStats evicted_stats_ ABSL_GUARDED_BY(mu_);
   // The highest seq dropped from memory: every job above it is in memory.
   int64_t max_evicted_seq_ ABSL_GUARDED_BY(mu_) = 0;
   // Shared mode: a Submit here wakes the idle workers.
