@@ -100,7 +100,10 @@ FUZZ_TARGETS := idx_reader import_model train_request v2_rest
 ASAN_TEST_LABELS ?= core server
 ASAN_EMPTY :=
 ASAN_SPACE := $(ASAN_EMPTY) $(ASAN_EMPTY)
+# Leaks in libraries the project did not write are suppressed in
+# fuzz/lsan.supp (each with its reason); LSan needs an absolute path.
 SANITIZER_ENV := ASAN_OPTIONS=halt_on_error=1:abort_on_error=1:detect_leaks=1:strict_string_checks=1 \
+  LSAN_OPTIONS=suppressions=$(CURDIR)/fuzz/lsan.supp:print_suppressions=0 \
   UBSAN_OPTIONS=halt_on_error=1:abort_on_error=1:print_stacktrace=1
 fuzz-configure: setup
 	bash scripts/setup_fuzz.sh
