@@ -11,11 +11,13 @@
 #include "gtest/gtest.h"
 #include "server/bnserve_server.h"
 #include "tests/server/server_test_util.h"
+#include "tests/testing/sanitizers.h"
 #include "tests/testing/status_matchers.h"
 
 namespace bnserve {
 namespace {
 
+using ::bnserve::testing::kSanitizerSlowdown;
 using ::bnserve::testing::TempPath;
 
 BnserveServerOptions DefaultModelOptions(const std::string& registry) {
@@ -27,11 +29,12 @@ BnserveServerOptions DefaultModelOptions(const std::string& registry) {
   return options;
 }
 
-// Waits until the model's only job has finished and returns it.
+// Waits until the model's only job has finished and returns it (60 s, longer
+// under ASan, where training is several times slower).
 v1::Job WaitForOnlyJob(JobManager* jobs) {
   v1::ListJobsRequest list;
   list.set_model_name("digits");
-  const absl::Time deadline = absl::Now() + absl::Seconds(60);
+  const absl::Time deadline = absl::Now() + absl::Seconds(60 * kSanitizerSlowdown);
   v1::ListJobsResponse response;
   while (absl::Now() < deadline) {
     absl::StatusOr<v1::ListJobsResponse> listed = jobs->List(list);
