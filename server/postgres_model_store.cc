@@ -122,26 +122,6 @@ absl::Status ParseField(const pqxx::field& field, Message* message) {
   return absl::OkStatus();
 }
 
-absl::Status CheckTensor(const v1::NamedTensor& named) {
-  int64_t count = 1;
-  for (int64_t dim : named.tensor().shape()) {
-    if (dim < 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("tensor \"", named.name(), "\" has a negative dimension"));
-    }
-    if (__builtin_mul_overflow(count, dim, &count)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("tensor \"", named.name(), "\" has a shape whose element count overflows"));
-    }
-  }
-  if (count != named.tensor().values_size()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("tensor \"", named.name(), "\" has shape with ", count,
-                     " elements but ", named.tensor().values_size(), " values"));
-  }
-  return absl::OkStatus();
-}
-
 absl::Status NoSuchVersionError(const std::string& model_name, int version) {
   return absl::NotFoundError(absl::StrCat("model \"", model_name, "\" has no version ", version));
 }
@@ -508,7 +488,7 @@ absl::StatusOr<int> PostgresModelStore::AddVersion(const v1::ModelVersion& versi
   if (version.model_name().empty()) {
     return absl::InvalidArgumentError("a model version needs a model name");
   }
-  for (const v1::NamedTensor& named : version.tensors()) RETURN_IF_ERROR(CheckTensor(named));
+  for (const v1::NamedTensor& named : version.tensors()) RETURN_IF_ERROR(CheckNamedTensorShape(named));
   v1::ModelVersion metadata = version;
   metadata.clear_tensors();
   metadata.clear_aliases();

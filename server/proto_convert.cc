@@ -274,6 +274,26 @@ absl::Status CheckFinite(const ConstMatrixRef<float>& matrix, const std::string&
   return absl::InvalidArgumentError(absl::StrCat(what, " must be finite"));
 }
 
+absl::Status CheckNamedTensorShape(const v1::NamedTensor& named) {
+  int64_t count = 1;
+  for (int64_t dim : named.tensor().shape()) {
+    if (dim < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("tensor \"", named.name(), "\" has a negative dimension"));
+    }
+    if (__builtin_mul_overflow(count, dim, &count)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("tensor \"", named.name(), "\" has a shape whose element count overflows"));
+    }
+  }
+  if (count != named.tensor().values_size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tensor \"", named.name(), "\" has shape with ", count,
+                     " elements but ", named.tensor().values_size(), " values"));
+  }
+  return absl::OkStatus();
+}
+
 void TensorsToProto(const std::map<std::string, Matrix>& tensors,
                     google::protobuf::RepeatedPtrField<v1::NamedTensor>* out) {
   out->Clear();

@@ -65,6 +65,12 @@ void MatrixToTensor(const ConstMatrixRef<float>& matrix, v1::Tensor* tensor);
 // first offending position.
 absl::Status CheckFinite(const ConstMatrixRef<float>& matrix, const std::string& what);
 
+// OK if a stored tensor's shape (any rank, non-negative dimensions) has as
+// many elements as the tensor has values; InvalidArgument naming it
+// otherwise, also when the element count overflows (a crafted shape must not
+// wrap around to the number of values it has).
+absl::Status CheckNamedTensorShape(const v1::NamedTensor& named);
+
 // Named tensors in name order, and back. InvalidArgument for a duplicate
 // name or a tensor MapTensor rejects.
 void TensorsToProto(const std::map<std::string, Matrix>& tensors,

@@ -102,27 +102,6 @@ std::string Serialize(const google::protobuf::MessageLite& message) {
   return bytes;
 }
 
-absl::Status CheckTensor(const v1::NamedTensor& named) {
-  int64_t count = 1;
-  for (int64_t dim : named.tensor().shape()) {
-    if (dim < 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("tensor \"", named.name(), "\" has a negative dimension"));
-    }
-    // A crafted shape must not wrap around to the number of values it has.
-    if (__builtin_mul_overflow(count, dim, &count)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("tensor \"", named.name(), "\" has a shape whose element count overflows"));
-    }
-  }
-  if (count != named.tensor().values_size()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("tensor \"", named.name(), "\" has shape with ", count,
-                     " elements but ", named.tensor().values_size(), " values"));
-  }
-  return absl::OkStatus();
-}
-
 // The room kept on the registry's file system for the last state of the jobs
 // that are running when the disk fills (a job row and its metrics take a few
 // pages of the WAL each).
@@ -248,7 +227,7 @@ absl::StatusOr<int> SqliteModelStore::AddVersion(const v1::ModelVersion& version
   if (version.model_name().empty()) {
     return absl::InvalidArgumentError("a model version needs a model name");
   }
-  for (const v1::NamedTensor& named : version.tensors()) RETURN_IF_ERROR(CheckTensor(named));
+  for (const v1::NamedTensor& named : version.tensors()) RETURN_IF_ERROR(CheckNamedTensorShape(named));
   v1::ModelVersion metadata = version;
   metadata.clear_tensors();
   metadata.clear_aliases();

@@ -112,6 +112,28 @@ TEST(ProtoConvertTest, TensorsMapWithoutCopyAndRoundTrip) {
 // A shape whose element count does not fit in int64 is refused with the
 // exact count (rows * cols in int64 overflowed: undefined, and the message
 // said "needs -9223372036854775808 values").
+TEST(ProtoConvertTest, StoredTensorShapesMustCountTheirValues) {
+  v1::NamedTensor named;
+  named.set_name("W1");
+  named.mutable_tensor()->add_shape(2);
+  named.mutable_tensor()->add_shape(3);
+  for (int i = 0; i < 6; ++i) named.mutable_tensor()->add_values(i);
+  EXPECT_TRUE(CheckNamedTensorShape(named).ok());
+  named.mutable_tensor()->add_values(6);
+  EXPECT_THAT(CheckNamedTensorShape(named),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       ::testing::HasSubstr("\"W1\" has shape with 6 elements but 7 values")));
+  named.mutable_tensor()->set_shape(1, -3);
+  EXPECT_THAT(CheckNamedTensorShape(named),
+              StatusIs(absl::StatusCode::kInvalidArgument, ::testing::HasSubstr("negative")));
+  // 2^32 * 2^32 wraps to 0 in 64 bits: with no values it must still be refused.
+  named.mutable_tensor()->clear_values();
+  named.mutable_tensor()->set_shape(0, int64_t{1} << 32);
+  named.mutable_tensor()->set_shape(1, int64_t{1} << 32);
+  EXPECT_THAT(CheckNamedTensorShape(named),
+              StatusIs(absl::StatusCode::kInvalidArgument, ::testing::HasSubstr("overflows")));
+}
+
 TEST(ProtoConvertTest, ShapesBeyondInt64AreRefusedWithTheirExactElementCount) {
   struct Case {
     int64_t rows, cols;
