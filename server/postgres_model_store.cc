@@ -488,7 +488,9 @@ absl::StatusOr<int> PostgresModelStore::AddVersion(const v1::ModelVersion& versi
   if (version.model_name().empty()) {
     return absl::InvalidArgumentError("a model version needs a model name");
   }
-  for (const v1::NamedTensor& named : version.tensors()) RETURN_IF_ERROR(CheckNamedTensorShape(named));
+  for (const v1::NamedTensor& named : version.tensors()) {
+    RETURN_IF_ERROR(CheckNamedTensorShape(named));
+  }
   v1::ModelVersion metadata = version;
   metadata.clear_tensors();
   metadata.clear_aliases();

@@ -227,7 +227,9 @@ absl::StatusOr<int> SqliteModelStore::AddVersion(const v1::ModelVersion& version
   if (version.model_name().empty()) {
     return absl::InvalidArgumentError("a model version needs a model name");
   }
-  for (const v1::NamedTensor& named : version.tensors()) RETURN_IF_ERROR(CheckNamedTensorShape(named));
+  for (const v1::NamedTensor& named : version.tensors()) {
+    RETURN_IF_ERROR(CheckNamedTensorShape(named));
+  }
   v1::ModelVersion metadata = version;
   metadata.clear_tensors();
   metadata.clear_aliases();
