@@ -44,6 +44,7 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/client/server_process.h"
+#include "tests/client/train_requests.h"
 #include "tests/server/test_certificates.h"
 #include "tests/testing/status_matchers.h"
 
@@ -53,6 +54,7 @@ namespace {
 using ::bnserve::testing::CommandResult;
 using ::bnserve::testing::RunCommand;
 using ::bnserve::testing::ServerProcess;
+using ::bnserve::testing::SmallDigitsTrainRequest;
 using ::bnserve::testing::TempDir;
 using ::testing::HasSubstr;
 
@@ -153,27 +155,9 @@ class E2eTest : public ::testing::Test {
 
   std::unique_ptr<grpc::ClientContext> Context() const { return client_->NewContext(); }
 
-  // A tiny job: 784-24-24-10 with BN, 600 samples, 2 epochs.
-  static v1::TrainRequest SmallTrainRequest(const std::string& model, int epochs = 2) {
-    v1::TrainRequest request;
-    request.set_model_name(model);
-    request.mutable_network()->add_hidden_sizes(24);
-    request.mutable_network()->add_hidden_sizes(24);
-    request.mutable_optimizer()->set_type(v1::SGD);
-    request.mutable_optimizer()->set_learning_rate(0.1);
-    v1::BuiltinData* data = request.mutable_train_data()->mutable_builtin();
-    data->set_name("mnist-digits");
-    data->set_split(v1::TRAIN);
-    data->set_limit(600);
-    request.set_epochs(epochs);
-    request.set_batch_size(50);
-    request.set_seed(7);
-    return request;
-  }
-
   // A job that runs for many seconds unless cancelled.
   static v1::TrainRequest LongTrainRequest(const std::string& model) {
-    v1::TrainRequest request = SmallTrainRequest(model, 200);
+    v1::TrainRequest request = SmallDigitsTrainRequest(model, 200);
     request.mutable_network()->clear_hidden_sizes();
     for (int i = 0; i < 5; ++i) request.mutable_network()->add_hidden_sizes(100);
     request.mutable_train_data()->mutable_builtin()->set_limit(0);
@@ -231,9 +215,9 @@ class E2eTest : public ::testing::Test {
     return *finished;
   }
 
-  // Trains SmallTrainRequest(model) to completion.
+  // Trains SmallDigitsTrainRequest(model) to completion.
   absl::StatusOr<v1::Job> TrainSmall(const std::string& model) {
-    absl::StatusOr<v1::Job> job = Submit(SmallTrainRequest(model));
+    absl::StatusOr<v1::Job> job = Submit(SmallDigitsTrainRequest(model));
     if (!job.ok()) return job.status();
     return WatchToEnd(job->job_id());
   }
@@ -596,7 +580,7 @@ TEST_F(E2eTest, BadInputsGetTheirStatusCodesAndTheServerKeepsServing) {
 
   // Train.
   auto train_code = [&](const std::function<void(v1::TrainRequest*)>& edit) {
-    v1::TrainRequest request = SmallTrainRequest("bad");
+    v1::TrainRequest request = SmallDigitsTrainRequest("bad");
     edit(&request);
     return Submit(request).status().code();
   };
@@ -1162,7 +1146,7 @@ TEST_F(E2eTest, EverythingSurvivesAGracefulRestart) {
   CommandResult list = Bnctl({"models", "list"});
   EXPECT_THAT(list.out, HasSubstr("stable->1")) << Describe(list);
   // New jobs get fresh ids after the restart.
-  ASSERT_OK_AND_ASSIGN(v1::Job fresh, Submit(SmallTrainRequest("kept")));
+  ASSERT_OK_AND_ASSIGN(v1::Job fresh, Submit(SmallDigitsTrainRequest("kept")));
   EXPECT_NE(fresh.job_id(), done.job_id());
   EXPECT_NE(fresh.job_id(), running.job_id());
   ASSERT_OK_AND_ASSIGN(fresh, WatchToEnd(fresh.job_id()));
@@ -1333,7 +1317,8 @@ TEST_F(E2eTest, TwentyKillsDuringRegistrationLoseNothingReportedSucceeded) {
   for (int round = 0; round < 20; ++round) {
     std::vector<std::string> job_ids;
     for (int j = 0; j < 8; ++j) {
-      ASSERT_OK_AND_ASSIGN(v1::Job job, Submit(SmallTrainRequest(absl::StrCat("kill", j % 2), 2)));
+      ASSERT_OK_AND_ASSIGN(v1::Job job,
+                           Submit(SmallDigitsTrainRequest(absl::StrCat("kill", j % 2), 2)));
       job_ids.push_back(job.job_id());
     }
     // Kill once 1 to 4 of them have succeeded while others still train or
@@ -1404,7 +1389,7 @@ TEST_F(E2eTest, RequestsThatWouldCostGigabytesAreRefusedAndTheServerServesOn) {
   // Messages of 8 MiB at most, so that answers over the limit are cheap to ask for.
   ASSERT_OK(server_->Stop(SIGTERM).status());
   StartServer(0, {"--max_message_mb=8"});
-  v1::TrainRequest small = SmallTrainRequest("wide", 1);
+  v1::TrainRequest small = SmallDigitsTrainRequest("wide", 1);
   small.mutable_network()->clear_hidden_sizes();
   small.mutable_network()->add_hidden_sizes(1);
   small.mutable_network()->set_use_batchnorm(false);

@@ -28,6 +28,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/client/server_process.h"
+#include "tests/client/train_requests.h"
 #include "tests/server/postgres_test_server.h"
 #include "tests/testing/status_matchers.h"
 
@@ -36,6 +37,7 @@ namespace {
 
 using ::bnserve::testing::PostgresTestServer;
 using ::bnserve::testing::ServerProcess;
+using ::bnserve::testing::SmallDigitsTrainRequest;
 using ::bnserve::testing::TempDir;
 using ::testing::HasSubstr;
 
@@ -88,22 +90,6 @@ class MultiReplicaTest : public ::testing::Test {
 
   ClientConnection& Client(int i) { return *clients_[i]; }
 
-  static v1::TrainRequest SmallTrainRequest(const std::string& model, int epochs = 2) {
-    v1::TrainRequest request;
-    request.set_model_name(model);
-    request.mutable_network()->add_hidden_sizes(24);
-    request.mutable_network()->add_hidden_sizes(24);
-    request.mutable_optimizer()->set_type(v1::SGD);
-    request.mutable_optimizer()->set_learning_rate(0.1);
-    v1::BuiltinData* data = request.mutable_train_data()->mutable_builtin();
-    data->set_name("mnist-digits");
-    data->set_split(v1::TRAIN);
-    data->set_limit(600);
-    request.set_epochs(epochs);
-    request.set_batch_size(50);
-    request.set_seed(7);
-    return request;
-  }
 
   absl::StatusOr<v1::Job> Submit(int replica, const v1::TrainRequest& request) {
     v1::Job job;
@@ -209,7 +195,7 @@ TEST_F(MultiReplicaTest, JobsRoundRobinFinishOnceSpreadAndEveryReplicaServesEver
   constexpr int kJobs = 20;
   std::vector<std::string> job_ids;
   for (int i = 0; i < kJobs; ++i) {
-    ASSERT_OK_AND_ASSIGN(v1::Job job, Submit(i % kReplicas, SmallTrainRequest("rr")));
+    ASSERT_OK_AND_ASSIGN(v1::Job job, Submit(i % kReplicas, SmallDigitsTrainRequest("rr")));
     EXPECT_EQ(job.state(), v1::QUEUED);
     job_ids.push_back(job.job_id());
   }
@@ -258,8 +244,8 @@ TEST_F(MultiReplicaTest, JobsRoundRobinFinishOnceSpreadAndEveryReplicaServesEver
 }
 
 TEST_F(MultiReplicaTest, AnAliasMovedOnOneReplicaIsServedByAnotherWithinASecond) {
-  ASSERT_OK_AND_ASSIGN(v1::Job a, Submit(0, SmallTrainRequest("moving")));
-  ASSERT_OK_AND_ASSIGN(v1::Job b, Submit(1, SmallTrainRequest("moving", 3)));
+  ASSERT_OK_AND_ASSIGN(v1::Job a, Submit(0, SmallDigitsTrainRequest("moving")));
+  ASSERT_OK_AND_ASSIGN(v1::Job b, Submit(1, SmallDigitsTrainRequest("moving", 3)));
   ASSERT_OK_AND_ASSIGN(a, WaitFor(2, a.job_id(), v1::SUCCEEDED, absl::Seconds(60)));
   ASSERT_OK_AND_ASSIGN(b, WaitFor(2, b.job_id(), v1::SUCCEEDED, absl::Seconds(60)));
   ASSERT_EQ(a.state(), v1::SUCCEEDED);
@@ -293,14 +279,14 @@ TEST_F(MultiReplicaTest, AnAliasMovedOnOneReplicaIsServedByAnotherWithinASecond)
 
 TEST_F(MultiReplicaTest, KillingTheReplicaRunningAJobFailsItAndLosesNothing) {
   // Something registered first, to check bit for bit after the kill.
-  ASSERT_OK_AND_ASSIGN(v1::Job before, Submit(0, SmallTrainRequest("kept")));
+  ASSERT_OK_AND_ASSIGN(v1::Job before, Submit(0, SmallDigitsTrainRequest("kept")));
   ASSERT_OK_AND_ASSIGN(before, WaitFor(1, before.job_id(), v1::SUCCEEDED, absl::Seconds(60)));
   ASSERT_EQ(before.state(), v1::SUCCEEDED);
   ASSERT_OK_AND_ASSIGN(v1::ModelVersion kept, GetModel(1, "kept", before.model_version(), true));
   ASSERT_GT(kept.tensors_size(), 0);
 
   // A job that trains for minutes unless stopped.
-  v1::TrainRequest long_request = SmallTrainRequest("doomed", 200);
+  v1::TrainRequest long_request = SmallDigitsTrainRequest("doomed", 200);
   long_request.mutable_train_data()->mutable_builtin()->set_limit(0);
   ASSERT_OK_AND_ASSIGN(v1::Job doomed, Submit(2, long_request));
   ASSERT_OK_AND_ASSIGN(doomed, WaitFor(2, doomed.job_id(), v1::RUNNING, absl::Seconds(30)));
@@ -324,7 +310,7 @@ TEST_F(MultiReplicaTest, KillingTheReplicaRunningAJobFailsItAndLosesNothing) {
   EXPECT_EQ(failed.model_version(), 0);
 
   // The others carry on: a new job finishes on one of the survivors.
-  ASSERT_OK_AND_ASSIGN(v1::Job after, Submit(survivor, SmallTrainRequest("after")));
+  ASSERT_OK_AND_ASSIGN(v1::Job after, Submit(survivor, SmallDigitsTrainRequest("after")));
   ASSERT_OK_AND_ASSIGN(after, WaitFor(survivor, after.job_id(), v1::SUCCEEDED, absl::Seconds(60)));
   ASSERT_EQ(after.state(), v1::SUCCEEDED) << after.reason();
   EXPECT_NE(after.replica(), ReplicaId(victim));

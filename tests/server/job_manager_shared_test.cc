@@ -5,11 +5,13 @@
 #include <sqlite3.h>
 
 #include <algorithm>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -116,6 +118,20 @@ class JobManagerSharedTest : public ::testing::TestWithParam<std::string> {
     return replicas_.back().get();
   }
 
+  // Starts "replica-a" and then "replica-b", each with SharedOptions edited
+  // by `edit`.
+  std::pair<JobManager*, JobManager*> StartTwoReplicas(
+      const std::function<void(JobManagerOptions*)>& edit) {
+    JobManager* replicas[2];
+    int i = 0;
+    for (const char* name : {"replica-a", "replica-b"}) {
+      JobManagerOptions options = SharedOptions(name);
+      edit(&options);
+      replicas[i++] = StartReplica(std::move(options));
+    }
+    return {replicas[0], replicas[1]};
+  }
+
   // An epoch hook that holds every worker until release_ is notified.
   std::function<void(const FinishedEpoch&)> HoldUntilReleased() {
     return [this](const FinishedEpoch&) { release_.WaitForNotification(); };
@@ -151,12 +167,9 @@ class JobManagerSharedTest : public ::testing::TestWithParam<std::string> {
 };
 
 TEST_P(JobManagerSharedTest, JobsSubmittedToBothReplicasFinishOnceSpreadOverBoth) {
-  JobManagerOptions a_options = SharedOptions("replica-a");
-  a_options.on_epoch_finished = Pace(absl::Milliseconds(20));
-  JobManagerOptions b_options = SharedOptions("replica-b");
-  b_options.on_epoch_finished = Pace(absl::Milliseconds(20));
-  JobManager* a = StartReplica(a_options);
-  JobManager* b = StartReplica(b_options);
+  auto [a, b] = StartTwoReplicas([&](JobManagerOptions* options) {
+    options->on_epoch_finished = Pace(absl::Milliseconds(20));
+  });
   constexpr int kJobs = 12;
   std::vector<std::string> ids;
   for (int i = 0; i < kJobs; ++i) {
@@ -200,12 +213,9 @@ TEST_P(JobManagerSharedTest, JobsSubmittedToBothReplicasFinishOnceSpreadOverBoth
 }
 
 TEST_P(JobManagerSharedTest, CancelOnOneReplicaStopsAJobRunningOnTheOther) {
-  JobManagerOptions a_options = SharedOptions("replica-a");
-  a_options.on_epoch_finished = Pace(absl::Milliseconds(20));
-  JobManagerOptions b_options = SharedOptions("replica-b");
-  b_options.on_epoch_finished = Pace(absl::Milliseconds(20));
-  JobManager* a = StartReplica(a_options);
-  JobManager* b = StartReplica(b_options);
+  auto [a, b] = StartTwoReplicas([&](JobManagerOptions* options) {
+    options->on_epoch_finished = Pace(absl::Milliseconds(20));
+  });
   ASSERT_OK_AND_ASSIGN(v1::Job job, a->Submit(SmallTrainRequest("long", 200)));
   const v1::Job running = WaitFor(a, job.job_id(), v1::RUNNING);
   ASSERT_EQ(running.state(), v1::RUNNING);
@@ -224,12 +234,9 @@ TEST_P(JobManagerSharedTest, CancelOnOneReplicaStopsAJobRunningOnTheOther) {
 }
 
 TEST_P(JobManagerSharedTest, WatchOnAnotherReplicaSeesHistoryThenEveryEpochThenFinished) {
-  JobManagerOptions a_options = SharedOptions("replica-a");
-  a_options.on_epoch_finished = Pace(absl::Milliseconds(40));
-  JobManagerOptions b_options = SharedOptions("replica-b");
-  b_options.on_epoch_finished = Pace(absl::Milliseconds(40));
-  JobManager* a = StartReplica(a_options);
-  JobManager* b = StartReplica(b_options);
+  auto [a, b] = StartTwoReplicas([&](JobManagerOptions* options) {
+    options->on_epoch_finished = Pace(absl::Milliseconds(40));
+  });
   constexpr int kEpochs = 12;
   ASSERT_OK_AND_ASSIGN(v1::Job job, a->Submit(SmallTrainRequest("watched", kEpochs)));
   const v1::Job running = WaitFor(a, job.job_id(), v1::RUNNING);
@@ -253,12 +260,9 @@ TEST_P(JobManagerSharedTest, WatchOnAnotherReplicaSeesHistoryThenEveryEpochThenF
 }
 
 TEST_P(JobManagerSharedTest, UnwatchStopsAPolledWatch) {
-  JobManagerOptions a_options = SharedOptions("replica-a");
-  a_options.on_epoch_finished = HoldUntilReleased();
-  JobManager* a = StartReplica(a_options);
-  JobManagerOptions b_options = SharedOptions("replica-b");
-  b_options.on_epoch_finished = HoldUntilReleased();
-  JobManager* b = StartReplica(b_options);
+  auto [a, b] = StartTwoReplicas([&](JobManagerOptions* options) {
+    options->on_epoch_finished = HoldUntilReleased();
+  });
   // Held in its first epoch on either replica; watched from the other.
   ASSERT_OK_AND_ASSIGN(v1::Job job, a->Submit(SmallTrainRequest("held", 3)));
   const v1::Job running = WaitFor(a, job.job_id(), v1::RUNNING);
@@ -355,14 +359,10 @@ TEST_P(JobManagerSharedSqliteTest, AReplicaThatLostItsLeaseRegistersNothing) {
 }
 
 TEST_P(JobManagerSharedTest, MaxQueueHoldsAcrossReplicas) {
-  JobManagerOptions a_options = SharedOptions("replica-a");
-  a_options.max_queue = 2;
-  a_options.on_epoch_finished = HoldUntilReleased();
-  JobManagerOptions b_options = SharedOptions("replica-b");
-  b_options.max_queue = 2;
-  b_options.on_epoch_finished = HoldUntilReleased();
-  JobManager* a = StartReplica(a_options);
-  JobManager* b = StartReplica(b_options);
+  auto [a, b] = StartTwoReplicas([&](JobManagerOptions* options) {
+    options->max_queue = 2;
+    options->on_epoch_finished = HoldUntilReleased();
+  });
   // Two jobs occupy both workers (one each), held in their first epoch.
   ASSERT_OK_AND_ASSIGN(v1::Job first, a->Submit(SmallTrainRequest("q", 1)));
   ASSERT_OK_AND_ASSIGN(v1::Job second, b->Submit(SmallTrainRequest("q", 1)));
@@ -388,12 +388,9 @@ TEST_P(JobManagerSharedTest, MaxQueueHoldsAcrossReplicas) {
 }
 
 TEST_P(JobManagerSharedTest, ShutdownCancelsOnlyThisReplicasJobs) {
-  JobManagerOptions a_options = SharedOptions("replica-a");
-  a_options.on_epoch_finished = Pace(absl::Milliseconds(20));
-  JobManagerOptions b_options = SharedOptions("replica-b");
-  b_options.on_epoch_finished = Pace(absl::Milliseconds(20));
-  JobManager* a = StartReplica(a_options);
-  JobManager* b = StartReplica(b_options);
+  auto [a, b] = StartTwoReplicas([&](JobManagerOptions* options) {
+    options->on_epoch_finished = Pace(absl::Milliseconds(20));
+  });
   ASSERT_OK_AND_ASSIGN(v1::Job first, a->Submit(SmallTrainRequest("s", 200)));
   ASSERT_OK_AND_ASSIGN(v1::Job second, b->Submit(SmallTrainRequest("s", 200)));
   const v1::Job one = WaitFor(a, first.job_id(), v1::RUNNING);
