@@ -119,6 +119,14 @@ LoadResult RunLoad(std::vector<std::unique_ptr<BenchClient>>& clients, int n,
   return result;
 }
 
+// The median of `values` (0 when empty).
+double Median(std::vector<double> values) {
+  if (values.empty()) return 0;
+  std::sort(values.begin(), values.end());
+  const size_t mid = values.size() / 2;
+  return values.size() % 2 == 1 ? values[mid] : (values[mid - 1] + values[mid]) / 2;
+}
+
 // Throughput of `b` over that of `a`, measured so that the machine's drift
 // cancels: `rounds` rounds of a and b back to back (duration / rounds each,
 // the order alternating from round to round), and the median of the
@@ -138,10 +146,33 @@ absl::StatusOr<double> PairedRatio(std::vector<std::unique_ptr<BenchClient>>& cl
     const LoadResult& of_b = round % 2 == 0 ? second : first;
     if (of_a.CallsPerSecond() > 0) ratios.push_back(of_b.CallsPerSecond() / of_a.CallsPerSecond());
   }
-  if (ratios.empty()) return 0.0;
-  std::sort(ratios.begin(), ratios.end());
-  const size_t mid = ratios.size() / 2;
-  return ratios.size() % 2 == 1 ? ratios[mid] : (ratios[mid - 1] + ratios[mid]) / 2;
+  return Median(std::move(ratios));
+}
+
+// Predict's p50 over (floor p50 + model p50), measured as PairedRatio
+// measures: `rounds` rounds, each timing Predict and Echo back to back (the
+// order alternating) and then the model in this process (`model_p50`, given a
+// time budget), and the median of the rounds' ratios. The machine's drift
+// (on a VM, the host's steal time) then falls on all three terms alike.
+absl::StatusOr<double> PairedOverFloorPlusModel(
+    std::vector<std::unique_ptr<BenchClient>>& clients, int n, const CallFn& predict,
+    const CallFn& echo, const std::function<absl::StatusOr<double>(absl::Duration)>& model_p50,
+    absl::Duration duration, int rounds = 6) {
+  std::vector<double> ratios;
+  const absl::Duration window = duration / rounds;
+  for (int round = 0; round < rounds; ++round) {
+    LoadResult first = RunLoad(clients, n, round % 2 == 0 ? predict : echo, window, 0);
+    if (!first.error.ok()) return first.error;
+    LoadResult second = RunLoad(clients, n, round % 2 == 0 ? echo : predict, window, 0);
+    if (!second.error.ok()) return second.error;
+    absl::StatusOr<double> model = model_p50(window / 2);
+    if (!model.ok()) return model.status();
+    const LoadResult& of_predict = round % 2 == 0 ? first : second;
+    const LoadResult& of_echo = round % 2 == 0 ? second : first;
+    const double floor_plus_model = of_echo.Percentile(0.5) + *model;
+    if (floor_plus_model > 0) ratios.push_back(of_predict.Percentile(0.5) / floor_plus_model);
+  }
+  return Median(std::move(ratios));
 }
 
 grpc::Status CallPredict(BenchClient* client, const v1::PredictRequest& request) {
@@ -502,8 +533,18 @@ int RunBench(const CommandArgs& args, GlobalOptions globals) {
           echo.CallsPerSecond() > 0 ? predict.CallsPerSecond() / echo.CallsPerSecond() : 0;
       // Predict's p50 over (floor p50 + model p50): 1 means the server adds
       // nothing to gRPC's cost and the math.
-      const double over =
+      double over =
           floor_available ? predict.Percentile(0.5) / (echo.Percentile(0.5) + *model_p50) : 0;
+      if (floor_available && calls == 0) {
+        absl::StatusOr<double> paired = PairedOverFloorPlusModel(
+            clients, n, call_predict, call_echo,
+            [&](absl::Duration budget) {
+              return LocalModelP50(*local, request.inputs(), *local_mode, budget);
+            },
+            duration);
+        if (!paired.ok()) return ReportError(paired.status());
+        over = *paired;
+      }
       if (globals.json) {
         std::cout << absl::StrFormat(
             "{\"batch\":%d,\"clients\":%d,\"calls\":%d,\"calls_per_second\":%.1f,"
