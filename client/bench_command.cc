@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <functional>
 #include <iostream>
+#include <optional>
 #include <random>
 #include <thread>
 
@@ -127,14 +128,17 @@ double Median(std::vector<double> values) {
   return values.size() % 2 == 1 ? values[mid] : (values[mid - 1] + values[mid]) / 2;
 }
 
-// Throughput of `b` over that of `a`, measured so that the machine's drift
-// cancels: `rounds` rounds of a and b back to back (duration / rounds each,
-// the order alternating from round to round), and the median of the
+// A ratio measured so that the machine's drift cancels: `rounds` rounds of
+// `a` and `b` back to back (duration / rounds each, the order alternating
+// from round to round), `ratio` of each round's two results (it may measure
+// more, given the window; nullopt drops the round), and the median of the
 // rounds' ratios. On a shared machine two long sequential runs seconds apart
 // differed by 2x; paired short windows see the same load.
-absl::StatusOr<double> PairedRatio(std::vector<std::unique_ptr<BenchClient>>& clients, int n,
-                                   const CallFn& a, const CallFn& b, absl::Duration duration,
-                                   int rounds = 6) {
+using RoundRatio = std::function<absl::StatusOr<std::optional<double>>(
+    const LoadResult& of_a, const LoadResult& of_b, absl::Duration window)>;
+absl::StatusOr<double> PairedRounds(std::vector<std::unique_ptr<BenchClient>>& clients, int n,
+                                    const CallFn& a, const CallFn& b, absl::Duration duration,
+                                    const RoundRatio& ratio, int rounds = 6) {
   std::vector<double> ratios;
   const absl::Duration window = duration / rounds;
   for (int round = 0; round < rounds; ++round) {
@@ -142,37 +146,43 @@ absl::StatusOr<double> PairedRatio(std::vector<std::unique_ptr<BenchClient>>& cl
     if (!first.error.ok()) return first.error;
     LoadResult second = RunLoad(clients, n, round % 2 == 0 ? b : a, window, 0);
     if (!second.error.ok()) return second.error;
-    const LoadResult& of_a = round % 2 == 0 ? first : second;
-    const LoadResult& of_b = round % 2 == 0 ? second : first;
-    if (of_a.CallsPerSecond() > 0) ratios.push_back(of_b.CallsPerSecond() / of_a.CallsPerSecond());
+    absl::StatusOr<std::optional<double>> value =
+        round % 2 == 0 ? ratio(first, second, window) : ratio(second, first, window);
+    if (!value.ok()) return value.status();
+    if (value->has_value()) ratios.push_back(**value);
   }
   return Median(std::move(ratios));
 }
 
-// Predict's p50 over (floor p50 + model p50), measured as PairedRatio
-// measures: `rounds` rounds, each timing Predict and Echo back to back (the
-// order alternating) and then the model in this process (`model_p50`, given a
-// time budget), and the median of the rounds' ratios. The machine's drift
-// (on a VM, the host's steal time) then falls on all three terms alike.
+// Throughput of `b` over that of `a`, from PairedRounds.
+absl::StatusOr<double> PairedRatio(std::vector<std::unique_ptr<BenchClient>>& clients, int n,
+                                   const CallFn& a, const CallFn& b, absl::Duration duration) {
+  return PairedRounds(clients, n, a, b, duration,
+                      [](const LoadResult& of_a, const LoadResult& of_b,
+                         absl::Duration) -> absl::StatusOr<std::optional<double>> {
+                        if (of_a.CallsPerSecond() <= 0) return std::nullopt;
+                        return of_b.CallsPerSecond() / of_a.CallsPerSecond();
+                      });
+}
+
+// Predict's p50 over (floor p50 + model p50), from PairedRounds of Predict
+// and Echo, each round timing the model in this process afterwards
+// (`model_p50`, given half a window). The machine's drift (on a VM, the
+// host's steal time) then falls on all three terms alike.
 absl::StatusOr<double> PairedOverFloorPlusModel(
     std::vector<std::unique_ptr<BenchClient>>& clients, int n, const CallFn& predict,
     const CallFn& echo, const std::function<absl::StatusOr<double>(absl::Duration)>& model_p50,
-    absl::Duration duration, int rounds = 6) {
-  std::vector<double> ratios;
-  const absl::Duration window = duration / rounds;
-  for (int round = 0; round < rounds; ++round) {
-    LoadResult first = RunLoad(clients, n, round % 2 == 0 ? predict : echo, window, 0);
-    if (!first.error.ok()) return first.error;
-    LoadResult second = RunLoad(clients, n, round % 2 == 0 ? echo : predict, window, 0);
-    if (!second.error.ok()) return second.error;
-    absl::StatusOr<double> model = model_p50(window / 2);
-    if (!model.ok()) return model.status();
-    const LoadResult& of_predict = round % 2 == 0 ? first : second;
-    const LoadResult& of_echo = round % 2 == 0 ? second : first;
-    const double floor_plus_model = of_echo.Percentile(0.5) + *model;
-    if (floor_plus_model > 0) ratios.push_back(of_predict.Percentile(0.5) / floor_plus_model);
-  }
-  return Median(std::move(ratios));
+    absl::Duration duration) {
+  return PairedRounds(
+      clients, n, predict, echo, duration,
+      [&model_p50](const LoadResult& of_predict, const LoadResult& of_echo,
+                   absl::Duration window) -> absl::StatusOr<std::optional<double>> {
+        absl::StatusOr<double> model = model_p50(window / 2);
+        if (!model.ok()) return model.status();
+        const double floor_plus_model = of_echo.Percentile(0.5) + *model;
+        if (floor_plus_model <= 0) return std::nullopt;
+        return of_predict.Percentile(0.5) / floor_plus_model;
+      });
 }
 
 grpc::Status CallPredict(BenchClient* client, const v1::PredictRequest& request) {
