@@ -937,6 +937,25 @@ TEST_F(E2eTest, BenchReportsEveryCombination) {
   EXPECT_EQ(rows, 4) << bench.out;
 }
 
+// By time (no --calls), the ratios come from paired rounds (PairedRounds):
+// six rounds of Predict against Echo (plus the model) and against V2.
+TEST_F(E2eTest, BenchByTimeReportsPairedRatios) {
+  ASSERT_OK_AND_ASSIGN(v1::Job job, TrainSmall("bench"));
+  ASSERT_EQ(job.state(), v1::SUCCEEDED) << job.reason();
+  CommandResult bench = Bnctl({"--json", "bench", "predict", "--model", "bench", "--batch", "16",
+                               "--clients", "1", "--duration", "600ms", "--data-dir", kDataDir});
+  ASSERT_EQ(bench.exit_code, 0) << Describe(bench);
+  nlohmann::json row = nlohmann::json::parse(bench.out.substr(bench.out.rfind('{')));
+  EXPECT_GT(row.at("calls").get<int>(), 0) << bench.out;
+  // Each a median of rounds' ratios: positive, and no further from 1 than a
+  // loopback call on a loaded machine can push it.
+  for (const char* key : {"p50_over_floor_plus_model", "v2_grpc_over_predict"}) {
+    const double value = row.at(key).get<double>();
+    EXPECT_GT(value, 0.05) << key << ": " << bench.out;
+    EXPECT_LT(value, 20) << key << ": " << bench.out;
+  }
+}
+
 TEST_F(E2eTest, BenchMeasuresRestJsonAndBinaryNextToPredict) {
   ASSERT_OK_AND_ASSIGN(v1::Job job, TrainSmall("bench"));
   ASSERT_EQ(job.state(), v1::SUCCEEDED) << job.reason();
